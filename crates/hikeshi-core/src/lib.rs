@@ -1,0 +1,19 @@
+//! hikeshi-core: the pure heart of hikeshi.
+//!
+//! It takes bytes and time as arguments and returns decisions. It performs
+//! no I/O, never reads the clock and never spawns anything, so everything
+//! in it is deterministic, replayable and cheap to test and benchmark. The
+//! application crate `hikeshi` feeds it log lines and carries out what it
+//! decides.
+//!
+//! Modules follow the data flow of the runbook: [`syslog`] envelopes →
+//! [`sshd`] messages → [`event`]s (with [`correlate`] for lines that need
+//! their connection) → detection and policy → incidents and reports.
+
+pub mod correlate;
+pub mod event;
+pub mod parse;
+pub mod sshd;
+pub mod syslog;
+
+pub use event::{AuthEvent, Kind, Mode, Outcome, Source};

@@ -1,0 +1,94 @@
+//! The command line: one module per subcommand, each with its `Args` and
+//! its `run`. This module owns the global options, loading the
+//! configuration, and mapping errors to exit codes.
+//!
+//! Exit codes: 0 success; 1 the command found something that needs
+//! attention (each command documents what); 2 an error (bad usage, bad
+//! configuration, unreadable input).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+pub mod parse;
+
+/// Incident response for Linux servers: detect SSH attacks, contain them,
+/// and carry each incident through to its report.
+#[derive(Debug, Parser)]
+#[command(name = "hikeshi", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// Directory for state (incidents, cursors, baselines). Default:
+    /// /var/lib/hikeshi for root, else $XDG_STATE_HOME/hikeshi.
+    #[arg(long, global = true, env = "HIKESHI_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Configuration file. Default: /etc/hikeshi/hikeshi.toml if it exists,
+    /// else built-in defaults.
+    #[arg(long, global = true, env = "HIKESHI_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show how hikeshi reads sshd log lines (like fail2ban-regex, for every line).
+    Parse(parse::Args),
+}
+
+/// What every command gets: the loaded configuration and where state lives.
+#[derive(Debug)]
+pub struct Context {
+    pub config: Config,
+    pub config_path: Option<PathBuf>,
+    pub data_dir: PathBuf,
+}
+
+/// Exit code for "the command found something that needs attention".
+pub const EXIT_FINDINGS: u8 = 1;
+/// Exit code for errors.
+pub const EXIT_ERROR: u8 = 2;
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(EXIT_ERROR) } else { ExitCode::SUCCESS };
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            if is_broken_pipe(&err) {
+                // `hikeshi parse big.log | head` is not an error.
+                return ExitCode::SUCCESS;
+            }
+            let mut stderr = std::io::stderr().lock();
+            let _ = writeln!(stderr, "hikeshi: error: {err:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let (config, config_path) = Config::load(cli.config.as_deref())?;
+    let data_dir = cli.data_dir.clone().unwrap_or_else(crate::data_dir::default_data_dir);
+    let ctx = Context { config, config_path, data_dir };
+    match cli.command {
+        Command::Parse(args) => parse::run(&ctx, args),
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

@@ -1,0 +1,12 @@
+//! hikeshi: incident response for Linux servers.
+//!
+//! This crate does all the I/O (files, the journal, the network, the
+//! firewall, SQLite, mail) around the pure `hikeshi-core`. Its modules
+//! follow the runbook: `sources` read logs, `cli` wires commands, `exec`
+//! is the one place that runs other programs.
+
+pub mod cli;
+pub mod config;
+pub mod data_dir;
+pub mod exec;
+pub mod sources;
