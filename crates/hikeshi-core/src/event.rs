@@ -424,3 +424,46 @@ pub struct AuthEvent {
     pub user: Option<String>,
     pub port: Option<u16>,
 }
+
+/// How bad something is. Ordered: `Low < Medium < High < Critical`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    #[default]
+    Low,
+    Medium,
+    High,
+    /// A possible compromise (e.g. a success after many failures).
+    Critical,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 4] =
+        [Severity::Low, Severity::Medium, Severity::High, Severity::Critical];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Severity {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Severity::ALL.into_iter().find(|v| v.as_str() == s).ok_or_else(|| {
+            format!("unknown severity {s:?}: expected low, medium, high or critical")
+        })
+    }
+}

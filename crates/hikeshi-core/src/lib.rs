@@ -10,10 +10,11 @@
 //! [`sshd`] messages → [`event`]s (with [`correlate`] for lines that need
 //! their connection) → detection and policy → incidents and reports.
 
+pub mod allowlist;
 pub mod correlate;
 pub mod event;
 pub mod parse;
 pub mod sshd;
 pub mod syslog;
 
-pub use event::{AuthEvent, Kind, Mode, Outcome, Source};
+pub use event::{AuthEvent, Kind, Mode, Outcome, Severity, Source};
