@@ -10,6 +10,7 @@
 //! [`sshd`] messages → [`event`]s (with [`correlate`] for lines that need
 //! their connection) → detection and policy → incidents and reports.
 
+pub mod alert;
 pub mod allowlist;
 pub mod correlate;
 pub mod event;
