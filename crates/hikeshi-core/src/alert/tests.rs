@@ -50,11 +50,15 @@ fn hostile() -> AlertFacts {
 
 fn assert_no_raw_controls(text: &str) {
     for c in text.chars() {
-        assert!(
-            !(c.is_control() && c != '\n') && !is_unsafe_char(c) || c == '\n',
-            "raw control {c:?} in {text:?}"
-        );
+        // Newlines are the renderer's own line breaks; anything else
+        // unsafe must have been escaped.
+        assert!(c == '\n' || !is_unsafe_char(c), "raw control {c:?} in {text:?}");
     }
+}
+
+fn assert_clean_line(text: &str) {
+    assert!(!text.contains('\n'), "newline in {text:?}");
+    assert_no_raw_controls(text);
 }
 
 #[test]
@@ -159,11 +163,14 @@ fn json_payload_is_structured_and_clean() {
 
     let h = json_payload(&hostile(), DEFAULT_SUBJECT);
     for user in h["sample_users"].as_array().unwrap() {
-        assert_no_raw_controls(user.as_str().unwrap());
+        assert_clean_line(user.as_str().unwrap());
     }
-    assert_no_raw_controls(h["source"].as_str().unwrap());
-    assert_no_raw_controls(h["subject"].as_str().unwrap());
-    assert!(!h["subject"].as_str().unwrap().contains('\n'));
+    for field in ["source", "subject", "title", "reason"] {
+        assert_clean_line(h[field].as_str().unwrap());
+    }
+    assert_clean_line(h["hosts"][0].as_str().unwrap());
+    assert_clean_line(h["actions"][0].as_str().unwrap());
+    assert_no_raw_controls(h["text"].as_str().unwrap());
 }
 
 #[test]
