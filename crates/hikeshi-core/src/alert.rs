@@ -127,8 +127,8 @@ impl AlertKind {
 /// Who the members of a team are that must receive an alert of `kind` at
 /// `severity`: those whose `receives` lists the severity, and for a
 /// containment failure every System Administrator too (they are the ones
-/// who must block by hand). Order and duplicates of the team are kept
-/// out: each email address appears once, in team order.
+/// who must block by hand). Each email address appears once (compared
+/// without case), in team order.
 pub fn recipients(team: &[Member], kind: AlertKind, severity: Severity) -> Vec<&Member> {
     let mut chosen: Vec<&Member> = Vec::new();
     for member in team {

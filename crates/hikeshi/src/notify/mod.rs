@@ -560,6 +560,13 @@ mod tests {
     }
 
     #[test]
+    fn a_notifier_can_move_to_the_alert_worker_thread() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Notifier>();
+        assert_send_sync::<Senders>();
+    }
+
+    #[test]
     fn an_inline_password_is_refused() {
         let err = alert_config(
             "[email]\nserver = \"smtp.example.com\"\nfrom = \"a@example.com\"\npassword = \"x\"\n",

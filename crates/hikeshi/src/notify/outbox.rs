@@ -101,6 +101,8 @@ pub struct OutboxRow {
 pub struct FailedDelivery {
     pub id: i64,
     pub channel: String,
+    /// The recipient as it may be shown in logs: a webhook URL is reduced
+    /// to its scheme and host (its path often holds a secret token).
     pub recipient: String,
     /// Attempts so far, this one included.
     pub attempts: u32,
@@ -288,6 +290,13 @@ fn mark_delivered(
     Ok(())
 }
 
+fn shown_recipient(channel: &str, recipient: &str) -> String {
+    match Channel::from_name(channel) {
+        Some(Channel::WebhookJson | Channel::WebhookSlack) => super::webhook::redact_url(recipient),
+        _ => recipient.to_string(),
+    }
+}
+
 /// Records a failed attempt of `row` and returns what the report says.
 fn record_failure(
     conn: &Connection,
@@ -306,7 +315,7 @@ fn record_failure(
     Ok(FailedDelivery {
         id: row.id,
         channel: row.channel.clone(),
-        recipient: row.recipient.clone(),
+        recipient: shown_recipient(&row.channel, &row.recipient),
         attempts,
         error: error.to_string(),
         next_attempt_at: next,

@@ -51,6 +51,21 @@ impl WebhookSender {
     }
 }
 
+/// A webhook URL fit for logs and reports: the scheme and host only.
+/// Webhook paths and queries often carry the secret token (Slack's
+/// `/services/T…/B…/secret`).
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some(parts) => parts,
+        None => return "<webhook>".to_string(),
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    // Credentials in the authority (`user:pass@host`) are secret too.
+    let host = host.rsplit('@').next().unwrap_or(host);
+    let tail = if rest.len() > host.len() { "/…" } else { "" };
+    hikeshi_core::alert::clean_inline(&format!("{scheme}://{host}{tail}"), 200)
+}
+
 fn check_url(url: &str) -> Result<(), String> {
     let rest = url
         .strip_prefix("https://")
@@ -75,7 +90,8 @@ impl Sender for WebhookSender {
             .build()
             .header("Content-Type", "application/json")
             .send(message.body.as_bytes());
-        let mut response = result.map_err(|e| SendError::server(format!("POST {url}: {e}")))?;
+        let shown = redact_url(url);
+        let mut response = result.map_err(|e| SendError::server(format!("POST {shown}: {e}")))?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
@@ -83,6 +99,33 @@ impl Sender for WebhookSender {
         let mut snippet = Vec::new();
         let _ = response.body_mut().as_reader().take(ERROR_BODY_BYTES).read_to_end(&mut snippet);
         let snippet = hikeshi_core::alert::clean_inline(&String::from_utf8_lossy(&snippet), 200);
-        Err(SendError::server(format!("POST {url}: HTTP {status}: {snippet}")))
+        Err(SendError::server(format!("POST {shown}: HTTP {status}: {snippet}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacted_urls_keep_the_host_and_drop_the_secret() {
+        assert_eq!(
+            redact_url("https://hooks.slack.com/services/T000/B000/XXXX"),
+            "https://hooks.slack.com/…"
+        );
+        assert_eq!(redact_url("http://u:pw@127.0.0.1:8080/x?token=1"), "http://127.0.0.1:8080/…");
+        assert_eq!(redact_url("http://127.0.0.1:8080"), "http://127.0.0.1:8080");
+        assert_eq!(redact_url("garbage"), "<webhook>");
+    }
+
+    #[test]
+    fn urls_are_checked() {
+        assert!(check_url("https://example.com/x").is_ok());
+        assert!(check_url("http://127.0.0.1:9/").is_ok());
+        for bad in
+            ["ftp://example.com", "https://", "https:///x", "https://exa mple.com", "example.com"]
+        {
+            assert!(check_url(bad).is_err(), "{bad}");
+        }
     }
 }
