@@ -430,6 +430,36 @@ fn email_alert_is_delivered_with_an_actionable_body_and_no_injected_header() {
 }
 
 #[test]
+fn hostile_source_and_host_and_a_japanese_subject_survive_smtp_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("Maildir");
+    let smtp = aiosmtpd(free_port(), &maildir, &[]);
+    let mut notifier = notifier(&email_config(smtp.port, "none", ""));
+    // `hikeshi scan -s`: a Japanese subject is encoded, not mangled.
+    notifier.set_subject("インシデント警報");
+    let conn = db(dir.path());
+    let now = ts(NOW);
+    let mut f = facts(77);
+    f.source = "evil.example\r\nBcc: victim@example.org".into();
+    f.hosts = vec!["srv\r\nX-Injected: 1\r\n\r\nforged body".into()];
+    f.title = "Multiple failed SSH logins\nSubject: all clear".into();
+    notifier.enqueue(&conn, &f, now).unwrap();
+    assert_eq!(notifier.deliver_due(&conn, now).unwrap().sent, 2);
+    let mails = mails(&maildir);
+    assert_eq!(mails.len(), 2);
+    for mail in &mails {
+        let subject = mail.header("Subject");
+        assert_eq!(subject.len(), 1, "{:?}", mail.headers);
+        assert!(subject[0].starts_with("インシデント警報 #77: [HIGH] "), "{}", subject[0]);
+        assert!(subject[0].contains("evil.example\\r\\nBcc: victim@example.org"), "{}", subject[0]);
+        assert!(mail.header("Bcc").is_empty() && mail.header("X-Injected").is_empty());
+        assert_eq!(mail.header("X-RcptTo"), mail.header("To"));
+        assert!(!mail.body.lines().any(|l| l == "forged body" || l.starts_with("Subject:")));
+        assert!(mail.body.contains("Where:        srv\\r\\nX-Injected: 1\\r\\n\\r\\nforged body"));
+    }
+}
+
+#[test]
 fn starttls_is_required_and_checks_the_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let certs = make_certs(dir.path());
