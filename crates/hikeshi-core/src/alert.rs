@@ -274,6 +274,16 @@ pub struct AlertFacts {
     pub next_steps: Vec<NextStep>,
 }
 
+impl AlertFacts {
+    /// What makes this alert the same alert if raised again: the incident,
+    /// the transition and the severity. The outbox stores each key once per
+    /// recipient, so a caller that reports the same transition twice (a
+    /// cron run re-reading a log) does not alert twice.
+    pub fn once_key(&self) -> String {
+        format!("{}:{}:{}", self.incident_id, self.kind.as_str(), self.severity.as_str())
+    }
+}
+
 /// Makes attacker-chosen text safe to put on one line of any alert
 /// format: control characters (C0, DEL, C1: newlines, CR, ESC), Unicode
 /// line/paragraph separators, bidi overrides and invisible format

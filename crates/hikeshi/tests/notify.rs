@@ -385,6 +385,9 @@ fn email_alert_is_delivered_with_an_actionable_body_and_no_injected_header() {
     // High severity: the incident manager and the IR list, not the
     // communication lead.
     assert_eq!(ids.len(), 2);
+    // The same transition reported again (a cron run re-reading the log)
+    // is not a second alert.
+    assert!(notifier.enqueue(&conn, &facts(42), now + secs(600)).unwrap().is_empty());
     let report = notifier.deliver_due(&conn, now).unwrap();
     assert_eq!(report.sent, 2, "{report:?}");
     assert!(report.failed.is_empty(), "{report:?}");

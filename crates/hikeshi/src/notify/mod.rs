@@ -489,8 +489,9 @@ impl Notifier {
 
     /// Renders `facts` for every configured channel and recipient and
     /// stores the messages in the outbox, due at `now`, in one
-    /// transaction. Returns the new rows' ids (none when no channel
-    /// wants this severity). Sends nothing: see [`Notifier::deliver_due`].
+    /// transaction. Returns the new rows' ids: none when no channel wants
+    /// this severity, or when this alert ([`AlertFacts::once_key`]) was
+    /// already enqueued. Sends nothing: see [`Notifier::deliver_due`].
     pub fn enqueue(
         &self,
         conn: &rusqlite::Connection,
@@ -499,10 +500,12 @@ impl Notifier {
     ) -> Result<Vec<i64>, NotifyError> {
         let subject = alert::email_subject(facts, &self.subject);
         let text = alert::plain_text(facts);
+        let alert_key = Some(facts.once_key());
         let mut messages = Vec::new();
         for member in self.email_recipients(facts) {
             messages.push(outbox::NewMessage {
                 incident_id: Some(facts.incident_id),
+                alert_key: alert_key.clone(),
                 channel: Channel::Email,
                 recipient: member.email.clone(),
                 subject: subject.clone(),
@@ -523,6 +526,7 @@ impl Notifier {
             };
             messages.push(outbox::NewMessage {
                 incident_id: Some(facts.incident_id),
+                alert_key: alert_key.clone(),
                 channel,
                 recipient: hook.url.clone(),
                 subject: subject.clone(),
@@ -532,6 +536,7 @@ impl Notifier {
         if self.stdout {
             messages.push(outbox::NewMessage {
                 incident_id: Some(facts.incident_id),
+                alert_key: alert_key.clone(),
                 channel: Channel::Stdout,
                 recipient: "-".to_string(),
                 subject: subject.clone(),

@@ -32,12 +32,15 @@ CREATE TABLE IF NOT EXISTS alert_outbox (
     next_attempt_at INTEGER NOT NULL,   -- Unix seconds; meaningless once delivered
     last_error      TEXT,               -- the latest failure, kept after delivery
     delivered_at    INTEGER,            -- Unix seconds; NULL while pending
-    digest_id       INTEGER             -- delivered inside the digest led by this row id
+    digest_id       INTEGER,            -- delivered inside the digest led by this row id
+    alert_key       TEXT                -- AlertFacts::once_key: one row per key and recipient
 );
 CREATE INDEX IF NOT EXISTS alert_outbox_due
     ON alert_outbox (next_attempt_at) WHERE delivered_at IS NULL;
 CREATE INDEX IF NOT EXISTS alert_outbox_lane
     ON alert_outbox (channel, recipient, delivered_at);
+CREATE UNIQUE INDEX IF NOT EXISTS alert_outbox_once
+    ON alert_outbox (alert_key, channel, recipient) WHERE alert_key IS NOT NULL;
 ";
 
 /// How [`deliver_due`] retries and limits.
@@ -72,6 +75,9 @@ impl Default for OutboxPolicy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewMessage {
     pub incident_id: Option<i64>,
+    /// Stored once per channel and recipient: a second message with the
+    /// same key is not stored. `None`: always stored.
+    pub alert_key: Option<String>,
     pub channel: Channel,
     pub recipient: String,
     pub subject: String,
@@ -140,33 +146,44 @@ fn from_secs(secs: i64) -> Timestamp {
     Timestamp::from_second(secs).unwrap_or(if secs < 0 { Timestamp::MIN } else { Timestamp::MAX })
 }
 
-/// Stores one message, due at `now`. Returns its id.
-pub fn enqueue(conn: &Connection, message: &NewMessage, now: Timestamp) -> rusqlite::Result<i64> {
-    conn.execute(
-        "INSERT INTO alert_outbox
-             (incident_id, created_at, channel, recipient, subject, body, attempts, next_attempt_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?2)",
+/// Stores one message, due at `now`. Returns its id, or `None` when a
+/// message with the same `alert_key` was already stored for this channel
+/// and recipient.
+pub fn enqueue(
+    conn: &Connection,
+    message: &NewMessage,
+    now: Timestamp,
+) -> rusqlite::Result<Option<i64>> {
+    let inserted = conn.execute(
+        "INSERT OR IGNORE INTO alert_outbox
+             (incident_id, created_at, channel, recipient, subject, body, attempts,
+              next_attempt_at, alert_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?2, ?7)",
         params![
             message.incident_id,
             to_secs(now),
             message.channel.as_str(),
             message.recipient,
             message.subject,
-            message.body
+            message.body,
+            message.alert_key,
         ],
     )?;
-    Ok(conn.last_insert_rowid())
+    Ok((inserted == 1).then(|| conn.last_insert_rowid()))
 }
 
-/// Stores several messages in one transaction (all or none).
+/// Stores several messages in one transaction (all or none). Returns the
+/// ids of those stored (see [`enqueue`] for the ones that are not).
 pub fn enqueue_all(
     conn: &Connection,
     messages: &[NewMessage],
     now: Timestamp,
 ) -> rusqlite::Result<Vec<i64>> {
     let tx = conn.unchecked_transaction()?;
-    let ids =
-        messages.iter().map(|m| enqueue(&tx, m, now)).collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut ids = Vec::with_capacity(messages.len());
+    for message in messages {
+        ids.extend(enqueue(&tx, message, now)?);
+    }
     tx.commit()?;
     Ok(ids)
 }
@@ -521,6 +538,7 @@ mod tests {
     fn msg(channel: Channel, recipient: &str, n: i64) -> NewMessage {
         NewMessage {
             incident_id: Some(n),
+            alert_key: None,
             channel,
             recipient: recipient.into(),
             subject: format!("Incident Alert #{n}"),
@@ -534,6 +552,28 @@ mod tests {
 
     fn secs(n: i64) -> SignedDuration {
         SignedDuration::from_secs(n)
+    }
+
+    #[test]
+    fn the_same_alert_key_is_stored_once_per_recipient() {
+        let (_d, conn) = db();
+        let keyed = |r: &str| NewMessage {
+            alert_key: Some("42:opened:high".into()),
+            ..msg(Channel::Email, r, 42)
+        };
+        assert_eq!(enqueue(&conn, &keyed("a@example.com"), t0()).unwrap(), Some(1));
+        assert_eq!(enqueue(&conn, &keyed("a@example.com"), t0() + secs(600)).unwrap(), None);
+        assert_eq!(enqueue(&conn, &keyed("b@example.com"), t0()).unwrap(), Some(2));
+        // Without a key, nothing is deduplicated.
+        assert_eq!(
+            enqueue(&conn, &msg(Channel::Email, "a@example.com", 42), t0()).unwrap(),
+            Some(3)
+        );
+        assert_eq!(
+            enqueue(&conn, &msg(Channel::Email, "a@example.com", 42), t0()).unwrap(),
+            Some(4)
+        );
+        assert_eq!(pending(&conn).unwrap().len(), 4);
     }
 
     #[test]
@@ -591,6 +631,7 @@ mod tests {
         let (_d, conn) = db();
         let (senders, _) = fake(Channel::Email, |_| Ok(()));
         let id = enqueue(&conn, &msg(Channel::WebhookSlack, "https://hooks.example/x", 1), t0())
+            .unwrap()
             .unwrap();
         let report = deliver_due(&conn, t0(), &senders, &OutboxPolicy::default()).unwrap();
         assert_eq!(report.unroutable, 1);
