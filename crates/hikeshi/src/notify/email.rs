@@ -117,7 +117,15 @@ fn read_password(file: Option<&std::path::Path>, env: Option<&str>) -> Result<St
                     format!("cannot read {}: {e}", path.display()),
                 )
             })?;
-            Ok(text.lines().next().unwrap_or("").to_string())
+            warn_if_readable_by_others(path);
+            let password = text.lines().next().unwrap_or("");
+            if password.is_empty() {
+                return Err(NotifyError::config(
+                    "alert.email.password_file",
+                    format!("{} is empty: its first line must be the password", path.display()),
+                ));
+            }
+            Ok(password.to_string())
         }
         (None, Some(var)) => std::env::var(var).map_err(|_| {
             NotifyError::config(
@@ -129,6 +137,22 @@ fn read_password(file: Option<&std::path::Path>, env: Option<&str>) -> Result<St
             "alert.email.username",
             "a username needs password_file or password_env",
         )),
+    }
+}
+
+/// A password file others can read is a leak waiting to happen; say so,
+/// but keep working (refusing would silence every alert).
+fn warn_if_readable_by_others(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                "{}: the SMTP password file is readable by group or others (mode {:o}); chmod 600 it",
+                path.display(),
+                mode & 0o777
+            );
+        }
     }
 }
 

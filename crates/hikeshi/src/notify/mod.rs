@@ -625,6 +625,20 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_password_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "\nsecond line\n").unwrap();
+        let cfg = alert_config(&format!(
+            "[email]\nserver = \"s\"\nfrom = \"a@example.com\"\nusername = \"u\"\npassword_file = \"{}\"\n",
+            pw.display()
+        ))
+        .unwrap();
+        let err = Notifier::from_config(&TeamConfig::default(), &cfg, false).unwrap_err();
+        assert!(err.to_string().contains("is empty"), "{err}");
+    }
+
+    #[test]
     fn password_file_must_exist_and_is_named() {
         let cfg = alert_config(
             "[email]\nserver = \"s\"\nfrom = \"a@example.com\"\nusername = \"u\"\npassword_file = \"/nonexistent/hikeshi-pw\"\n",
