@@ -8,8 +8,9 @@
 //!
 //! Modules follow the data flow of the runbook: [`syslog`] envelopes →
 //! [`sshd`] messages → [`event`]s (with [`correlate`] for lines that need
-//! their connection) → detection and policy → incidents and reports.
+//! their connection) → detection and policy → incidents, [`alert`]s and reports.
 
+pub mod alert;
 pub mod allowlist;
 pub mod correlate;
 pub mod event;

@@ -21,6 +21,12 @@ pub struct Config {
     /// How log lines are read and interpreted.
     #[serde(default)]
     pub parse: ParseConfig,
+    /// `[team]`: the response team and what each member is alerted for.
+    #[serde(default)]
+    pub team: crate::notify::TeamConfig,
+    /// `[alert]`: how alerts are sent (email, webhooks, stdout).
+    #[serde(default)]
+    pub alert: crate::notify::AlertConfig,
 }
 
 /// `[parse]`: how log lines are read and interpreted.

@@ -9,4 +9,5 @@ pub mod cli;
 pub mod config;
 pub mod data_dir;
 pub mod exec;
+pub mod notify;
 pub mod sources;
