@@ -13,7 +13,7 @@
 //! time"); tags are 16-bit hashes whose meaning depends on the subject kind
 //! (the user name for a source, the address for a prefix or an account).
 
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 
 use hashbrown::HashTable;
@@ -122,9 +122,7 @@ impl Table {
     }
 
     fn hash(hasher: &RandomState, key: KeyRef<'_>) -> u64 {
-        let mut state = hasher.build_hasher();
-        key.hash(&mut state);
-        state.finish()
+        hasher.hash_one(key)
     }
 
     pub(crate) fn find(&self, key: KeyRef<'_>) -> Option<usize> {
