@@ -454,16 +454,13 @@ mod tests {
         let mut config = DetectConfig::default();
         config.slow.maxretry = 0;
         assert_eq!(config.validate().unwrap_err().field, "slow.maxretry");
-        let mut config = DetectConfig::default();
-        config.ipv6_prefix_len = 129;
+        let config = DetectConfig { ipv6_prefix_len: 129, ..DetectConfig::default() };
         let err = config.validate().unwrap_err();
         assert_eq!(err.field, "ipv6_prefix_len");
         assert!(err.to_string().contains("detect.ipv6_prefix_len"), "{err}");
-        let mut config = DetectConfig::default();
-        config.ipv4_prefix_len = Some(33);
+        let config = DetectConfig { ipv4_prefix_len: Some(33), ..DetectConfig::default() };
         assert_eq!(config.validate().unwrap_err().field, "ipv4_prefix_len");
-        let mut config = DetectConfig::default();
-        config.maxretry = 256;
+        let config = DetectConfig { maxretry: 256, ..DetectConfig::default() };
         assert!(config.validate().unwrap_err().to_string().contains("between 1 and 255"));
     }
 
