@@ -9,6 +9,12 @@
 //! Scenario 2 (hot): 1,000 addresses hammering with 50 user names, so
 //! every ring is full and every rule is evaluated on every event.
 //!
+//! With the argument `naive`, scenario 1 runs instead through the
+//! straightforward peer: a `HashMap<IpAddr, VecDeque<Timestamp>>` of
+//! failure times that only counts brute force (no prefixes, users or
+//! accounts), so the script can print the ratio of the two peaks (each in
+//! its own process, since VmHWM is a high-water mark).
+//!
 //! Reading /proc is fine here: this is a benchmark, not the library.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -25,6 +31,9 @@ const ROUNDS: u32 = 3;
 const START: i64 = 1_768_471_200; // 2026-01-15T10:00:00Z
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("naive") {
+        return naive();
+    }
     let baseline = vm_kib("VmHWM");
     let users: Vec<String> = (0..50).map(|i| format!("user{i}")).collect();
 
@@ -83,6 +92,38 @@ fn main() {
     println!("  events:            {hot_events}");
     println!("  findings:          {finding_count}");
     println!("  throughput:        {:.0} events/s", hot_events as f64 / elapsed);
+}
+
+/// Scenario 1 through the naive peer (brute force only).
+fn naive() {
+    use std::collections::{HashMap, VecDeque};
+    let baseline = vm_kib("VmHWM");
+    let mut failures: HashMap<IpAddr, VecDeque<Timestamp>> = HashMap::new();
+    let findtime = jiff::SignedDuration::from_mins(10);
+    let started = Instant::now();
+    let mut fired = 0u64;
+    for round in 0..ROUNDS {
+        for i in 0..ADDRESSES {
+            let n = u64::from(round) * u64::from(ADDRESSES) + u64::from(i);
+            let time = Timestamp::from_second(START + (n / 1000) as i64).unwrap();
+            let times = failures.entry(address(i)).or_default();
+            while times.front().is_some_and(|&t| time.duration_since(t) >= findtime) {
+                times.pop_front();
+            }
+            times.push_back(time);
+            if times.len() == 5 {
+                fired += 1;
+            }
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let peak = vm_kib("VmHWM");
+    println!("naive peer: {ADDRESSES} addresses, {ROUNDS} failures each, brute force only");
+    println!("  tracked addresses: {}", failures.len());
+    println!("  findings:          {fired}");
+    println!("  throughput:        {:.0} events/s", f64::from(ADDRESSES * ROUNDS) / elapsed);
+    println!("  peak RSS (VmHWM):  {:.1} MiB", peak as f64 / 1024.0);
+    println!("  baseline RSS:      {:.1} MiB", baseline as f64 / 1024.0);
 }
 
 /// The `i`-th attacking address: IPv6 for the first `IPV6_ADDRESSES`, ten
