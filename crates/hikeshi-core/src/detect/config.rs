@@ -155,9 +155,10 @@ impl<'de> Deserialize<'de> for Window {
 #[serde(deny_unknown_fields, default)]
 pub struct DetectConfig {
     /// Brute force: this many failures from one source within `findtime`.
-    #[serde(deserialize_with = "threshold")]
+    #[serde(deserialize_with = "maxretry")]
     pub maxretry: u32,
     /// The brute-force window (also used for prefixes).
+    #[serde(deserialize_with = "findtime")]
     pub findtime: Window,
     /// IPv6 sources are also counted per prefix of this length, so a host
     /// rotating addresses inside its /64 is one attacker. 128 turns
@@ -170,7 +171,7 @@ pub struct DetectConfig {
     pub ipv4_prefix_len: Option<u8>,
     /// Failures within `findtime` from two or more addresses of one prefix
     /// that make a prefix brute force.
-    #[serde(deserialize_with = "threshold")]
+    #[serde(deserialize_with = "prefix_maxretry")]
     pub prefix_maxretry: u32,
     /// Many distinct user names from one source.
     pub enumeration: EnumerationConfig,
@@ -193,8 +194,9 @@ pub struct DetectConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct EnumerationConfig {
     /// Distinct user names in failures from one source within `findtime`.
-    #[serde(deserialize_with = "threshold")]
+    #[serde(deserialize_with = "enumeration_distinct_users")]
     pub distinct_users: u32,
+    #[serde(deserialize_with = "enumeration_findtime")]
     pub findtime: Window,
 }
 
@@ -203,8 +205,9 @@ pub struct EnumerationConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SlowConfig {
     /// Failures from one source within `findtime`.
-    #[serde(deserialize_with = "threshold")]
+    #[serde(deserialize_with = "slow_maxretry")]
     pub maxretry: u32,
+    #[serde(deserialize_with = "slow_findtime")]
     pub findtime: Window,
 }
 
@@ -213,8 +216,9 @@ pub struct SlowConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SprayConfig {
     /// Distinct sources failing on one account within `findtime`.
-    #[serde(deserialize_with = "threshold")]
+    #[serde(deserialize_with = "spray_distinct_sources")]
     pub distinct_sources: u32,
+    #[serde(deserialize_with = "spray_findtime")]
     pub findtime: Window,
 }
 
@@ -224,8 +228,9 @@ pub struct SprayConfig {
 pub struct SuccessConfig {
     /// Failures from the source (or its prefix) within `findtime` before
     /// an accepted login that make it a possible compromise.
-    #[serde(deserialize_with = "threshold")]
+    #[serde(deserialize_with = "success_min_failures")]
     pub min_failures: u32,
+    #[serde(deserialize_with = "success_findtime")]
     pub findtime: Window,
 }
 
@@ -356,38 +361,72 @@ fn check_max_tracked(value: u32) -> Result<(), String> {
     }
 }
 
-fn threshold<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    let value = i64::deserialize(d)?;
+/// Prefixes a deserialization error with the full name of its field, so
+/// the message names it even where the format shows only the value.
+fn named<E: serde::de::Error>(field: &str, problem: impl fmt::Display) -> E {
+    E::custom(format_args!("detect.{field}: {}", problem.to_string().trim_end()))
+}
+
+fn threshold_of<'de, D: Deserializer<'de>>(d: D, field: &str) -> Result<u32, D::Error> {
+    let value = i64::deserialize(d).map_err(|e| named(field, e))?;
     let value = u32::try_from(value).unwrap_or(u32::MAX);
-    check_threshold(value).map_err(serde::de::Error::custom)?;
+    check_threshold(value).map_err(|problem| named(field, problem))?;
     Ok(value)
 }
 
-fn max_tracked<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    let value = i64::deserialize(d)?;
-    let value = u32::try_from(value)
-        .map_err(|_| serde::de::Error::custom(format!("must be between 1000 and {}", u32::MAX)))?;
-    check_max_tracked(value).map_err(serde::de::Error::custom)?;
-    Ok(value)
+fn window_of<'de, D: Deserializer<'de>>(d: D, field: &str) -> Result<Window, D::Error> {
+    Window::deserialize(d).map_err(|e| named(field, e))
 }
 
-fn prefix_len<'de, D: Deserializer<'de>>(d: D, min: u8, max: u8) -> Result<u8, D::Error> {
-    let value = i64::deserialize(d)?;
+fn prefix_len_of<'de, D: Deserializer<'de>>(
+    d: D,
+    field: &str,
+    min: u8,
+    max: u8,
+) -> Result<u8, D::Error> {
+    let value = i64::deserialize(d).map_err(|e| named(field, e))?;
     let len = u8::try_from(value).unwrap_or(u8::MAX);
     check_prefix(len, min, max).map_err(|_| {
-        serde::de::Error::custom(format!(
-            "prefix length must be between {min} and {max}, got {value}"
-        ))
+        named(field, format_args!("prefix length must be between {min} and {max}, got {value}"))
     })?;
     Ok(len)
 }
 
-fn ipv6_prefix_len<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
-    prefix_len(d, 16, 128)
+/// One deserializer per field, each knowing its own name.
+macro_rules! field_deserializers {
+    ($($name:ident: $ty:ty = $helper:ident($field:literal $(, $arg:expr)*);)*) => {$(
+        fn $name<'de, D: Deserializer<'de>>(d: D) -> Result<$ty, D::Error> {
+            $helper(d, $field $(, $arg)*)
+        }
+    )*};
+}
+
+field_deserializers! {
+    maxretry: u32 = threshold_of("maxretry");
+    findtime: Window = window_of("findtime");
+    prefix_maxretry: u32 = threshold_of("prefix_maxretry");
+    ipv6_prefix_len: u8 = prefix_len_of("ipv6_prefix_len", 16, 128);
+    enumeration_distinct_users: u32 = threshold_of("enumeration.distinct_users");
+    enumeration_findtime: Window = window_of("enumeration.findtime");
+    slow_maxretry: u32 = threshold_of("slow.maxretry");
+    slow_findtime: Window = window_of("slow.findtime");
+    spray_distinct_sources: u32 = threshold_of("spray.distinct_sources");
+    spray_findtime: Window = window_of("spray.findtime");
+    success_min_failures: u32 = threshold_of("success_after_failures.min_failures");
+    success_findtime: Window = window_of("success_after_failures.findtime");
 }
 
 fn ipv4_prefix_len<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u8>, D::Error> {
-    prefix_len(d, 8, 32).map(Some)
+    prefix_len_of(d, "ipv4_prefix_len", 8, 32).map(Some)
+}
+
+fn max_tracked<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let field = "max_tracked_sources";
+    let value = i64::deserialize(d).map_err(|e| named(field, e))?;
+    match u32::try_from(value) {
+        Ok(value) if check_max_tracked(value).is_ok() => Ok(value),
+        _ => Err(named(field, format_args!("must be between 1000 and {}, got {value}", u32::MAX))),
+    }
 }
 
 #[cfg(test)]
