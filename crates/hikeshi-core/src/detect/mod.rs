@@ -42,8 +42,11 @@
 //!
 //! # When findings are emitted
 //!
-//! For each subject and rule, an *episode* is a maximal stretch of time
-//! during which the rule's condition holds without interruption. A finding
+//! A rule's condition is evaluated after each failure of the subject
+//! (several failures in the same second are successive instants) and holds
+//! between failures until the oldest failure it needs leaves the window.
+//! For each subject and rule, an *episode* is a maximal stretch during
+//! which the condition holds without interruption. A finding
 //! is emitted once per episode, by the event that starts it (the N-th
 //! failure within the window), never by the further failures of the same
 //! episode: those are the incident layer's business. After the condition
@@ -67,6 +70,11 @@
 //! The findings of one event are pushed in this order: source rules
 //! (BruteForce, SlowBruteForce, UserEnumeration), the prefix rule, the
 //! account rule.
+//!
+//! The detector's "now" is the newest log time it has seen (or was given to
+//! [`Detector::expire`]); it only decides what is stale. A line with a
+//! forged far-future timestamp would make everything look stale, so sources
+//! should refuse timestamps far from the clock before they get here.
 //!
 //! # Allowlist
 //!
