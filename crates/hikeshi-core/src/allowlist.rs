@@ -9,12 +9,12 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::event::canonical_addr;
 
 /// Why an address is allowlisted: said in every refusal.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "reason", content = "network", rename_all = "snake_case")]
 pub enum AllowReason {
     Loopback,

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use jiff::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::config::Window;
 use crate::allowlist::AllowReason;
@@ -14,7 +14,7 @@ use crate::event::{Severity, Source};
 
 /// The detection rules. The `as_str` names are stable: they appear in the
 /// store, in alerts and in reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Rule {
     /// `maxretry` failures from one source within `findtime`.
@@ -80,7 +80,7 @@ impl fmt::Display for Rule {
 }
 
 /// Whom a finding is about.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "type", content = "value", rename_all = "snake_case")]
 pub enum Subject {
     /// One address (canonical: IPv4-mapped IPv6 is IPv4).
@@ -107,7 +107,7 @@ impl fmt::Display for Subject {
 
 /// One rule firing against one subject. See the module documentation of
 /// `detect` for exactly when findings are emitted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
     pub rule: Rule,
     /// `rule.severity()`.

@@ -287,4 +287,71 @@ mod tests {
         assert!(std::mem::size_of::<Key>() <= 24);
         assert!(std::mem::size_of::<Meta>() <= 28);
     }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(u8),
+        Push(u8, u32, u16),
+        Remove(u8),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            any::<u8>().prop_map(Op::Insert),
+            (any::<u8>(), 0u32..5, 1u16..4).prop_map(|(k, dt, tag)| Op::Push(k, dt, tag)),
+            any::<u8>().prop_map(Op::Remove),
+        ]
+    }
+
+    proptest::proptest! {
+        /// The slab against a map of vectors: every key keeps exactly its
+        /// own newest `capacity` failures through inserts and swap-removals.
+        #[test]
+        fn the_table_matches_a_map_of_vectors(
+            capacity in 1u32..5,
+            ops in proptest::collection::vec(op(), 1..300),
+        ) {
+            use std::collections::BTreeMap;
+            let mut table = Table::new(capacity);
+            let mut model: BTreeMap<u32, Vec<(u32, u16)>> = BTreeMap::new();
+            for op in ops {
+                match op {
+                    Op::Insert(k) => {
+                        let k = u32::from(k % 32);
+                        if table.find(addr(k)).is_none() {
+                            table.insert(addr(k));
+                            model.insert(k, Vec::new());
+                        }
+                    }
+                    Op::Push(k, dt, tag) => {
+                        let k = u32::from(k % 32);
+                        if let Some(slot) = table.find(addr(k)) {
+                            let entries = model.get_mut(&k).unwrap();
+                            let newest = entries.last().map_or(1, |e| e.0);
+                            let time = newest + dt;
+                            proptest::prop_assert_eq!(table.push(slot, time, tag), time);
+                            entries.push((time, tag));
+                        }
+                    }
+                    Op::Remove(k) => {
+                        let k = u32::from(k % 32);
+                        if let Some(slot) = table.find(addr(k)) {
+                            table.remove(slot);
+                            model.remove(&k);
+                        }
+                    }
+                }
+                proptest::prop_assert_eq!(table.len(), model.len());
+                for (k, entries) in &model {
+                    let slot = table.find(addr(*k));
+                    proptest::prop_assert!(slot.is_some());
+                    let got: Vec<_> = table.newest_first(slot.unwrap()).collect();
+                    let want: Vec<_> =
+                        entries.iter().rev().take(capacity as usize).copied().collect();
+                    proptest::prop_assert_eq!(got, want);
+                }
+            }
+        }
+    }
 }

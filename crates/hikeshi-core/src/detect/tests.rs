@@ -550,6 +550,26 @@ fn a_flood_of_hot_subjects_is_evicted_but_counted() {
 }
 
 #[test]
+fn findings_serialize_with_stable_names_and_round_trip() {
+    let allowlist = Allowlist::new(vec![net("192.0.2.0/24")], vec![]);
+    let mut d = Detector::new(quiet(), allowlist).unwrap();
+    let events: Vec<_> = (0..5).map(|i| fail_as(i, "192.0.2.9", "root")).collect();
+    let finding = all(&mut d, &events).remove(0);
+    let json = serde_json::to_value(&finding).unwrap();
+    assert_eq!(json["rule"], "brute_force");
+    assert_eq!(json["severity"], "high");
+    assert_eq!(json["subject"], serde_json::json!({"type": "addr", "value": "192.0.2.9"}));
+    assert_eq!(json["window"], "10m");
+    assert_eq!(json["at"], "2026-01-15T10:00:04Z");
+    assert_eq!(
+        json["allowlisted"],
+        serde_json::json!({"reason": "configured", "network": "192.0.2.0/24"})
+    );
+    let back: Finding = serde_json::from_value(json).unwrap();
+    assert_eq!(back, finding);
+}
+
+#[test]
 fn bad_configs_are_refused_by_new() {
     let config = DetectConfig { maxretry: 0, ..DetectConfig::default() };
     let err = Detector::new(config, Allowlist::default()).err().unwrap();
