@@ -9,11 +9,13 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
 
 use crate::event::canonical_addr;
 
 /// Why an address is allowlisted: said in every refusal.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", content = "network", rename_all = "snake_case")]
 pub enum AllowReason {
     Loopback,
     /// One of this host's own addresses.
@@ -69,12 +71,58 @@ impl Allowlist {
         self.networks.iter().find(|n| n.contains(&addr)).map(|n| AllowReason::Configured(*n))
     }
 
+    /// Why a ban of the whole network `net` must never happen, or `None`
+    /// if it may: `net` overlaps loopback, holds one of the host's own
+    /// addresses, overlaps a configured network, or starts with a non-peer
+    /// address.
+    pub fn check_net(&self, net: IpNet) -> Option<AllowReason> {
+        let net = match net {
+            IpNet::V6(v6) => match v6.network().to_ipv4_mapped() {
+                Some(v4) if v6.prefix_len() >= 96 => {
+                    IpNet::new(IpAddr::V4(v4), v6.prefix_len() - 96).ok()?.trunc()
+                }
+                _ => net.trunc(),
+            },
+            IpNet::V4(_) => net.trunc(),
+        };
+        if let Some(reason) = self.check(net.network()) {
+            return Some(reason);
+        }
+        let loopback: IpNet = match net {
+            IpNet::V4(_) => IpNet::from(IpAddr::from([127, 0, 0, 0])).supernet_of_len(8),
+            IpNet::V6(_) => IpNet::from(IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
+        };
+        if overlaps(net, loopback) {
+            return Some(AllowReason::Loopback);
+        }
+        if self.host_addrs.iter().any(|a| net.contains(a)) {
+            return Some(AllowReason::HostAddress);
+        }
+        self.networks.iter().find(|n| overlaps(net, **n)).map(|n| AllowReason::Configured(*n))
+    }
+
     pub fn contains(&self, addr: IpAddr) -> bool {
         self.check(addr).is_some()
     }
 
     pub fn networks(&self) -> &[IpNet] {
         &self.networks
+    }
+}
+
+/// Two CIDR blocks overlap iff one contains the other's first address.
+fn overlaps(a: IpNet, b: IpNet) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// Widens a single-address network to `len` bits.
+trait SupernetOfLen {
+    fn supernet_of_len(self, len: u8) -> IpNet;
+}
+
+impl SupernetOfLen for IpNet {
+    fn supernet_of_len(self, len: u8) -> IpNet {
+        IpNet::new(self.addr(), len).expect("len fits the family").trunc()
     }
 }
 
@@ -115,5 +163,35 @@ mod tests {
         for a in ["0.0.0.0", "::", "255.255.255.255", "224.0.0.1", "ff02::1"] {
             assert_eq!(list.check(ip(a)), Some(AllowReason::NotAPeer), "{a}");
         }
+    }
+
+    #[test]
+    fn networks_that_touch_the_allowlist_are_refused() {
+        let list = Allowlist::new(
+            vec!["192.0.2.0/24".parse().unwrap(), "2001:db8:1::/48".parse().unwrap()],
+            vec![ip("198.51.100.10"), ip("2001:db8:9:9::5")],
+        );
+        let net = |s: &str| s.parse::<IpNet>().unwrap();
+        assert_eq!(list.check_net(net("127.0.0.0/16")), Some(AllowReason::Loopback));
+        assert_eq!(list.check_net(net("126.0.0.0/7")), Some(AllowReason::Loopback));
+        assert_eq!(list.check_net(net("198.51.100.0/24")), Some(AllowReason::HostAddress));
+        assert_eq!(list.check_net(net("2001:db8:9:9::/64")), Some(AllowReason::HostAddress));
+        assert_eq!(
+            list.check_net(net("192.0.2.128/25")),
+            Some(AllowReason::Configured(net("192.0.2.0/24")))
+        );
+        assert_eq!(
+            list.check_net(net("192.0.0.0/16")),
+            Some(AllowReason::Configured(net("192.0.2.0/24")))
+        );
+        assert_eq!(
+            list.check_net(net("2001:db8:1:5::/64")),
+            Some(AllowReason::Configured(net("2001:db8:1::/48")))
+        );
+        assert_eq!(list.check_net(net("::/64")), Some(AllowReason::NotAPeer));
+        assert_eq!(list.check_net(net("::ffff:127.0.0.0/104")), Some(AllowReason::Loopback));
+        assert_eq!(list.check_net(net("203.0.113.0/24")), None);
+        assert_eq!(list.check_net(net("2001:db8:2::/64")), None);
+        assert_eq!(list.check_net(net("198.51.101.0/24")), None);
     }
 }

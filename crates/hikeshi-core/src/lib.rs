@@ -13,6 +13,7 @@
 pub mod alert;
 pub mod allowlist;
 pub mod correlate;
+pub mod detect;
 pub mod event;
 pub mod parse;
 pub mod sshd;

@@ -27,6 +27,49 @@ pub struct Config {
     /// `[alert]`: how alerts are sent (email, webhooks, stdout).
     #[serde(default)]
     pub alert: crate::notify::AlertConfig,
+    /// Detection thresholds and windows.
+    #[serde(default)]
+    pub detect: hikeshi_core::detect::DetectConfig,
+    /// Networks never acted on (besides loopback and the host's own
+    /// addresses, which always are).
+    #[serde(default)]
+    pub allowlist: AllowlistConfig,
+}
+
+/// `[allowlist]`: networks hikeshi never acts against. Their events are
+/// still recorded and their findings flagged.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowlistConfig {
+    /// CIDR blocks ("192.0.2.0/24", "2001:db8::/32") or single addresses.
+    #[serde(default, deserialize_with = "networks")]
+    pub networks: Vec<ipnet::IpNet>,
+}
+
+impl AllowlistConfig {
+    /// The allowlist of these networks plus the host's own addresses
+    /// (loopback is always in it).
+    pub fn build(&self, host_addrs: Vec<std::net::IpAddr>) -> hikeshi_core::allowlist::Allowlist {
+        hikeshi_core::allowlist::Allowlist::new(self.networks.clone(), host_addrs)
+    }
+}
+
+/// Reads `allowlist.networks`, naming the entry that is not a network.
+fn networks<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+    let texts = Vec::<String>::deserialize(d)?;
+    texts
+        .iter()
+        .map(|text| {
+            text.parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    serde::de::Error::custom(format_args!(
+                        "allowlist.networks: {text:?} is not a network: expected a CIDR block \
+                         such as \"192.0.2.0/24\" or \"2001:db8::/32\", or an address"
+                    ))
+                })
+        })
+        .collect()
 }
 
 /// `[parse]`: how log lines are read and interpreted.
@@ -87,6 +130,93 @@ mod tests {
         assert!(err.contains("x.toml"), "{err}");
         assert!(err.contains("line 3"), "{err}");
         assert!(err.contains("mdoe"), "{err}");
+    }
+
+    fn error_of(text: &str) -> String {
+        Config::from_toml(text, Path::new("x.toml")).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn detect_and_allowlist_sections_parse() {
+        let config = Config::from_toml(
+            "[detect]\nmaxretry = 3\nfindtime = \"1h\"\nipv4_prefix_len = 24\n\
+             [detect.slow]\nfindtime = \"7d\"\n\
+             [allowlist]\nnetworks = [\"192.0.2.0/24\", \"2001:db8::/32\", \"198.51.100.7\"]\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        assert_eq!(config.detect.maxretry, 3);
+        assert_eq!(config.detect.findtime.as_secs(), 3600);
+        assert_eq!(config.detect.ipv4_prefix_len, Some(24));
+        assert_eq!(config.detect.slow.findtime.as_secs(), 7 * 86_400);
+        assert_eq!(config.detect.slow.maxretry, 20);
+        assert_eq!(
+            config.allowlist.networks,
+            [
+                "192.0.2.0/24".parse::<ipnet::IpNet>().unwrap(),
+                "2001:db8::/32".parse().unwrap(),
+                "198.51.100.7/32".parse().unwrap()
+            ]
+        );
+        let allowlist = config.allowlist.build(vec!["203.0.113.1".parse().unwrap()]);
+        assert!(allowlist.contains("198.51.100.7".parse().unwrap()));
+        assert!(allowlist.contains("203.0.113.1".parse().unwrap()));
+        assert!(!allowlist.contains("203.0.113.2".parse().unwrap()));
+        config.detect.validate().unwrap();
+    }
+
+    #[test]
+    fn empty_config_has_the_documented_detection_defaults() {
+        let config = Config::from_toml("", Path::new("x.toml")).unwrap();
+        assert_eq!(config.detect, hikeshi_core::detect::DetectConfig::default());
+        assert!(config.allowlist.networks.is_empty());
+    }
+
+    #[test]
+    fn bad_duration_names_the_field_and_line() {
+        let err = error_of("[detect]\nmaxretry = 5\nfindtime = \"10 minutes\"\n");
+        assert!(err.contains("line 3") && err.contains("findtime"), "{err}");
+        assert!(err.contains("invalid duration") && err.contains("10m"), "{err}");
+        let err = error_of("[detect.slow]\nfindtime = \"0s\"\n");
+        assert!(err.contains("line 2") && err.contains("at least 1s"), "{err}");
+        assert!(err.contains("detect.slow.findtime"), "{err}");
+        let err = error_of("[detect]\nfindtime = 600\n");
+        assert!(err.contains("findtime"), "{err}");
+    }
+
+    #[test]
+    fn unknown_detect_fields_are_errors() {
+        let err = error_of("[detect]\nmaxretry = 5\nmax_retry = 5\n");
+        assert!(err.contains("line 3") && err.contains("max_retry"), "{err}");
+        let err = error_of("[detect.enumeration]\ndistinct_user = 5\n");
+        assert!(err.contains("distinct_user"), "{err}");
+        let err = error_of("[allowlist]\nnetwork = []\n");
+        assert!(err.contains("network"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_values_name_the_field() {
+        let err = error_of("[detect]\nipv6_prefix_len = 129\n");
+        assert!(err.contains("ipv6_prefix_len") && err.contains("between 16 and 128"), "{err}");
+        let err = error_of("[detect]\nipv4_prefix_len = 33\n");
+        assert!(err.contains("ipv4_prefix_len") && err.contains("between 8 and 32"), "{err}");
+        let err = error_of("[detect]\nmaxretry = 0\n");
+        assert!(err.contains("maxretry") && err.contains("between 1 and 255"), "{err}");
+        let err = error_of("[detect.slow]\nmaxretry = 1000\n");
+        assert!(err.contains("detect.slow.maxretry") && err.contains("line 2"), "{err}");
+        let err = error_of("[detect]\nmax_tracked_sources = 10\n");
+        assert!(err.contains("detect.max_tracked_sources") && err.contains("got 10"), "{err}");
+        let err = error_of("[detect]\nmax_tracked_sources = -5\n");
+        assert!(err.contains("got -5"), "{err}");
+    }
+
+    #[test]
+    fn bad_allowlist_network_names_the_field() {
+        let err = error_of("[allowlist]\nnetworks = [\"192.0.2.0/24\", \"10.0.0.0/33\"]\n");
+        assert!(err.contains("allowlist.networks") && err.contains("line 2"), "{err}");
+        assert!(err.contains("\"10.0.0.0/33\" is not a network"), "{err}");
+        let err = error_of("[allowlist]\nnetworks = \"192.0.2.0/24\"\n");
+        assert!(err.contains("line 2"), "{err}");
     }
 
     #[test]
