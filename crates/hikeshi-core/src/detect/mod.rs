@@ -83,6 +83,18 @@
 //! shown; [`Finding::ban_target`] is `None` for them, for host names and
 //! for accounts.
 //!
+//! # Between runs
+//!
+//! [`Detector::snapshot`] saves the whole state (not the allowlist) as a
+//! [`DetectorSnapshot`]; [`DetectorSnapshot::to_bytes`] and
+//! [`DetectorSnapshot::from_bytes`] make it a compact versioned blob, and
+//! [`Detector::restore`] resumes from it: a run cut anywhere and resumed
+//! gives exactly the findings of one uninterrupted run, and the
+//! [`DetectStats`] are cumulative across runs. The allowlist given to
+//! `restore` flags the findings from then on. A different configuration at
+//! restore time is re-derived (see `snapshot`), and
+//! [`RestoreOutcome::reset_reason`] says what changed.
+//!
 //! # Memory
 //!
 //! At most `max_tracked_sources` subjects (of every kind) are tracked.
@@ -98,18 +110,21 @@
 
 mod config;
 mod finding;
+mod snapshot;
 mod table;
 
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
 
 pub use config::{
     ConfigError, DetectConfig, EnumerationConfig, SlowConfig, SprayConfig, SuccessConfig, Window,
     WindowError, MAX_THRESHOLD, MAX_WINDOW_SECS,
 };
 pub use finding::{Finding, Rule, Subject, MAX_SAMPLE_USERS, MAX_SAMPLE_USER_BYTES};
+pub use snapshot::{DetectorSnapshot, RestoreError, RestoreOutcome, SNAPSHOT_VERSION};
 
 use crate::allowlist::Allowlist;
 use crate::event::{canonical_addr, AuthEvent, Outcome, Source};
@@ -131,8 +146,10 @@ const SOURCE_ENUMERATION: usize = 2;
 const PREFIX_BRUTE: usize = 0;
 const ACCOUNT_SPRAY: usize = 0;
 
-/// Counters about what the detector saw and did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Counters about what the detector saw and did. They are cumulative:
+/// a snapshot carries them into the next run (subtract two values to get
+/// one run's share).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DetectStats {
     /// Events given to [`Detector::observe`].
     pub events: u64,
@@ -653,5 +670,7 @@ fn abs_time(rel: u32) -> Timestamp {
         .expect("every u32 offset from 2000 is a valid timestamp")
 }
 
+#[cfg(test)]
+mod snapshot_tests;
 #[cfg(test)]
 mod tests;

@@ -88,6 +88,17 @@ pub(crate) struct Meta {
 }
 
 pub(crate) const SUCCESS_REPORTED: u8 = 1 << 3;
+/// All flag bits in use.
+pub(crate) const ALL_FLAGS: u8 = 0b1111;
+
+/// The part of [`Meta`] a snapshot carries besides the ring.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SavedMeta {
+    pub first_seen: u32,
+    pub total: u32,
+    pub episode_until: [u32; 3],
+    pub flags: u8,
+}
 
 /// The slab of subjects.
 pub(crate) struct Table {
@@ -208,6 +219,32 @@ impl Table {
         let cap = self.capacity;
         let at = slot * cap + (meta.head as usize + cap - n) % cap;
         Some((self.times[at], self.tags[at]))
+    }
+
+    /// Ring entries per subject.
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Adds a subject that is not in the table with its saved state (for
+    /// `Detector::restore`): `ring` oldest first, at most the capacity,
+    /// not empty. The newest entry is the subject's last failure.
+    pub(crate) fn insert_saved(&mut self, key: KeyRef<'_>, saved: SavedMeta, ring: &[(u32, u16)]) {
+        debug_assert!(!ring.is_empty() && ring.len() <= self.capacity);
+        let slot = self.insert(key);
+        let start = slot * self.capacity;
+        for (i, &(time, tag)) in ring.iter().enumerate() {
+            self.times[start + i] = time;
+            self.tags[start + i] = tag;
+        }
+        let meta = &mut self.meta[slot];
+        meta.first_seen = saved.first_seen;
+        meta.last_seen = ring[ring.len() - 1].0;
+        meta.total = saved.total;
+        meta.episode_until = saved.episode_until;
+        meta.flags = saved.flags;
+        meta.len = ring.len() as u8;
+        meta.head = (ring.len() % self.capacity) as u8;
     }
 
     /// The failures of `slot`, newest first.
