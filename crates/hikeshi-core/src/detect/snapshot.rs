@@ -287,6 +287,8 @@ impl Detector {
 
         let (mut dropped_prefixes, mut shortened_rings) = (0usize, 0usize);
         let mut ring = Vec::with_capacity(saved_capacity);
+        // Bounded by the blob's size: every saved subject took bytes.
+        detector.table.reserve(snapshot.subjects.len());
         for (index, subject) in snapshot.subjects.iter().enumerate() {
             let key = subject.key.checked().map_err(|problem| inconsistent(index, problem))?;
             if subject.ring.is_empty() || subject.ring.len() > saved_capacity {

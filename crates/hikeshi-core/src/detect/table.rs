@@ -221,6 +221,17 @@ impl Table {
         Some((self.times[at], self.tags[at]))
     }
 
+    /// Makes room for `additional` more subjects at once (restoring a
+    /// snapshot would otherwise grow and rehash many times).
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        let (keys, hasher) = (&self.keys, &self.hasher);
+        self.index.reserve(additional, |&s| Self::hash(hasher, keys[s as usize].as_ref()));
+        self.keys.reserve(additional);
+        self.meta.reserve(additional);
+        self.times.reserve(additional * self.capacity);
+        self.tags.reserve(additional * self.capacity);
+    }
+
     /// Ring entries per subject.
     pub(crate) fn capacity(&self) -> usize {
         self.capacity
