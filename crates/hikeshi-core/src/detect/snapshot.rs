@@ -287,8 +287,10 @@ impl Detector {
 
         let (mut dropped_prefixes, mut shortened_rings) = (0usize, 0usize);
         let mut ring = Vec::with_capacity(saved_capacity);
-        // Bounded by the blob's size: every saved subject took bytes.
-        detector.table.reserve(snapshot.subjects.len());
+        // Every saved subject took bytes of the blob, and no more than the
+        // cap are kept for long.
+        let max_tracked = detector.config.max_tracked_sources as usize;
+        detector.table.reserve(snapshot.subjects.len().min(max_tracked));
         for (index, subject) in snapshot.subjects.iter().enumerate() {
             let key = subject.key.checked().map_err(|problem| inconsistent(index, problem))?;
             if subject.ring.is_empty() || subject.ring.len() > saved_capacity {
