@@ -11,6 +11,7 @@
 //! their connection) → detection and policy → incidents and reports.
 
 pub mod allowlist;
+pub mod contain;
 pub mod correlate;
 pub mod event;
 pub mod parse;
