@@ -253,7 +253,10 @@ mod tests {
 
     #[test]
     fn invalid_policies_are_refused() {
-        assert_eq!(BanPolicy { bantime: secs(0), ..policy() }.validate(), Err(PolicyError::ZeroBantime));
+        assert_eq!(
+            BanPolicy { bantime: secs(0), ..policy() }.validate(),
+            Err(PolicyError::ZeroBantime)
+        );
         assert!(BanPolicy { multiplier: 0.5, ..policy() }.validate().is_err());
         assert!(BanPolicy { multiplier: f64::NAN, ..policy() }.validate().is_err());
         assert!(BanPolicy { max_bantime: secs(10), ..policy() }.validate().is_err());

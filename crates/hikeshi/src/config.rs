@@ -21,6 +21,9 @@ pub struct Config {
     /// How log lines are read and interpreted.
     #[serde(default)]
     pub parse: ParseConfig,
+    /// Banning attack sources in the firewall.
+    #[serde(default)]
+    pub contain: crate::contain::ContainConfig,
 }
 
 /// `[parse]`: how log lines are read and interpreted.

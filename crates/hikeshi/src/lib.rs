@@ -7,6 +7,8 @@
 
 pub mod cli;
 pub mod config;
+pub mod contain;
 pub mod data_dir;
 pub mod exec;
+pub mod host;
 pub mod sources;
