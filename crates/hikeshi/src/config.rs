@@ -87,6 +87,28 @@ mod tests {
     }
 
     #[test]
+    fn contain_section_is_checked() {
+        let config = Config::from_toml(
+            "[contain]\nbackend = \"ipset\"\nbantime = \"10m\"\npermanent_after = 3\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        assert_eq!(config.contain.backend, crate::contain::BackendKind::Ipset);
+        assert_eq!(config.contain.policy().unwrap().bantime.as_secs(), 600);
+        let err = Config::from_toml("[contain.nftables]\ntabel = \"x\"\n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2") && err.contains("tabel"), "{err}");
+        let err = Config::from_toml("[contain]\nbackend = \"pf\"\n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nftables") && err.contains("fail2ban"), "{err}");
+        let bad =
+            Config::from_toml("[contain]\nbantime = \"soon\"\n", Path::new("x.toml")).unwrap();
+        assert!(bad.contain.policy().unwrap_err().contains("[contain] bantime"));
+    }
+
+    #[test]
     fn bad_value_says_what_is_expected() {
         let err = Config::from_toml("[parse]\nmode = \"fast\"\n", Path::new("x.toml"))
             .unwrap_err()

@@ -693,12 +693,23 @@ fn fail2ban_backend_delegates_to_a_real_jail() {
     assert!(lab.wait_connect(SERVER4, true));
     assert!(!lab.connects(SERVER6));
 
-    // fail2ban forgot a ban (unbanned by hand): reconcile re-bans it.
+    // fail2ban forgot a ban (unbanned by hand): reconcile re-bans it, and
+    // leaves alone a ban fail2ban holds on its own.
     lab.server_ok("fail2ban-client", &["-s", &socket, "set", "hikeshi", "unbanip", PEER6]);
+    lab.server_ok("fail2ban-client", &["-s", &socket, "set", "hikeshi", "banip", "198.51.100.40"]);
     assert!(lab.wait_connect(SERVER6, true));
     let out = lab.hikeshi_ok(&["firewall", "reconcile", "--json"]);
-    assert!(out.contains(PEER6), "{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["reapplied"], serde_json::json!([PEER6]), "{out}");
+    assert_eq!(report["removed_unknown"], serde_json::json!([]), "{out}");
     assert!(lab.wait_connect(SERVER6, false));
+
+    // Uninstall lifts hikeshi's bans only.
+    lab.hikeshi_ok(&["firewall", "uninstall"]);
+    assert!(lab.wait_connect(SERVER6, true));
+    let banned = lab.server_ok("fail2ban-client", &["-s", &socket, "get", "hikeshi", "banip"]);
+    assert_eq!(hikeshi::contain::fail2ban::banned_list(&banned), set_of(&["198.51.100.40"]));
+    lab.hikeshi_ok(&["ban", PEER6]);
 
     // Allowlisted addresses never reach fail2ban.
     let out = lab.hikeshi(&["ban", SERVER4]);

@@ -51,6 +51,12 @@ pub struct UnbanArgs {
     pub reason: String,
 }
 
+/// The current time in whole seconds, the store's resolution.
+pub fn now() -> Timestamp {
+    let now = Timestamp::now();
+    Timestamp::from_second(now.as_second()).unwrap_or(now)
+}
+
 /// The allowlist as configured plus this host's own addresses.
 pub fn allowlist(ctx: &Context) -> Result<Allowlist> {
     let host = crate::host::own_addresses().context("cannot read this host's addresses")?;
@@ -165,14 +171,14 @@ pub fn run_ban(ctx: &Context, args: BanArgs) -> Result<ExitCode> {
             incident_id: args.incident,
         })
         .collect();
-    let outcomes = with_containment(ctx, |c| Ok(c.ban(&requests, Timestamp::now())))?;
+    let outcomes = with_containment(ctx, |c| Ok(c.ban(&requests, now())))?;
     Ok(report(&outcomes))
 }
 
 pub fn run_unban(ctx: &Context, args: UnbanArgs) -> Result<ExitCode> {
     let addrs = args.addrs.iter().map(|t| parse_addr(t)).collect::<Result<Vec<_>, _>>();
     let addrs = addrs.map_err(|e| anyhow::anyhow!("{e}\nnothing was unbanned"))?;
-    let outcomes = with_containment(ctx, |c| Ok(c.unban(&addrs, &args.reason, Timestamp::now())))?;
+    let outcomes = with_containment(ctx, |c| Ok(c.unban(&addrs, &args.reason, now())))?;
     Ok(report(&outcomes))
 }
 

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use hikeshi_core::contain::{format_duration, remaining};
-use jiff::Timestamp;
 
 use super::ban::with_containment;
 use super::Context;
@@ -49,7 +48,7 @@ pub fn run_bans(ctx: &Context, args: BansArgs) -> Result<ExitCode> {
     use std::io::Write;
     // TEMPORARY: the lead replaces this with `Store::open`.
     let conn = store::open_db(&ctx.data_dir)?;
-    let now = Timestamp::now();
+    let now = super::ban::now();
     let mut bans =
         if args.all { store::all_bans(&conn, 10_000)? } else { store::active_bans(&conn)? };
     if !args.all {
@@ -96,7 +95,7 @@ pub fn run_bans(ctx: &Context, args: BansArgs) -> Result<ExitCode> {
 }
 
 pub fn run_firewall(ctx: &Context, args: FirewallArgs) -> Result<ExitCode> {
-    let now = Timestamp::now();
+    let now = super::ban::now();
     with_containment(ctx, |c| {
         match args.action {
             FirewallAction::Setup => {

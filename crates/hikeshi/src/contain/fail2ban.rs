@@ -5,7 +5,8 @@
 //! fail2ban applies its jail's own `bantime` (`banip` takes no duration),
 //! so a ban can end in fail2ban before or after hikeshi's record of it;
 //! reconcile re-bans what fail2ban dropped early and unbans what hikeshi's
-//! policy has ended.
+//! policy has ended. The jail may hold fail2ban's own bans too: hikeshi
+//! only ever lifts the ones it recorded.
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -102,14 +103,19 @@ impl Firewall for Fail2ban {
         true
     }
 
+    fn owns_all_entries(&self) -> bool {
+        false
+    }
+
     fn flush(&mut self) -> Result<(), FirewallError> {
-        let banned: Vec<IpAddr> = self.list()?.into_iter().collect();
-        self.unban(&banned)
+        // The jail's bans are not all hikeshi's: `Containment` lifts the
+        // ones it recorded with `unban` instead.
+        Ok(())
     }
 
     fn uninstall(&mut self) -> Result<(), FirewallError> {
-        // The jail is the site's; uninstalling hikeshi only lifts its bans.
-        self.flush()
+        // The jail belongs to the site's fail2ban configuration.
+        Ok(())
     }
 }
 

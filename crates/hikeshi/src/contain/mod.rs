@@ -100,6 +100,12 @@ pub trait Firewall {
     /// Whether the firewall lifts a timed ban by itself when it ends (so
     /// bans expire even if hikeshi is not running).
     fn expires_on_its_own(&self) -> bool;
+    /// Whether every entry [`Firewall::list`] returns is hikeshi's (its own
+    /// table, chain or sets). A fail2ban jail may also hold fail2ban's own
+    /// bans: then hikeshi only ever lifts the bans it recorded.
+    fn owns_all_entries(&self) -> bool {
+        true
+    }
     /// Lifts every ban, keeping hikeshi's objects in place.
     fn flush(&mut self) -> Result<(), FirewallError>;
     /// Removes everything hikeshi added to the firewall.
@@ -508,13 +514,18 @@ impl<'a> Containment<'a> {
             }
         }
         let wanted: BTreeSet<IpAddr> = active.iter().map(|b| b.address).collect();
-        let stale: Vec<IpAddr> = present.difference(&wanted).copied().collect();
+        let expired: BTreeSet<IpAddr> = report.expired.iter().copied().collect();
+        let owns_all = self.firewall.owns_all_entries();
+        let stale: Vec<IpAddr> = present
+            .difference(&wanted)
+            .filter(|a| owns_all || expired.contains(a))
+            .copied()
+            .collect();
         if self.firewall.kind() != BackendKind::None {
             self.firewall.ban(&missing)?;
             report.reapplied = missing.iter().map(|e| e.addr.addr()).collect();
         }
         self.firewall.unban(&stale)?;
-        let expired: BTreeSet<IpAddr> = report.expired.iter().copied().collect();
         report.removed_unknown = stale.into_iter().filter(|a| !expired.contains(a)).collect();
         tx.commit()?;
         Ok(report)
@@ -542,7 +553,10 @@ impl<'a> Containment<'a> {
             store::remove_ban(&tx, ban.address, now, reason)?;
             lifted.push(ban.address);
         }
-        if uninstall {
+        if !self.firewall.owns_all_entries() {
+            // Lift only what hikeshi banned; the rest belongs to others.
+            self.firewall.unban(&lifted)?;
+        } else if uninstall {
             self.firewall.uninstall()?;
         } else {
             self.firewall.setup()?;

@@ -230,6 +230,31 @@ impl Firewall for Nftables {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contain::Permitted;
+    use hikeshi_core::allowlist::Allowlist;
+    use std::time::Duration;
+
+    #[test]
+    fn ban_batch_refreshes_present_elements_and_prints_addresses_canonically() {
+        let nft = Nftables::new(&NftablesConfig::default()).unwrap();
+        let entry = |a: &str, t: Option<u64>| BanEntry {
+            addr: Permitted::check(a.parse().unwrap(), &Allowlist::default()).unwrap(),
+            timeout: t.map(Duration::from_secs),
+        };
+        let bans = [
+            entry("::ffff:192.0.2.7", Some(60)),
+            entry("2001:0db8:0000::0005", None),
+            entry("192.0.2.8", Some(0)),
+            entry("192.0.2.9", Some(30)),
+        ];
+        let present: BTreeSet<IpAddr> = ["192.0.2.9".parse().unwrap()].into();
+        assert_eq!(
+            nft.ban_batch(&bans, &present),
+            "delete element inet hikeshi ban4 { 192.0.2.9 }\n\
+             add element inet hikeshi ban4 { 192.0.2.7 timeout 60s, 192.0.2.9 timeout 30s }\n\
+             add element inet hikeshi ban6 { 2001:db8::5 }\n"
+        );
+    }
 
     #[test]
     fn elements_with_and_without_timeouts_are_read() {
