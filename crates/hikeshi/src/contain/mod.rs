@@ -85,7 +85,7 @@ pub struct BanEntry {
 
 /// A firewall backend. Implementations own exactly the objects they create
 /// (a table, a chain, sets, a jail's bans) and never touch anything else.
-pub trait Firewall {
+pub trait Firewall: Send {
     /// Which backend this is.
     fn kind(&self) -> BackendKind;
     /// Creates hikeshi's objects if they are missing. Idempotent.
@@ -323,17 +323,41 @@ impl<'a> Containment<'a> {
                 })
                 .collect::<Vec<_>>()
         };
-        let planned = match self.record_bans(&permitted, now) {
+        // The whole ban is one store transaction: planned (reads), then the
+        // firewall batch and the store writes run at the same time (the
+        // firewall is another process), then commit, or roll back if
+        // either failed. The firewall is never ahead of the store for long,
+        // and reconcile removes what a crash left without a record.
+        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            outcomes.extend(fail(format!("store: {e}"), &permitted));
+            return outcomes;
+        }
+        let planned = match self.plan_bans(&permitted, now) {
             Ok(planned) => planned,
             Err(e) => {
-                outcomes.extend(fail(format!("{e}"), &permitted));
+                let _ = self.conn.execute_batch("ROLLBACK");
+                outcomes.extend(fail(e.to_string(), &permitted));
                 return outcomes;
             }
         };
         let entries: Vec<BanEntry> = planned.iter().map(|p| p.entry).collect();
-        let applied = self.firewall.setup().and_then(|()| self.firewall.ban(&entries));
-        let committed =
-            applied.and_then(|()| self.conn.execute_batch("COMMIT").map_err(FirewallError::from));
+        let firewall = &mut self.firewall;
+        let conn: &Connection = self.conn;
+        let (applied, written) = std::thread::scope(|scope| {
+            let applying =
+                scope.spawn(move || firewall.setup().and_then(|()| firewall.ban(&entries)));
+            let written = write_plan(conn, &planned, backend, now);
+            let applied = applying.join().unwrap_or_else(|_| {
+                Err(FirewallError::Output {
+                    program: backend.to_string(),
+                    detail: "backend panicked".into(),
+                })
+            });
+            (applied, written)
+        });
+        let committed = applied
+            .and(written)
+            .and_then(|()| self.conn.execute_batch("COMMIT").map_err(FirewallError::from));
         if let Err(e) = committed {
             let _ = self.conn.execute_batch("ROLLBACK");
             outcomes.extend(fail(e.to_string(), &permitted));
@@ -359,7 +383,7 @@ impl<'a> Containment<'a> {
                 length: p.length.to_string(),
                 expires_at: p.expires_at,
                 offence: p.offence,
-                extended: p.extended,
+                extended: p.extended.is_some(),
                 connections_killed: killed.get(&addr).copied().unwrap_or(0),
                 dry_run,
             });
@@ -367,65 +391,44 @@ impl<'a> Containment<'a> {
         outcomes
     }
 
-    /// Opens a transaction (left open for the caller to commit or roll
-    /// back) and records each ban with its offence count and expiry.
-    fn record_bans(
-        &mut self,
+    /// Decides each ban's offence number, length and end from the store
+    /// (reads only; the caller holds the transaction).
+    fn plan_bans(
+        &self,
         permitted: &BTreeMap<Permitted, &BanRequest>,
         now: Timestamp,
     ) -> Result<Vec<PlannedBan>, FirewallError> {
-        let backend = self.firewall.kind().name();
-        self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        let result = (|| {
-            let active: BTreeMap<IpAddr, store::BanRecord> =
-                store::active_bans(self.conn)?.into_iter().map(|b| (b.address, b)).collect();
-            let mut planned = Vec::with_capacity(permitted.len());
-            for (p, request) in permitted {
-                let addr = p.addr();
-                let offence = store::record_offence(self.conn, addr, now)?;
-                let length = request.length.unwrap_or_else(|| self.policy.length_for(offence));
-                let wanted_end = length.expires_at(now);
-                let (expires_at, extended) = match active.get(&addr) {
-                    Some(old) if !hikeshi_core::contain::is_expired(old.expires_at, now) => {
-                        let end = hikeshi_core::contain::later_end(old.expires_at, wanted_end);
-                        store::set_expiry(self.conn, old.id, end)?;
-                        (end, true)
-                    }
-                    old => {
-                        if old.is_some() {
-                            store::remove_ban(self.conn, addr, now, "expired")?;
-                        }
-                        store::insert_ban(
-                            self.conn,
-                            &store::NewBan {
-                                address: addr,
-                                incident_id: request.incident_id,
-                                reason: &request.reason,
-                                backend,
-                                created_at: now,
-                                expires_at: wanted_end,
-                                offence,
-                            },
-                        )?;
-                        (wanted_end, false)
-                    }
-                };
-                let timeout = remaining(expires_at, now);
-                planned.push(PlannedBan {
-                    entry: BanEntry { addr: *p, timeout },
-                    length,
-                    expires_at,
-                    offence,
-                    extended,
-                    incident_id: request.incident_id,
-                });
-            }
-            Ok(planned)
-        })();
-        if result.is_err() {
-            let _ = self.conn.execute_batch("ROLLBACK");
+        let active: BTreeMap<IpAddr, store::BanRecord> =
+            store::active_bans(self.conn)?.into_iter().map(|b| (b.address, b)).collect();
+        let addrs: Vec<IpAddr> = permitted.keys().map(|p| p.addr()).collect();
+        let offences = store::offences_of(self.conn, &addrs)?;
+        let mut planned = Vec::with_capacity(permitted.len());
+        for (p, request) in permitted {
+            let addr = p.addr();
+            let offence = offences.get(&addr).copied().unwrap_or(0).saturating_add(1);
+            let length = request.length.unwrap_or_else(|| self.policy.length_for(offence));
+            let wanted_end = length.expires_at(now);
+            let old = active.get(&addr);
+            let (expires_at, extended, replaces_expired) = match old {
+                Some(old) if !hikeshi_core::contain::is_expired(old.expires_at, now) => (
+                    hikeshi_core::contain::later_end(old.expires_at, wanted_end),
+                    Some(old.id),
+                    false,
+                ),
+                old => (wanted_end, None, old.is_some()),
+            };
+            planned.push(PlannedBan {
+                entry: BanEntry { addr: *p, timeout: remaining(expires_at, now) },
+                length,
+                expires_at,
+                offence,
+                extended,
+                replaces_expired,
+                incident_id: request.incident_id,
+                reason: request.reason.clone(),
+            });
         }
-        result
+        Ok(planned)
     }
 
     /// Lifts the bans of `addrs` (from the firewall and the store, in one
@@ -572,8 +575,46 @@ struct PlannedBan {
     length: BanLength,
     expires_at: Option<Timestamp>,
     offence: u32,
-    extended: bool,
+    /// The active ban this one extends.
+    extended: Option<i64>,
+    /// An active ban whose time has passed is closed first.
+    replaces_expired: bool,
     incident_id: Option<i64>,
+    reason: String,
+}
+
+/// Writes planned bans: offence counts, extensions, new rows.
+fn write_plan(
+    conn: &Connection,
+    planned: &[PlannedBan],
+    backend: &'static str,
+    now: Timestamp,
+) -> Result<(), FirewallError> {
+    let counts: Vec<(IpAddr, u32)> =
+        planned.iter().map(|p| (p.entry.addr.addr(), p.offence)).collect();
+    store::set_offences(conn, &counts, now)?;
+    let mut new_bans = Vec::with_capacity(planned.len());
+    for p in planned {
+        let address = p.entry.addr.addr();
+        if let Some(id) = p.extended {
+            store::set_expiry(conn, id, p.expires_at)?;
+            continue;
+        }
+        if p.replaces_expired {
+            store::remove_ban(conn, address, now, "expired")?;
+        }
+        new_bans.push(store::NewBan {
+            address,
+            incident_id: p.incident_id,
+            reason: &p.reason,
+            backend,
+            created_at: now,
+            expires_at: p.expires_at,
+            offence: p.offence,
+        });
+    }
+    store::insert_bans(conn, &new_bans)?;
+    Ok(())
 }
 
 /// Splits addresses by family, each printed canonically.
