@@ -291,6 +291,28 @@ mod tests {
         assert_eq!(later_end(Some(a), None), None);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn lengths_never_shrink_and_respect_the_cap(
+            bantime in 1u64..100_000,
+            extra in 0u64..10_000_000,
+            multiplier in 1.0f64..10.0,
+            offences in 1u32..200,
+        ) {
+            let p = BanPolicy {
+                bantime: secs(bantime),
+                multiplier,
+                max_bantime: secs(bantime + extra),
+                permanent_after: None,
+            };
+            let (BanLength::For(now), BanLength::For(next)) = (p.length_for(offences), p.length_for(offences + 1)) else {
+                panic!("no permanent_after, yet a permanent ban");
+            };
+            proptest::prop_assert!(now <= next);
+            proptest::prop_assert!(now >= secs(bantime) && next <= p.max_bantime);
+        }
+    }
+
     #[test]
     fn durations_parse_and_format() {
         for (text, s) in [

@@ -367,6 +367,14 @@ fn nftables_ban_expires_in_the_kernel_and_extension_refreshes_it() {
     assert!(json.contains("\"timeout\": 3600"), "{json}");
     std::thread::sleep(Duration::from_secs(4));
     assert!(!lab.connects(SERVER6), "the extended ban ended at its old time");
+
+    // The element vanished behind hikeshi's back: extending still works
+    // (the refresh's delete fails, hikeshi lists the set and retries).
+    lab.server_ok("nft", &["delete", "element", "inet", "hikeshi", "ban6", "{ 2001:db8:f::2 }"]);
+    let out = lab.hikeshi_ok(&["ban", PEER6, "--for", "2h"]);
+    assert!(out.contains("extended ban of 2001:db8:f::2"), "{out}");
+    let json = lab.server_ok("nft", &["-j", "list", "set", "inet", "hikeshi", "ban6"]);
+    assert!(json.contains("\"timeout\": 7200"), "{json}");
 }
 
 #[test]

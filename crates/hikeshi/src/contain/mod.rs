@@ -81,6 +81,9 @@ mod permit {
 pub struct BanEntry {
     pub addr: Permitted,
     pub timeout: Option<Duration>,
+    /// The ban is believed to be in the firewall already (an extension):
+    /// its timeout must be refreshed, not just added.
+    pub refresh: bool,
 }
 
 /// A firewall backend. Implementations own exactly the objects they create
@@ -398,9 +401,9 @@ impl<'a> Containment<'a> {
         permitted: &BTreeMap<Permitted, &BanRequest>,
         now: Timestamp,
     ) -> Result<Vec<PlannedBan>, FirewallError> {
-        let active: BTreeMap<IpAddr, store::BanRecord> =
-            store::active_bans(self.conn)?.into_iter().map(|b| (b.address, b)).collect();
         let addrs: Vec<IpAddr> = permitted.keys().map(|p| p.addr()).collect();
+        let active: BTreeMap<IpAddr, store::BanRecord> =
+            store::active_bans_of(self.conn, &addrs)?.into_iter().map(|b| (b.address, b)).collect();
         let offences = store::offences_of(self.conn, &addrs)?;
         let mut planned = Vec::with_capacity(permitted.len());
         for (p, request) in permitted {
@@ -418,7 +421,11 @@ impl<'a> Containment<'a> {
                 old => (wanted_end, None, old.is_some()),
             };
             planned.push(PlannedBan {
-                entry: BanEntry { addr: *p, timeout: remaining(expires_at, now) },
+                entry: BanEntry {
+                    addr: *p,
+                    timeout: remaining(expires_at, now),
+                    refresh: extended.is_some(),
+                },
                 length,
                 expires_at,
                 offence,
@@ -505,9 +512,11 @@ impl<'a> Containment<'a> {
             }
             // A ban stored before the allowlist grew is not re-applied.
             match Permitted::check(ban.address, &self.allowlist) {
-                Ok(p) => {
-                    missing.push(BanEntry { addr: p, timeout: remaining(ban.expires_at, now) })
-                }
+                Ok(p) => missing.push(BanEntry {
+                    addr: p,
+                    timeout: remaining(ban.expires_at, now),
+                    refresh: false,
+                }),
                 Err(reason) => {
                     tracing::warn!(
                         "not re-applying the ban of {}: allowlisted ({reason})",
@@ -649,6 +658,94 @@ mod tests {
             Permitted::check(ip("::ffff:203.0.113.5"), &list).unwrap().addr(),
             ip("203.0.113.5")
         );
+    }
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + s).unwrap()
+    }
+
+    fn request(addr: &str, length: Option<BanLength>) -> BanRequest {
+        BanRequest {
+            addr: addr.parse().unwrap(),
+            length,
+            reason: "test".into(),
+            incident_id: Some(3),
+        }
+    }
+
+    fn memory_db() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        store::create_tables(&conn).unwrap();
+        conn
+    }
+
+    #[test]
+    fn bans_escalate_extend_and_refuse_allowlisted_before_the_firewall() {
+        let mut conn = memory_db();
+        let policy = BanPolicy {
+            bantime: Duration::from_secs(60),
+            multiplier: 2.0,
+            max_bantime: Duration::from_secs(600),
+            permanent_after: None,
+        };
+        let allowlist = Allowlist::new(vec!["192.0.2.0/24".parse().unwrap()], vec![]);
+        let mut c =
+            Containment::new(Box::new(none::DryRun::default()), allowlist, policy, &mut conn, None);
+        let out = c.ban(&[request("203.0.113.5", None), request("192.0.2.9", None)], at(0));
+        assert!(
+            matches!(&out[0], ContainmentOutcome::Refused { reason, .. } if reason.contains("192.0.2.0/24"))
+        );
+        assert!(
+            matches!(&out[1], ContainmentOutcome::Banned { offence: 1, extended: false, expires_at: Some(end), .. } if *end == at(60))
+        );
+        assert_eq!(c.firewall().dry_run_log(), ["would ban 203.0.113.5 for 1m"]);
+        // A second offence while banned: longer, and an extension.
+        let out = c.ban(&[request("203.0.113.5", None)], at(30));
+        assert!(
+            matches!(&out[0], ContainmentOutcome::Banned { offence: 2, extended: true, expires_at: Some(end), .. } if *end == at(150)),
+            "{out:?}"
+        );
+        // A shorter explicit ban never shortens the one in force.
+        let out =
+            c.ban(&[request("203.0.113.5", Some(BanLength::For(Duration::from_secs(1))))], at(40));
+        assert!(
+            matches!(&out[0], ContainmentOutcome::Banned { expires_at: Some(end), .. } if *end == at(150)),
+            "{out:?}"
+        );
+        // After it ended (not yet reconciled), a new ban is a new record.
+        let out = c.ban(&[request("203.0.113.5", None)], at(1000));
+        assert!(
+            matches!(&out[0], ContainmentOutcome::Banned { offence: 4, extended: false, expires_at: Some(end), .. } if *end == at(1600)),
+            "{out:?}"
+        );
+        drop(c);
+        let history = store::all_bans(&conn, 10).unwrap();
+        assert_eq!(history.len(), 2);
+        assert_eq!(history[1].removed_reason.as_deref(), Some("expired"));
+        assert_eq!(history[0].incident_id, Some(3));
+    }
+
+    #[test]
+    fn unban_of_an_unknown_address_says_so() {
+        let mut conn = memory_db();
+        let mut c = Containment::new(
+            Box::new(none::DryRun::default()),
+            Allowlist::default(),
+            BanPolicy::default(),
+            &mut conn,
+            None,
+        );
+        c.ban(&[request("2001:db8::1", None)], at(0));
+        let out = c.unban(
+            &["2001:db8::1".parse().unwrap(), "2001:db8::2".parse().unwrap()],
+            "done",
+            at(1),
+        );
+        assert!(
+            matches!(&out[0], ContainmentOutcome::Unbanned { incident_id: Some(3), .. }),
+            "{out:?}"
+        );
+        assert!(matches!(&out[1], ContainmentOutcome::NotBanned { .. }), "{out:?}");
     }
 
     #[test]

@@ -165,13 +165,15 @@ impl Firewall for Nftables {
         if bans.is_empty() {
             return Ok(());
         }
-        let present = self.list()?;
-        match self.apply(&self.ban_batch(bans, &present)) {
+        // Trust the caller about which bans are already in the set (no
+        // listing of a possibly huge set for every ban). If one has timed
+        // out or was removed meanwhile, its delete fails the whole
+        // (unapplied) batch: then list the set and retry once.
+        let believed: BTreeSet<IpAddr> =
+            bans.iter().filter(|b| b.refresh).map(|b| b.addr.addr()).collect();
+        match self.apply(&self.ban_batch(bans, &believed)) {
             Ok(()) => Ok(()),
-            // An element can time out between listing and applying, and
-            // then its delete fails the whole (unapplied) batch: list again
-            // and retry once.
-            Err(_) if bans.iter().any(|b| present.contains(&b.addr.addr())) => {
+            Err(_) if !believed.is_empty() => {
                 let present = self.list()?;
                 self.apply(&self.ban_batch(bans, &present))
             }
@@ -240,6 +242,7 @@ mod tests {
         let entry = |a: &str, t: Option<u64>| BanEntry {
             addr: Permitted::check(a.parse().unwrap(), &Allowlist::default()).unwrap(),
             timeout: t.map(Duration::from_secs),
+            refresh: false,
         };
         let bans = [
             entry("::ffff:192.0.2.7", Some(60)),

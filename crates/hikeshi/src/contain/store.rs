@@ -286,6 +286,19 @@ pub fn active_bans(conn: &Connection) -> rusqlite::Result<Vec<BanRecord>> {
     rows.collect()
 }
 
+/// The active bans of `addresses` (read in one statement).
+pub fn active_bans_of(conn: &Connection, addresses: &[IpAddr]) -> rusqlite::Result<Vec<BanRecord>> {
+    let list: Vec<String> = addresses.iter().map(IpAddr::to_string).collect();
+    let json = serde_json::to_string(&list).expect("strings serialize");
+    let columns = COLUMNS.split(", ").map(|c| format!("b.{c}")).collect::<Vec<_>>().join(", ");
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {columns} FROM json_each(?1) AS j
+         JOIN bans AS b ON b.address = j.value AND b.removed_at IS NULL"
+    ))?;
+    let rows = stmt.query_map([json], from_row)?;
+    rows.collect()
+}
+
 /// Every ban ever recorded, newest first, at most `limit`.
 pub fn all_bans(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<BanRecord>> {
     let mut stmt =
@@ -394,6 +407,9 @@ mod tests {
             .query_row("SELECT family FROM bans WHERE id = ?1", [got[1].id], |r| r.get(0))
             .unwrap();
         assert_eq!(family, 6);
+        let of = active_bans_of(&conn, &[b, "192.0.2.99".parse().unwrap()]).unwrap();
+        assert_eq!(of.len(), 1);
+        assert_eq!(of[0].address, b);
         // The one-active-ban rule holds for batches too.
         assert!(insert_bans(&conn, &[ban("203.0.113.5", 2, None)]).is_err());
     }
