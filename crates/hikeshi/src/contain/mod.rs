@@ -715,7 +715,7 @@ mod tests {
         // After it ended (not yet reconciled), a new ban is a new record.
         let out = c.ban(&[request("203.0.113.5", None)], at(1000));
         assert!(
-            matches!(&out[0], ContainmentOutcome::Banned { offence: 4, extended: false, expires_at: Some(end), .. } if *end == at(1600)),
+            matches!(&out[0], ContainmentOutcome::Banned { offence: 4, extended: false, expires_at: Some(end), .. } if *end == at(1480)),
             "{out:?}"
         );
         drop(c);
