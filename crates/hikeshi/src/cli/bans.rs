@@ -28,7 +28,7 @@ pub struct FirewallArgs {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum FirewallAction {
-    /// Create hikeshi's firewall objects (table, chain, sets) if missing.
+    /// Create hikeshi's firewall objects (table, chain, sets) if missing, then reconcile.
     Setup,
     /// Make the firewall match the store: re-apply missing bans, close
     /// expired ones, remove entries no ban explains (only in hikeshi's
