@@ -12,6 +12,7 @@
 
 pub mod alert;
 pub mod allowlist;
+pub mod contain;
 pub mod correlate;
 pub mod detect;
 pub mod event;

@@ -34,6 +34,9 @@ pub struct Config {
     /// addresses, which always are).
     #[serde(default)]
     pub allowlist: AllowlistConfig,
+    /// Banning attack sources in the firewall.
+    #[serde(default)]
+    pub contain: crate::contain::ContainConfig,
 }
 
 /// `[allowlist]`: networks hikeshi never acts against. Their events are
@@ -217,6 +220,28 @@ mod tests {
         assert!(err.contains("\"10.0.0.0/33\" is not a network"), "{err}");
         let err = error_of("[allowlist]\nnetworks = \"192.0.2.0/24\"\n");
         assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn contain_section_is_checked() {
+        let config = Config::from_toml(
+            "[contain]\nbackend = \"ipset\"\nbantime = \"10m\"\npermanent_after = 3\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        assert_eq!(config.contain.backend, crate::contain::BackendKind::Ipset);
+        assert_eq!(config.contain.policy().unwrap().bantime.as_secs(), 600);
+        let err = Config::from_toml("[contain.nftables]\ntabel = \"x\"\n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2") && err.contains("tabel"), "{err}");
+        let err = Config::from_toml("[contain]\nbackend = \"pf\"\n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nftables") && err.contains("fail2ban"), "{err}");
+        let bad =
+            Config::from_toml("[contain]\nbantime = \"soon\"\n", Path::new("x.toml")).unwrap();
+        assert!(bad.contain.policy().unwrap_err().contains("[contain] bantime"));
     }
 
     #[test]

@@ -7,7 +7,9 @@
 
 pub mod cli;
 pub mod config;
+pub mod contain;
 pub mod data_dir;
 pub mod exec;
+pub mod host;
 pub mod notify;
 pub mod sources;

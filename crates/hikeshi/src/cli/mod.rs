@@ -14,6 +14,8 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 
+pub mod ban;
+pub mod bans;
 pub mod parse;
 
 /// Incident response for Linux servers: detect SSH attacks, contain them,
@@ -39,6 +41,14 @@ pub struct Cli {
 pub enum Command {
     /// Show how hikeshi reads sshd log lines (like fail2ban-regex, for every line).
     Parse(parse::Args),
+    /// Ban sources in the firewall (the runbook's `iptables -A INPUT -s ADDR -j DROP`).
+    Ban(ban::BanArgs),
+    /// Lift bans.
+    Unban(ban::UnbanArgs),
+    /// List the bans in force.
+    Bans(bans::BansArgs),
+    /// Manage hikeshi's own firewall objects: setup, reconcile, flush, uninstall.
+    Firewall(bans::FirewallArgs),
 }
 
 /// What every command gets: the loaded configuration and where state lives.
@@ -82,6 +92,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctx = Context { config, config_path, data_dir };
     match cli.command {
         Command::Parse(args) => parse::run(&ctx, args),
+        Command::Ban(args) => ban::run_ban(&ctx, args),
+        Command::Unban(args) => ban::run_unban(&ctx, args),
+        Command::Bans(args) => bans::run_bans(&ctx, args),
+        Command::Firewall(args) => bans::run_firewall(&ctx, args),
     }
 }
 

@@ -1,0 +1,279 @@
+//! The nftables backend (the default).
+//!
+//! hikeshi owns one table, `inet <table>` (default `inet hikeshi`), with a
+//! set per address family (`ban4`, `ban6`, `flags timeout`) and one input
+//! chain that drops their members. A ban is a set element with a kernel
+//! timeout, so it ends even if hikeshi is not running. Each call is one
+//! `nft -f -` transaction on standard input: many bans are one atomic
+//! batch, and a failure applies nothing. Addresses enter the batch only
+//! as parsed `IpAddr`s printed canonically.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use serde_json::Value;
+
+use super::config::NftablesConfig;
+use super::{check_name, BackendKind, BanEntry, Firewall, FirewallError};
+use crate::exec;
+
+/// Set names inside hikeshi's table.
+pub const SET_V4: &str = "ban4";
+pub const SET_V6: &str = "ban6";
+/// The input chain inside hikeshi's table.
+pub const CHAIN: &str = "input";
+
+/// hikeshi's nftables table.
+#[derive(Debug, Clone)]
+pub struct Nftables {
+    nft: String,
+    table: String,
+}
+
+impl Nftables {
+    pub fn new(config: &NftablesConfig) -> Result<Self, FirewallError> {
+        check_name("nftables.table", &config.table, 32)?;
+        Ok(Nftables { nft: config.nft.clone(), table: config.table.clone() })
+    }
+
+    fn apply(&self, batch: &str) -> Result<(), FirewallError> {
+        exec::run_with_stdin(&self.nft, ["-f", "-"], batch.as_bytes())?;
+        Ok(())
+    }
+
+    fn table_exists(&self) -> Result<bool, FirewallError> {
+        let out = exec::run(&self.nft, ["-j", "list", "tables", "inet"])?;
+        let json = self.json(&out.stdout)?;
+        let exists = items(&json, "table").any(|t| t["name"].as_str() == Some(self.table.as_str()));
+        Ok(exists)
+    }
+
+    fn json(&self, stdout: &[u8]) -> Result<Value, FirewallError> {
+        serde_json::from_slice(stdout).map_err(|e| FirewallError::Output {
+            program: self.nft.clone(),
+            detail: format!("invalid JSON: {e}"),
+        })
+    }
+
+    fn list_set(&self, set: &str) -> Result<BTreeSet<IpAddr>, FirewallError> {
+        let out = exec::run(&self.nft, ["-j", "list", "set", "inet", &self.table, set])?;
+        let json = self.json(&out.stdout)?;
+        Ok(set_elements(&json))
+    }
+
+    /// The batch that adds (or refreshes, when in `present`) `bans`.
+    fn ban_batch(&self, bans: &[BanEntry], present: &BTreeSet<IpAddr>) -> String {
+        let mut batch = String::with_capacity(64 + bans.len() * 32);
+        for (set, v4) in [(SET_V4, true), (SET_V6, false)] {
+            let family: Vec<&BanEntry> = bans
+                .iter()
+                .filter(|b| b.addr.addr().is_ipv4() == v4)
+                // An entry with no time left is already over.
+                .filter(|b| b.timeout.map_or(true, |t| t.as_secs() > 0))
+                .collect();
+            if family.is_empty() {
+                continue;
+            }
+            // Re-adding an element does not change its timeout: refreshing
+            // a ban is delete + add in the same transaction.
+            let refresh: Vec<IpAddr> =
+                family.iter().map(|b| b.addr.addr()).filter(|a| present.contains(a)).collect();
+            if !refresh.is_empty() {
+                element_command(
+                    &mut batch,
+                    "delete",
+                    &self.table,
+                    set,
+                    refresh.iter().map(|a| (*a, None)),
+                );
+            }
+            element_command(
+                &mut batch,
+                "add",
+                &self.table,
+                set,
+                family.iter().map(|b| (b.addr.addr(), b.timeout.map(|t| t.as_secs()))),
+            );
+        }
+        batch
+    }
+}
+
+fn element_command(
+    batch: &mut String,
+    verb: &str,
+    table: &str,
+    set: &str,
+    elements: impl Iterator<Item = (IpAddr, Option<u64>)>,
+) {
+    let _ = write!(batch, "{verb} element inet {table} {set} {{ ");
+    for (i, (addr, timeout)) in elements.enumerate() {
+        if i > 0 {
+            batch.push_str(", ");
+        }
+        let _ = write!(batch, "{addr}");
+        if let Some(secs) = timeout {
+            let _ = write!(batch, " timeout {secs}s");
+        }
+    }
+    batch.push_str(" }\n");
+}
+
+/// The `"type"` objects in an `nft -j` listing.
+fn items<'a>(json: &'a Value, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+    json["nftables"].as_array().into_iter().flatten().filter_map(move |item| item.get(kind))
+}
+
+/// The single addresses in the sets of an `nft -j list set` listing.
+/// Elements are plain strings, or `{"elem": {"val": ..., "timeout": ..}}`
+/// when they carry a timeout; ranges and prefixes are not hikeshi's.
+pub fn set_elements(json: &Value) -> BTreeSet<IpAddr> {
+    items(json, "set")
+        .flat_map(|set| set["elem"].as_array().into_iter().flatten())
+        .filter_map(|elem| match elem {
+            Value::String(s) => s.parse().ok(),
+            Value::Object(o) => o.get("elem")?.get("val")?.as_str()?.parse().ok(),
+            _ => None,
+        })
+        .collect()
+}
+
+impl Firewall for Nftables {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Nftables
+    }
+
+    fn setup(&mut self) -> Result<(), FirewallError> {
+        let t = &self.table;
+        // `add` of an existing table/set/chain is a no-op; the chain's rules
+        // are replaced in the same transaction, so this is idempotent and
+        // never touches the sets' elements.
+        let batch = format!(
+            "add table inet {t}\n\
+             add set inet {t} {SET_V4} {{ type ipv4_addr; flags timeout; }}\n\
+             add set inet {t} {SET_V6} {{ type ipv6_addr; flags timeout; }}\n\
+             add chain inet {t} {CHAIN} {{ type filter hook input priority -10; policy accept; }}\n\
+             flush chain inet {t} {CHAIN}\n\
+             add rule inet {t} {CHAIN} ip saddr @{SET_V4} drop\n\
+             add rule inet {t} {CHAIN} ip6 saddr @{SET_V6} drop\n"
+        );
+        self.apply(&batch)
+    }
+
+    fn ban(&mut self, bans: &[BanEntry]) -> Result<(), FirewallError> {
+        if bans.is_empty() {
+            return Ok(());
+        }
+        // Trust the caller about which bans are already in the set (no
+        // listing of a possibly huge set for every ban). If one has timed
+        // out or was removed meanwhile, its delete fails the whole
+        // (unapplied) batch: then list the set and retry once.
+        let believed: BTreeSet<IpAddr> =
+            bans.iter().filter(|b| b.refresh).map(|b| b.addr.addr()).collect();
+        match self.apply(&self.ban_batch(bans, &believed)) {
+            Ok(()) => Ok(()),
+            Err(_) if !believed.is_empty() => {
+                let present = self.list()?;
+                self.apply(&self.ban_batch(bans, &present))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn unban(&mut self, addrs: &[IpAddr]) -> Result<(), FirewallError> {
+        if addrs.is_empty() {
+            return Ok(());
+        }
+        let present = self.list()?;
+        let (v4, v6): (Vec<IpAddr>, Vec<IpAddr>) =
+            addrs.iter().filter(|a| present.contains(a)).partition(|a| a.is_ipv4());
+        let mut batch = String::new();
+        for (set, members) in [(SET_V4, v4), (SET_V6, v6)] {
+            if !members.is_empty() {
+                element_command(
+                    &mut batch,
+                    "delete",
+                    &self.table,
+                    set,
+                    members.into_iter().map(|a| (a, None)),
+                );
+            }
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.apply(&batch)
+    }
+
+    fn list(&mut self) -> Result<BTreeSet<IpAddr>, FirewallError> {
+        let mut all = self.list_set(SET_V4)?;
+        all.extend(self.list_set(SET_V6)?);
+        Ok(all)
+    }
+
+    fn expires_on_its_own(&self) -> bool {
+        true
+    }
+
+    fn flush(&mut self) -> Result<(), FirewallError> {
+        let t = &self.table;
+        self.apply(&format!("flush set inet {t} {SET_V4}\nflush set inet {t} {SET_V6}\n"))
+    }
+
+    fn uninstall(&mut self) -> Result<(), FirewallError> {
+        if self.table_exists()? {
+            self.apply(&format!("delete table inet {}\n", self.table))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contain::Permitted;
+    use hikeshi_core::allowlist::Allowlist;
+    use std::time::Duration;
+
+    #[test]
+    fn ban_batch_refreshes_present_elements_and_prints_addresses_canonically() {
+        let nft = Nftables::new(&NftablesConfig::default()).unwrap();
+        let entry = |a: &str, t: Option<u64>| BanEntry {
+            addr: Permitted::check(a.parse().unwrap(), &Allowlist::default()).unwrap(),
+            timeout: t.map(Duration::from_secs),
+            refresh: false,
+        };
+        let bans = [
+            entry("::ffff:192.0.2.7", Some(60)),
+            entry("2001:0db8:0000::0005", None),
+            entry("192.0.2.8", Some(0)),
+            entry("192.0.2.9", Some(30)),
+        ];
+        let present: BTreeSet<IpAddr> = ["192.0.2.9".parse().unwrap()].into();
+        assert_eq!(
+            nft.ban_batch(&bans, &present),
+            "delete element inet hikeshi ban4 { 192.0.2.9 }\n\
+             add element inet hikeshi ban4 { 192.0.2.7 timeout 60s, 192.0.2.9 timeout 30s }\n\
+             add element inet hikeshi ban6 { 2001:db8::5 }\n"
+        );
+    }
+
+    #[test]
+    fn elements_with_and_without_timeouts_are_read() {
+        let json: Value = serde_json::from_str(
+            r#"{"nftables": [{"metainfo": {"version": "1.0.6"}},
+              {"set": {"family": "inet", "name": "ban4", "table": "hikeshi", "type": "ipv4_addr",
+                "flags": ["timeout"], "elem": [
+                  {"elem": {"val": "192.0.2.7", "timeout": 3600, "expires": 3599}},
+                  "192.0.2.8",
+                  {"prefix": {"addr": "198.51.100.0", "len": 24}},
+                  "2001:db8::1"]}}]}"#,
+        )
+        .unwrap();
+        let got: Vec<String> = set_elements(&json).iter().map(|a| a.to_string()).collect();
+        assert_eq!(got, ["192.0.2.7", "192.0.2.8", "2001:db8::1"]);
+        assert!(set_elements(&serde_json::json!({"nftables": []})).is_empty());
+        assert!(set_elements(&serde_json::json!({})).is_empty());
+    }
+}
