@@ -3,10 +3,11 @@
 //! This crate does all the I/O (files, the journal, the network, the
 //! firewall, SQLite, mail) around the pure `hikeshi-core`. Its modules
 //! follow the runbook: `sources` read logs, `cli` wires commands, `exec`
-//! is the one place that runs other programs.
+//! is the one place that runs other programs, `store` keeps incidents.
 
 pub mod cli;
 pub mod config;
 pub mod data_dir;
 pub mod exec;
 pub mod sources;
+pub mod store;
