@@ -110,7 +110,8 @@ pub struct Batch<'s> {
     loaded: HashMap<IncidentId, Loaded>,
 }
 
-const INSERT_EVIDENCE: &str = "INSERT INTO evidence (incident_id, seq, file, offset, line, sha256) \
+const INSERT_EVIDENCE: &str =
+    "INSERT INTO evidence (incident_id, seq, file, offset, line, sha256) \
                                VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
 impl<'s> Batch<'s> {
@@ -136,7 +137,10 @@ impl<'s> Batch<'s> {
     }
 
     /// The open incident of `key`, if any.
-    pub fn find_open_incident(&mut self, key: &CampaignKey) -> Result<Option<IncidentId>, StoreError> {
+    pub fn find_open_incident(
+        &mut self,
+        key: &CampaignKey,
+    ) -> Result<Option<IncidentId>, StoreError> {
         if let Some(known) = self.open_by_key.get(key) {
             return Ok(*known);
         }
@@ -168,10 +172,15 @@ impl<'s> Batch<'s> {
                     "opened by rule {} with severity {}: {} attempt(s) from {}",
                     obs.rule, obs.severity, obs.attempts, obs.key
                 );
-                self.insert_timeline(id, obs.last_seen, &Actor::Automatic, TimelineKind::Detected, &detail)?;
+                self.insert_timeline(
+                    id,
+                    obs.last_seen,
+                    &Actor::Automatic,
+                    TimelineKind::Detected,
+                    &detail,
+                )?;
                 self.open_by_key.insert(obs.key.clone(), Some(id));
-                self.loaded
-                    .insert(id, Loaded { campaign, dirty: true, recent: VecDeque::new() });
+                self.loaded.insert(id, Loaded { campaign, dirty: true, recent: VecDeque::new() });
                 (id, Change::Opened)
             }
             Some(id) => {
@@ -181,7 +190,13 @@ impl<'s> Batch<'s> {
                 loaded.dirty = true;
                 if let Change::Escalated { from, to } = change {
                     let detail = format!("severity {from} → {to} (rule {})", obs.rule);
-                    self.insert_timeline(id, obs.last_seen, &Actor::Automatic, TimelineKind::Escalated, &detail)?;
+                    self.insert_timeline(
+                        id,
+                        obs.last_seen,
+                        &Actor::Automatic,
+                        TimelineKind::Escalated,
+                        &detail,
+                    )?;
                 }
                 (id, change)
             }
@@ -200,9 +215,10 @@ impl<'s> Batch<'s> {
         let cap = self.options.limits.evidence;
         let last = lines.len().checked_sub(1);
         let loaded = self.loaded.get_mut(&id).expect("incident loaded before its evidence");
-        let mut stmt = self.tx.prepare_cached(INSERT_EVIDENCE).map_err(|e| {
-            StoreError::from_sqlite(self.path, self.options.busy_timeout, e)
-        })?;
+        let mut stmt = self
+            .tx
+            .prepare_cached(INSERT_EVIDENCE)
+            .map_err(|e| StoreError::from_sqlite(self.path, self.options.busy_timeout, e))?;
         for (i, ev) in lines.into_iter().enumerate() {
             let seq = loaded.campaign.note_evidence(&ev.sha256);
             if cap.keeps_first(seq) || (pin_last && Some(i) == last) {
@@ -235,19 +251,15 @@ impl<'s> Batch<'s> {
         let seq = loaded.campaign.note_evidence(&evidence.sha256);
         loaded.dirty = true;
         {
-            let mut stmt = self.tx.prepare_cached(INSERT_EVIDENCE).map_err(|e| {
-                StoreError::from_sqlite(self.path, self.options.busy_timeout, e)
-            })?;
-            execute_insert_evidence(&mut stmt, id, seq, &evidence).map_err(|e| {
-                StoreError::from_sqlite(self.path, self.options.busy_timeout, e)
-            })?;
+            let mut stmt = self
+                .tx
+                .prepare_cached(INSERT_EVIDENCE)
+                .map_err(|e| StoreError::from_sqlite(self.path, self.options.busy_timeout, e))?;
+            execute_insert_evidence(&mut stmt, id, seq, &evidence)
+                .map_err(|e| StoreError::from_sqlite(self.path, self.options.busy_timeout, e))?;
         }
-        let detail = format!(
-            "{}:{} sha256 {}",
-            evidence.file,
-            evidence.offset,
-            evidence.sha256_hex()
-        );
+        let detail =
+            format!("{}:{} sha256 {}", evidence.file, evidence.offset, evidence.sha256_hex());
         self.insert_timeline(id, at, actor, TimelineKind::EvidenceAdded, &detail)?;
         Ok(seq)
     }
@@ -360,7 +372,8 @@ impl<'s> Batch<'s> {
                 }
                 Ok(())
             };
-            write().map_err(|e| StoreError::from_sqlite(self.path, self.options.busy_timeout, e))?;
+            write()
+                .map_err(|e| StoreError::from_sqlite(self.path, self.options.busy_timeout, e))?;
             loaded.recent.clear();
             loaded.dirty = false;
         }
@@ -387,8 +400,8 @@ impl<'s> Batch<'s> {
         if self.loaded.contains_key(&id) {
             return Ok(());
         }
-        let incident = read_incident(&self.tx, self.path, id)?
-            .ok_or(StoreError::NoSuchIncident(id))?;
+        let incident =
+            read_incident(&self.tx, self.path, id)?.ok_or(StoreError::NoSuchIncident(id))?;
         self.loaded.insert(
             id,
             Loaded { campaign: incident.campaign, dirty: false, recent: VecDeque::new() },
@@ -410,7 +423,13 @@ impl<'s> Batch<'s> {
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )
             .and_then(|mut stmt| {
-                stmt.execute(params![id.0, at.to_string(), actor.to_string(), kind.as_str(), detail])
+                stmt.execute(params![
+                    id.0,
+                    at.to_string(),
+                    actor.to_string(),
+                    kind.as_str(),
+                    detail
+                ])
             })
             .map_err(|e| self.error(e))?;
         Ok(self.tx.last_insert_rowid())
@@ -532,7 +551,8 @@ fn raw_incident(row: &Row<'_>) -> rusqlite::Result<RawIncident> {
 
 fn decode_incident(path: &Path, raw: RawIncident) -> Result<Incident, StoreError> {
     let id = IncidentId(raw.id);
-    let bad = |field: &str, detail: String| bad_value(path, format!("incident {id}, {field}: {detail}"));
+    let bad =
+        |field: &str, detail: String| bad_value(path, format!("incident {id}, {field}: {detail}"));
     let time = |field: &str, text: &str| -> Result<Timestamp, StoreError> {
         text.parse::<Timestamp>().map_err(|e| bad(field, e.to_string()))
     };
@@ -543,11 +563,10 @@ fn decode_incident(path: &Path, raw: RawIncident) -> Result<Incident, StoreError
         u64::try_from(n).map_err(|_| bad(field, format!("negative count {n}")))
     };
     let state: State = raw.state.parse().map_err(|e| bad("state", e))?;
-    let evidence_digest: Sha256Digest = raw
-        .evidence_digest
-        .as_slice()
-        .try_into()
-        .map_err(|_| bad("evidence_digest", format!("{} bytes, not 32", raw.evidence_digest.len())))?;
+    let evidence_digest: Sha256Digest =
+        raw.evidence_digest.as_slice().try_into().map_err(|_| {
+            bad("evidence_digest", format!("{} bytes, not 32", raw.evidence_digest.len()))
+        })?;
     let campaign = Campaign {
         key: CampaignKey {
             kind: raw.subject_kind.parse::<SubjectKind>().map_err(|e| bad("subject_kind", e))?,
@@ -573,7 +592,11 @@ fn decode_incident(path: &Path, raw: RawIncident) -> Result<Incident, StoreError
     })
 }
 
-fn read_incident(conn: &Connection, path: &Path, id: IncidentId) -> Result<Option<Incident>, StoreError> {
+fn read_incident(
+    conn: &Connection,
+    path: &Path,
+    id: IncidentId,
+) -> Result<Option<Incident>, StoreError> {
     let raw = conn
         .prepare_cached(&format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?1"))
         .and_then(|mut stmt| stmt.query_row([id.0], raw_incident).optional())
@@ -728,7 +751,9 @@ impl super::Store {
         )?;
         let mut out: Vec<StoredEvidence> = Vec::with_capacity(kept.len() + recent.len());
         for (seq, file, offset, line, sha) in kept.into_iter().chain(recent) {
-            let bad = |e: String| bad_value(self.path(), format!("incident {id}, evidence line {seq}: {e}"));
+            let bad = |e: String| {
+                bad_value(self.path(), format!("incident {id}, evidence line {seq}: {e}"))
+            };
             let sha256: Sha256Digest =
                 sha.as_slice().try_into().map_err(|_| bad("SHA-256 is not 32 bytes".into()))?;
             out.push(StoredEvidence {

@@ -22,7 +22,9 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 pub mod incidents;
 pub mod schema;
 
-pub use incidents::{Batch, Incident, IncidentDetail, IncidentFilter, StoredEvidence, StoredTimelineEntry};
+pub use incidents::{
+    Batch, Incident, IncidentDetail, IncidentFilter, StoredEvidence, StoredTimelineEntry,
+};
 pub use schema::{Migration, MIGRATIONS};
 
 /// The database's file name inside the data directory.
@@ -255,9 +257,8 @@ fn refuse_foreign_database(
     if version > 0 {
         return Ok(());
     }
-    let objects: i64 = conn
-        .query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0))
-        .map_err(Err)?;
+    let objects: i64 =
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0)).map_err(Err)?;
     if objects > 0 {
         return Err(Ok(StoreError::Corrupt {
             path: path.to_path_buf(),
@@ -266,3 +267,6 @@ fn refuse_foreign_database(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -56,8 +56,7 @@ CREATE TABLE incidents (
     users            TEXT    NOT NULL,           -- JSON BoundedSet
     evidence_lines   INTEGER NOT NULL,           -- every line, kept or not
     evidence_digest  BLOB    NOT NULL,           -- chained SHA-256 over them
-    opened_at        TEXT    NOT NULL,
-    updated_at       TEXT    NOT NULL
+    opened_at        TEXT    NOT NULL
 );
 -- At most one open incident per campaign.
 CREATE UNIQUE INDEX incidents_open_campaign
@@ -124,7 +123,10 @@ pub(crate) enum MigrateError {
 
 /// Brings `conn` up to the last of `migrations`. Applying an already
 /// applied list does nothing, so it runs on every open.
-pub(crate) fn migrate(conn: &mut Connection, migrations: &[Migration]) -> Result<u32, MigrateError> {
+pub(crate) fn migrate(
+    conn: &mut Connection,
+    migrations: &[Migration],
+) -> Result<u32, MigrateError> {
     debug_assert!(
         migrations.iter().enumerate().all(|(i, m)| m.version as usize == i + 1),
         "migration versions must be 1, 2, 3, ... without gaps"
