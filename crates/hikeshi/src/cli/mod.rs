@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 
+pub mod incident;
 pub mod parse;
 
 /// Incident response for Linux servers: detect SSH attacks, contain them,
@@ -39,6 +40,8 @@ pub struct Cli {
 pub enum Command {
     /// Show how hikeshi reads sshd log lines (like fail2ban-regex, for every line).
     Parse(parse::Args),
+    /// List incidents, or show one with its timeline and evidence.
+    Incident(incident::Args),
 }
 
 /// What every command gets: the loaded configuration and where state lives.
@@ -82,6 +85,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctx = Context { config, config_path, data_dir };
     match cli.command {
         Command::Parse(args) => parse::run(&ctx, args),
+        Command::Incident(args) => incident::run(&ctx, args),
     }
 }
 

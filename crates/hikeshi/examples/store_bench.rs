@@ -1,0 +1,121 @@
+//! Evidence-insert throughput of the incident store (run it through
+//! `bench/store-evidence.sh`, which builds it in release mode).
+//!
+//! A 1M-line attack log gives about 500k evidence lines. This writes 500k
+//! lines the way `hikeshi scan` does (one observation per failed line,
+//! one transaction per batch with a cursor update) in two shapes:
+//!
+//! - `one-attacker`: every line belongs to one incident, so the evidence
+//!   cap applies (first/latest lines kept, all counted and digested);
+//! - `many-attackers`: 50,000 sources with 10 lines each, all under the
+//!   cap, so every line is written: the worst case for the database.
+//!
+//! The peer measured in the same run is the floor any scan pays for
+//! those lines: splitting the log into lines and hashing each one.
+//!
+//! Usage: store_bench [LINES] [BATCH_LINES]
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use hikeshi::store::{Store, StoreOptions};
+use hikeshi_core::incident::{CampaignKey, Evidence, Observation};
+use hikeshi_core::Severity;
+use jiff::Timestamp;
+use sha2::{Digest, Sha256};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let lines: usize = args.next().map_or(500_000, |a| a.parse().expect("LINES"));
+    let batch_lines: usize = args.next().map_or(10_000, |a| a.parse().expect("BATCH_LINES"));
+
+    let log = synthetic_log(lines);
+    println!("lines: {lines}, batch: {batch_lines} lines, log: {} MiB", log.len() >> 20);
+
+    let floor = time_best(3, || {
+        let mut n = 0usize;
+        for line in log.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            black_box(Sha256::digest(line));
+            n += 1;
+        }
+        assert_eq!(n, lines);
+    });
+    report("peer: split + SHA-256 per line", lines, floor, floor);
+
+    for (name, sources) in [("one-attacker", 1usize), ("many-attackers", lines / 10)] {
+        let elapsed = time_best(3, || run_store(&log, lines, sources, batch_lines));
+        report(&format!("store: {name} ({sources} incidents)"), lines, elapsed, floor);
+    }
+}
+
+fn synthetic_log(lines: usize) -> Vec<u8> {
+    let mut log = Vec::with_capacity(lines * 100);
+    for i in 0..lines {
+        log.extend_from_slice(
+            format!(
+                "Mar  1 10:{:02}:{:02} web1 sshd[{}]: Failed password for invalid user u{} from 203.0.113.{} port {} ssh2\n",
+                (i / 60) % 60,
+                i % 60,
+                1000 + i % 30000,
+                i % 997,
+                i % 250,
+                1024 + i % 60000
+            )
+            .as_bytes(),
+        );
+    }
+    log
+}
+
+fn run_store(log: &[u8], lines: usize, sources: usize, batch_lines: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store =
+        Store::open_with(&dir.path().join("hikeshi.db"), StoreOptions::default()).unwrap();
+    let at: Timestamp = "2026-03-01T10:00:00Z".parse().unwrap();
+    let mut offset = 0u64;
+    let mut batch = store.batch().unwrap();
+    let mut in_batch = 0;
+    for (i, line) in log.split(|b| *b == b'\n').filter(|l| !l.is_empty()).enumerate() {
+        let source = i % sources;
+        let addr = std::net::Ipv4Addr::from(0xcb00_7100u32.wrapping_add(source as u32));
+        let mut obs = Observation::new(
+            CampaignKey::for_addr(addr.into()),
+            "ssh-bruteforce",
+            Severity::Medium,
+            at,
+            1,
+        );
+        obs.users.push(format!("u{}", i % 997));
+        obs.evidence.push(Evidence::new("/var/log/auth.log", offset, line));
+        offset += line.len() as u64 + 1;
+        batch.open_or_update_incident(obs).unwrap();
+        in_batch += 1;
+        if in_batch == batch_lines || i + 1 == lines {
+            batch.set_cursor("file:/var/log/auth.log", &offset.to_le_bytes()).unwrap();
+            batch.commit().unwrap();
+            batch = store.batch().unwrap();
+            in_batch = 0;
+        }
+    }
+    drop(batch);
+}
+
+fn time_best(runs: usize, mut f: impl FnMut()) -> Duration {
+    (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed()
+        })
+        .min()
+        .unwrap()
+}
+
+fn report(name: &str, lines: usize, elapsed: Duration, floor: Duration) {
+    println!(
+        "{name:<48} {:>8.3} s  {:>10.0} lines/s  {:>6.1}x peer",
+        elapsed.as_secs_f64(),
+        lines as f64 / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64() / floor.as_secs_f64()
+    );
+}
