@@ -60,7 +60,7 @@ struct ShowArgs {
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     crate::data_dir::ensure(&ctx.data_dir)?;
     let path = store::db_path(&ctx.data_dir);
-    let store = Store::open(&path)?;
+    let store = Store::open_with(&path, store::StoreOptions::from_config(&ctx.config))?;
     let mut out = std::io::stdout().lock();
     match args.command {
         IncidentCommand::List(list) => {

@@ -19,7 +19,7 @@ use hikeshi_core::incident::{
 };
 use hikeshi_core::Severity;
 use jiff::Timestamp;
-use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
 use super::{StoreError, StoreOptions};
@@ -100,14 +100,57 @@ struct Loaded {
     recent: VecDeque<(u64, Evidence)>,
 }
 
-/// One write transaction. See [`super::Store::batch`].
-pub struct Batch<'s> {
-    tx: Transaction<'s>,
-    path: &'s Path,
-    options: &'s StoreOptions,
-    /// Campaign → its open incident (or none), as far as this batch knows.
+/// The incidents a store has read or written, kept between batches so a
+/// scan loads each incident once rather than once per batch. It is valid
+/// only while no other connection writes: every batch checks SQLite's
+/// `data_version` once it holds the write lock and starts afresh if
+/// anyone else committed; a rolled-back batch discards it.
+#[derive(Default)]
+pub(super) struct Cache {
+    data_version: Option<i64>,
+    /// Campaign → its open incident (or none).
     open_by_key: HashMap<CampaignKey, Option<IncidentId>>,
     loaded: HashMap<IncidentId, Loaded>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache").field("incidents", &self.loaded.len()).finish()
+    }
+}
+
+/// Beyond this many cached incidents, the cache is emptied after a commit:
+/// memory stays bounded whatever the number of attackers.
+const CACHE_MAX_INCIDENTS: usize = 50_000;
+
+impl Cache {
+    fn clear(&mut self) {
+        self.data_version = None;
+        self.open_by_key.clear();
+        self.loaded.clear();
+    }
+}
+
+/// One write transaction. See [`super::Store::batch`]. Dropping it without
+/// [`Batch::commit`] rolls everything back.
+pub struct Batch<'s> {
+    conn: &'s Connection,
+    path: &'s Path,
+    options: &'s StoreOptions,
+    cache: &'s mut Cache,
+    finished: bool,
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            // Nothing of this batch may survive, in the database or in
+            // the cache. A failed ROLLBACK means SQLite already rolled
+            // back (it does on I/O errors), so there is nothing to add.
+            let _ = self.conn.execute_batch("ROLLBACK");
+            self.cache.clear();
+        }
+    }
 }
 
 const INSERT_EVIDENCE: &str =
@@ -116,20 +159,29 @@ const INSERT_EVIDENCE: &str =
 
 impl<'s> Batch<'s> {
     pub(super) fn begin(
-        conn: &'s mut Connection,
+        conn: &'s Connection,
         path: &'s Path,
         options: &'s StoreOptions,
+        cache: &'s mut Cache,
     ) -> Result<Batch<'s>, StoreError> {
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| StoreError::from_sqlite(path, options.busy_timeout, e))?;
-        Ok(Batch { tx, path, options, open_by_key: HashMap::new(), loaded: HashMap::new() })
+        let fail = |e| StoreError::from_sqlite(path, options.busy_timeout, e);
+        // IMMEDIATE takes the write lock now (waiting up to the busy
+        // timeout), so the batch never fails half-way for a lock.
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(fail)?;
+        let batch = Batch { conn, path, options, cache, finished: false };
+        let version: i64 =
+            conn.query_row("PRAGMA data_version", [], |row| row.get(0)).map_err(fail)?;
+        if batch.cache.data_version != Some(version) {
+            batch.cache.clear();
+            batch.cache.data_version = Some(version);
+        }
+        Ok(batch)
     }
 
     /// The transaction's connection, for other modules' tables (bans, the
     /// alert outbox) so that their rows commit with the incidents.
     pub fn conn(&self) -> &Connection {
-        &self.tx
+        self.conn
     }
 
     fn error(&self, err: rusqlite::Error) -> StoreError {
@@ -141,11 +193,11 @@ impl<'s> Batch<'s> {
         &mut self,
         key: &CampaignKey,
     ) -> Result<Option<IncidentId>, StoreError> {
-        if let Some(known) = self.open_by_key.get(key) {
+        if let Some(known) = self.cache.open_by_key.get(key) {
             return Ok(*known);
         }
-        let found = find_open(&self.tx, key).map_err(|e| self.error(e))?;
-        self.open_by_key.insert(key.clone(), found);
+        let found = find_open(self.conn, key).map_err(|e| self.error(e))?;
+        self.cache.open_by_key.insert(key.clone(), found);
         Ok(found)
     }
 
@@ -166,7 +218,7 @@ impl<'s> Batch<'s> {
         let (id, change) = match self.find_open_incident(&obs.key)? {
             None => {
                 let campaign = Campaign::open(&obs, &limits);
-                let id = insert_incident(&self.tx, &campaign, obs.last_seen)
+                let id = insert_incident(self.conn, &campaign, obs.last_seen)
                     .map_err(|e| self.error(e))?;
                 let detail = format!(
                     "opened by rule {} with severity {}: {} attempt(s) from {}",
@@ -179,13 +231,15 @@ impl<'s> Batch<'s> {
                     TimelineKind::Detected,
                     &detail,
                 )?;
-                self.open_by_key.insert(obs.key.clone(), Some(id));
-                self.loaded.insert(id, Loaded { campaign, dirty: true, recent: VecDeque::new() });
+                self.cache.open_by_key.insert(obs.key.clone(), Some(id));
+                self.cache
+                    .loaded
+                    .insert(id, Loaded { campaign, dirty: true, recent: VecDeque::new() });
                 (id, Change::Opened)
             }
             Some(id) => {
                 self.load(id)?;
-                let loaded = self.loaded.get_mut(&id).expect("loaded above");
+                let loaded = self.cache.loaded.get_mut(&id).expect("loaded above");
                 let change = loaded.campaign.merge(&obs, &limits);
                 loaded.dirty = true;
                 if let Change::Escalated { from, to } = change {
@@ -214,9 +268,9 @@ impl<'s> Batch<'s> {
     ) -> Result<(), StoreError> {
         let cap = self.options.limits.evidence;
         let last = lines.len().checked_sub(1);
-        let loaded = self.loaded.get_mut(&id).expect("incident loaded before its evidence");
+        let loaded = self.cache.loaded.get_mut(&id).expect("incident loaded before its evidence");
         let mut stmt = self
-            .tx
+            .conn
             .prepare_cached(INSERT_EVIDENCE)
             .map_err(|e| StoreError::from_sqlite(self.path, self.options.busy_timeout, e))?;
         for (i, ev) in lines.into_iter().enumerate() {
@@ -247,12 +301,12 @@ impl<'s> Batch<'s> {
         evidence: Evidence,
     ) -> Result<u64, StoreError> {
         self.load(id)?;
-        let loaded = self.loaded.get_mut(&id).expect("loaded above");
+        let loaded = self.cache.loaded.get_mut(&id).expect("loaded above");
         let seq = loaded.campaign.note_evidence(&evidence.sha256);
         loaded.dirty = true;
         {
             let mut stmt = self
-                .tx
+                .conn
                 .prepare_cached(INSERT_EVIDENCE)
                 .map_err(|e| StoreError::from_sqlite(self.path, self.options.busy_timeout, e))?;
             execute_insert_evidence(&mut stmt, id, seq, &evidence)
@@ -288,19 +342,19 @@ impl<'s> Batch<'s> {
         actor: &Actor,
     ) -> Result<(), StoreError> {
         self.load(id)?;
-        let loaded = self.loaded.get_mut(&id).expect("loaded above");
+        let loaded = self.cache.loaded.get_mut(&id).expect("loaded above");
         let from = loaded.campaign.state;
         from.check_transition(to).map_err(|source| StoreError::Transition { id, source })?;
         loaded.campaign.state = to;
         let key = loaded.campaign.key.clone();
         // Written now, not at commit: the open-campaign index must see a
         // closed incident as closed before a new one for the key is opened.
-        self.tx
+        self.conn
             .prepare_cached("UPDATE incidents SET state = ?1 WHERE id = ?2")
             .and_then(|mut stmt| stmt.execute(params![to.as_str(), id.0]))
             .map_err(|e| self.error(e))?;
         if !to.is_open() {
-            self.open_by_key.insert(key, None);
+            self.cache.open_by_key.insert(key, None);
         }
         let detail = format!("{from} → {to} ({})", to.nist_phase());
         self.insert_timeline(id, at, actor, TimelineKind::StateChanged, &detail)?;
@@ -310,7 +364,7 @@ impl<'s> Batch<'s> {
     /// Stores `value` under `key` (a file cursor), replacing the previous
     /// one, in this transaction.
     pub fn set_cursor(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.tx
+        self.conn
             .prepare_cached("INSERT OR REPLACE INTO cursors (key, value) VALUES (?1, ?2)")
             .and_then(|mut stmt| stmt.execute(params![key, value]))
             .map(|_| ())
@@ -319,23 +373,27 @@ impl<'s> Batch<'s> {
 
     /// The value stored under `key`, as this transaction sees it.
     pub fn cursor(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        read_cursor(&self.tx, key).map_err(|e| self.error(e))
+        read_cursor(self.conn, key).map_err(|e| self.error(e))
     }
 
     /// Writes every touched incident and commits. Nothing of the batch is
     /// visible to anyone before this returns `Ok`.
     pub fn commit(mut self) -> Result<(), StoreError> {
         self.flush()?;
-        let (path, timeout) = (self.path, self.options.busy_timeout);
-        self.tx.commit().map_err(|e| StoreError::from_sqlite(path, timeout, e))
+        self.conn.execute_batch("COMMIT").map_err(|e| self.error(e))?;
+        self.finished = true;
+        if self.cache.loaded.len() > CACHE_MAX_INCIDENTS {
+            self.cache.clear();
+        }
+        Ok(())
     }
 
     fn flush(&mut self) -> Result<(), StoreError> {
         let latest = self.options.limits.evidence.latest;
-        for (id, loaded) in self.loaded.iter_mut().filter(|(_, l)| l.dirty) {
+        for (id, loaded) in self.cache.loaded.iter_mut().filter(|(_, l)| l.dirty) {
             let c = &loaded.campaign;
             let write = || -> rusqlite::Result<()> {
-                self.tx
+                self.conn
                     .prepare_cached(
                         "UPDATE incidents SET rules = ?1, severity = ?2, state = ?3, \
                          first_seen = ?4, last_seen = ?5, attempts = ?6, hosts = ?7, users = ?8, \
@@ -354,7 +412,7 @@ impl<'s> Batch<'s> {
                         &c.evidence_digest[..],
                         id.0,
                     ])?;
-                let mut stmt = self.tx.prepare_cached(
+                let mut stmt = self.conn.prepare_cached(
                     "INSERT OR REPLACE INTO evidence_recent \
                      (incident_id, slot, seq, file, offset, line, sha256) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -381,11 +439,11 @@ impl<'s> Batch<'s> {
     }
 
     fn ensure_exists(&mut self, id: IncidentId) -> Result<(), StoreError> {
-        if self.loaded.contains_key(&id) {
+        if self.cache.loaded.contains_key(&id) {
             return Ok(());
         }
         let exists = self
-            .tx
+            .conn
             .prepare_cached("SELECT 1 FROM incidents WHERE id = ?1")
             .and_then(|mut stmt| stmt.exists([id.0]))
             .map_err(|e| self.error(e))?;
@@ -397,12 +455,12 @@ impl<'s> Batch<'s> {
     }
 
     fn load(&mut self, id: IncidentId) -> Result<(), StoreError> {
-        if self.loaded.contains_key(&id) {
+        if self.cache.loaded.contains_key(&id) {
             return Ok(());
         }
         let incident =
-            read_incident(&self.tx, self.path, id)?.ok_or(StoreError::NoSuchIncident(id))?;
-        self.loaded.insert(
+            read_incident(self.conn, self.path, id)?.ok_or(StoreError::NoSuchIncident(id))?;
+        self.cache.loaded.insert(
             id,
             Loaded { campaign: incident.campaign, dirty: false, recent: VecDeque::new() },
         );
@@ -417,7 +475,7 @@ impl<'s> Batch<'s> {
         kind: TimelineKind,
         detail: &str,
     ) -> Result<i64, StoreError> {
-        self.tx
+        self.conn
             .prepare_cached(
                 "INSERT INTO timeline (incident_id, at, actor, kind, detail) \
                  VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -432,7 +490,7 @@ impl<'s> Batch<'s> {
                 ])
             })
             .map_err(|e| self.error(e))?;
-        Ok(self.tx.last_insert_rowid())
+        Ok(self.conn.last_insert_rowid())
     }
 }
 

@@ -50,6 +50,13 @@ pub struct StoreOptions {
     pub migrations: &'static [Migration],
 }
 
+impl StoreOptions {
+    /// The options the configuration asks for.
+    pub fn from_config(config: &crate::config::Config) -> StoreOptions {
+        StoreOptions { limits: config.incidents.limits(), ..StoreOptions::default() }
+    }
+}
+
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
@@ -131,6 +138,7 @@ pub struct Store {
     conn: Connection,
     path: PathBuf,
     options: StoreOptions,
+    cache: incidents::Cache,
 }
 
 impl Store {
@@ -168,8 +176,12 @@ impl Store {
         // transactions, never corrupt them, and the file cursor commits in
         // the same transaction as the incidents it produced, so the lines
         // are simply read again.
-        conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
-            .map_err(fail)?;
+        // A bigger page cache than SQLite's 2 MiB default keeps the
+        // incident and index pages of a busy scan in memory.
+        conn.execute_batch(
+            "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -32768;",
+        )
+        .map_err(fail)?;
         refuse_foreign_database(&conn, path).map_err(|e| match e {
             Ok(err) => err,
             Err(sqlite) => fail(sqlite),
@@ -189,7 +201,7 @@ impl Store {
             schema::MigrateError::Sqlite(e) => fail(e),
         })?;
         conn.set_prepared_statement_cache_capacity(64);
-        Ok(Store { conn, path: path.to_path_buf(), options })
+        Ok(Store { conn, path: path.to_path_buf(), options, cache: incidents::Cache::default() })
     }
 
     /// The database file.
@@ -226,7 +238,7 @@ impl Store {
     /// busy timeout for other writers). Dropping it without
     /// [`Batch::commit`] rolls everything back.
     pub fn batch(&mut self) -> Result<Batch<'_>, StoreError> {
-        Batch::begin(&mut self.conn, &self.path, &self.options)
+        Batch::begin(&self.conn, &self.path, &self.options, &mut self.cache)
     }
 
     /// Runs `f` in one batch: commits if it returns `Ok`, rolls back

@@ -538,3 +538,40 @@ fn hostile_names_and_lines_round_trip_byte_for_byte() {
     let json = serde_json::to_value(&detail).unwrap();
     assert_eq!(json["evidence"][0]["line_hex"], "4661696c656420666f7220fffe1b5b33316d2078");
 }
+
+#[test]
+fn another_writer_between_batches_is_seen() {
+    // The store keeps incidents in memory between batches; a write by any
+    // other connection (the daemon, `hikeshi incident close`) must win.
+    let (_dir, path) = temp();
+    let mut scanner = Store::open(&path).unwrap();
+    let mut other = Store::open(&path).unwrap();
+    let (id, _) =
+        scanner.open_or_update_incident(obs("203.0.113.7", Severity::Medium, 0, 5, &[])).unwrap();
+    other.open_or_update_incident(obs("203.0.113.7", Severity::Medium, 1, 3, &[])).unwrap();
+    scanner.open_or_update_incident(obs("203.0.113.7", Severity::Medium, 2, 2, &[])).unwrap();
+    assert_eq!(scanner.get_incident(id).unwrap().incident.campaign.attempts, 10);
+
+    other.set_state(id, State::Closed, t(3), &Actor::person("lead").unwrap()).unwrap();
+    let (next, change) =
+        scanner.open_or_update_incident(obs("203.0.113.7", Severity::Medium, 4, 1, &[])).unwrap();
+    assert_eq!(change, Change::Opened);
+    assert_ne!(next, id);
+    let closed = scanner.get_incident(id).unwrap().incident.campaign;
+    assert_eq!((closed.state, closed.attempts), (State::Closed, 10));
+}
+
+#[test]
+fn a_rolled_back_batch_leaves_nothing_in_memory_either() {
+    let (_dir, path) = temp();
+    let mut store = Store::open(&path).unwrap();
+    let (id, _) =
+        store.open_or_update_incident(obs("203.0.113.7", Severity::Medium, 0, 5, &[])).unwrap();
+    {
+        let mut batch = store.batch().unwrap();
+        batch.open_or_update_incident(obs("203.0.113.7", Severity::High, 1, 100, &[])).unwrap();
+    }
+    store.open_or_update_incident(obs("203.0.113.7", Severity::Medium, 2, 1, &[])).unwrap();
+    let c = store.get_incident(id).unwrap().incident.campaign;
+    assert_eq!((c.attempts, c.severity), (6, Severity::Medium));
+}
