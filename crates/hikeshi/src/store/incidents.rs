@@ -98,6 +98,16 @@ struct Loaded {
     /// The latest evidence lines of this batch (beyond the first ones),
     /// at most `limits.evidence.latest`, with their `seq`.
     recent: VecDeque<(u64, Evidence)>,
+    /// Lines of this batch kept for good (the first ones, pinned ones),
+    /// written at commit: one sorted pass per batch keeps the evidence
+    /// index's inserts local instead of scattered over every incident.
+    kept: Vec<(u64, Evidence)>,
+}
+
+impl Loaded {
+    fn new(campaign: Campaign, dirty: bool) -> Loaded {
+        Loaded { campaign, dirty, recent: VecDeque::new(), kept: Vec::new() }
+    }
 }
 
 /// The incidents a store has read or written, kept between batches so a
@@ -234,7 +244,7 @@ impl<'s> Batch<'s> {
                 self.cache.open_by_key.insert(obs.key.clone(), Some(id));
                 self.cache
                     .loaded
-                    .insert(id, Loaded { campaign, dirty: true, recent: VecDeque::new() });
+                    .insert(id, Loaded::new(campaign, true));
                 (id, Change::Opened)
             }
             Some(id) => {
@@ -256,29 +266,18 @@ impl<'s> Batch<'s> {
             }
         };
         let pin_last = matches!(change, Change::Escalated { .. });
-        self.record_lines(id, obs.evidence, pin_last)?;
+        self.record_lines(id, obs.evidence, pin_last);
         Ok((id, change))
     }
 
-    fn record_lines(
-        &mut self,
-        id: IncidentId,
-        lines: Vec<Evidence>,
-        pin_last: bool,
-    ) -> Result<(), StoreError> {
+    fn record_lines(&mut self, id: IncidentId, lines: Vec<Evidence>, pin_last: bool) {
         let cap = self.options.limits.evidence;
         let last = lines.len().checked_sub(1);
         let loaded = self.cache.loaded.get_mut(&id).expect("incident loaded before its evidence");
-        let mut stmt = self
-            .conn
-            .prepare_cached(INSERT_EVIDENCE)
-            .map_err(|e| StoreError::from_sqlite(self.path, self.options.busy_timeout, e))?;
         for (i, ev) in lines.into_iter().enumerate() {
             let seq = loaded.campaign.note_evidence(&ev.sha256);
             if cap.keeps_first(seq) || (pin_last && Some(i) == last) {
-                execute_insert_evidence(&mut stmt, id, seq, &ev).map_err(|e| {
-                    StoreError::from_sqlite(self.path, self.options.busy_timeout, e)
-                })?;
+                loaded.kept.push((seq, ev));
             } else if cap.latest > 0 {
                 if loaded.recent.len() as u64 >= cap.latest {
                     loaded.recent.pop_front();
@@ -287,7 +286,6 @@ impl<'s> Batch<'s> {
             }
         }
         loaded.dirty = true;
-        Ok(())
     }
 
     /// Attaches evidence explicitly (eradication, file integrity, a
@@ -390,19 +388,26 @@ impl<'s> Batch<'s> {
 
     fn flush(&mut self) -> Result<(), StoreError> {
         let latest = self.options.limits.evidence.latest;
-        for (id, loaded) in self.cache.loaded.iter_mut().filter(|(_, l)| l.dirty) {
+        // In id order: neighbouring incidents share pages.
+        let mut dirty: Vec<IncidentId> =
+            self.cache.loaded.iter().filter(|(_, l)| l.dirty).map(|(id, _)| *id).collect();
+        dirty.sort_unstable();
+        for id in dirty {
+            let loaded = self.cache.loaded.get_mut(&id).expect("listed above");
             let c = &loaded.campaign;
             let write = || -> rusqlite::Result<()> {
+                // `state` is not written here (set_state writes it at
+                // once): leaving indexed columns out of the SET list spares
+                // SQLite the index updates.
                 self.conn
                     .prepare_cached(
-                        "UPDATE incidents SET rules = ?1, severity = ?2, state = ?3, \
-                         first_seen = ?4, last_seen = ?5, attempts = ?6, hosts = ?7, users = ?8, \
-                         evidence_lines = ?9, evidence_digest = ?10 WHERE id = ?11",
+                        "UPDATE incidents SET rules = ?1, severity = ?2, \
+                         first_seen = ?3, last_seen = ?4, attempts = ?5, hosts = ?6, users = ?7, \
+                         evidence_lines = ?8, evidence_digest = ?9 WHERE id = ?10",
                     )?
                     .execute(params![
                         to_json(&c.rules),
                         c.severity.as_str(),
-                        c.state.as_str(),
                         c.first_seen.to_string(),
                         c.last_seen.to_string(),
                         to_i64(c.attempts),
@@ -412,6 +417,10 @@ impl<'s> Batch<'s> {
                         &c.evidence_digest[..],
                         id.0,
                     ])?;
+                let mut stmt = self.conn.prepare_cached(INSERT_EVIDENCE)?;
+                for (seq, ev) in &loaded.kept {
+                    execute_insert_evidence(&mut stmt, id, *seq, ev)?;
+                }
                 let mut stmt = self.conn.prepare_cached(
                     "INSERT OR REPLACE INTO evidence_recent \
                      (incident_id, slot, seq, file, offset, line, sha256) \
@@ -432,6 +441,7 @@ impl<'s> Batch<'s> {
             };
             write()
                 .map_err(|e| StoreError::from_sqlite(self.path, self.options.busy_timeout, e))?;
+            loaded.kept.clear();
             loaded.recent.clear();
             loaded.dirty = false;
         }
@@ -462,7 +472,7 @@ impl<'s> Batch<'s> {
             read_incident(self.conn, self.path, id)?.ok_or(StoreError::NoSuchIncident(id))?;
         self.cache.loaded.insert(
             id,
-            Loaded { campaign: incident.campaign, dirty: false, recent: VecDeque::new() },
+            Loaded::new(incident.campaign, false),
         );
         Ok(())
     }
@@ -681,15 +691,7 @@ impl super::Store {
                 None => stmt.query_map([], raw_incident)?.collect(),
             })
             .map_err(|e| self.error(e))?;
-        let mut incidents: Vec<Incident> = Vec::with_capacity(raws.len());
-        for raw in raws {
-            let incident = decode_incident(self.path(), raw)?;
-            if filter.open_only && !incident.campaign.state.is_open() {
-                continue;
-            }
-            incidents.push(incident);
-        }
-        Ok(incidents)
+        raws.into_iter().map(|raw| decode_incident(self.path(), raw)).collect()
     }
 
     /// One incident with its timeline and kept evidence.

@@ -35,14 +35,16 @@ pub fn latest_version(migrations: &[Migration]) -> u32 {
 /// Incidents, their timeline and evidence, and the file cursors.
 ///
 /// `timeline` and `evidence` are append-only (triggers refuse UPDATE and
-/// DELETE) and their ids only grow (AUTOINCREMENT never reuses one), so a
-/// hash chain over them can be added later without rewriting history.
+/// DELETE), so their ids only grow (a row's id is one more than the
+/// largest, and no row ever goes away): a hash chain over them can be
+/// added later without rewriting history. (AUTOINCREMENT would add a
+/// write per row for the same guarantee.)
 /// `evidence_recent` is the one rolling table: the latest lines of each
 /// incident, overwritten in place; every line that ever passed through it
 /// is counted and digested in its incident's row.
 pub const INCIDENTS_V1: &str = r#"
 CREATE TABLE incidents (
-    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    id               INTEGER PRIMARY KEY,
     subject_kind     TEXT    NOT NULL,
     subject          TEXT    NOT NULL,
     rule             TEXT    NOT NULL,
@@ -64,7 +66,7 @@ CREATE UNIQUE INDEX incidents_open_campaign
 CREATE INDEX incidents_state ON incidents (state, id);
 
 CREATE TABLE timeline (
-    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    id           INTEGER PRIMARY KEY,
     incident_id  INTEGER NOT NULL REFERENCES incidents (id),
     at           TEXT    NOT NULL,
     actor        TEXT    NOT NULL,
@@ -74,7 +76,7 @@ CREATE TABLE timeline (
 CREATE INDEX timeline_incident ON timeline (incident_id, id);
 
 CREATE TABLE evidence (
-    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    id           INTEGER PRIMARY KEY,
     incident_id  INTEGER NOT NULL REFERENCES incidents (id),
     seq          INTEGER NOT NULL,               -- 0-based among all the incident's lines
     file         TEXT    NOT NULL,
