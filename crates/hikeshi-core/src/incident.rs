@@ -548,6 +548,13 @@ impl EvidenceCap {
     pub fn keeps_first(self, seq: u64) -> bool {
         seq < self.first
     }
+
+    /// The lowest `seq` of the "latest" lines once `total` lines have been
+    /// seen: lines from there on (and not among the first) are kept as the
+    /// latest ones, older ones beyond the first are only counted.
+    pub fn latest_start(self, total: u64) -> u64 {
+        total.saturating_sub(self.latest).max(self.first)
+    }
 }
 
 impl Default for EvidenceCap {
@@ -904,6 +911,8 @@ mod tests {
         let cap = EvidenceCap::from_max_lines(5);
         assert_eq!((cap.first, cap.latest), (3, 2));
         assert!(cap.keeps_first(2) && !cap.keeps_first(3));
+        assert_eq!(cap.latest_start(4), 3);
+        assert_eq!(cap.latest_start(100), 98);
         assert_eq!(EvidenceCap::from_max_lines(0).max_lines(), 0);
     }
 

@@ -22,6 +22,7 @@ use jiff::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
+use super::evidence::{self, ChunkBuilder};
 use super::{StoreError, StoreOptions};
 
 /// An incident as listed: its aggregate, without timeline and evidence.
@@ -99,14 +100,13 @@ struct Loaded {
     /// at most `limits.evidence.latest`, with their `seq`.
     recent: VecDeque<(u64, Evidence)>,
     /// Lines of this batch kept for good (the first ones, pinned ones),
-    /// written at commit: one sorted pass per batch keeps the evidence
-    /// index's inserts local instead of scattered over every incident.
-    kept: Vec<(u64, Evidence)>,
+    /// packed as they arrive and written as one chunk at commit.
+    kept: ChunkBuilder,
 }
 
 impl Loaded {
     fn new(campaign: Campaign, dirty: bool) -> Loaded {
-        Loaded { campaign, dirty, recent: VecDeque::new(), kept: Vec::new() }
+        Loaded { campaign, dirty, recent: VecDeque::new(), kept: ChunkBuilder::default() }
     }
 }
 
@@ -164,8 +164,11 @@ impl Drop for Batch<'_> {
 }
 
 const INSERT_EVIDENCE: &str =
-    "INSERT INTO evidence (incident_id, seq, file, offset, line, sha256) \
-                               VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+    "INSERT INTO evidence (incident_id, first_seq, last_seq, lines, data) \
+                               VALUES (?1, ?2, ?3, ?4, ?5)";
+const INSERT_RECENT: &str = "INSERT INTO evidence_recent \
+                             (incident_id, first_seq, last_seq, lines, data) \
+                             VALUES (?1, ?2, ?3, ?4, ?5)";
 
 impl<'s> Batch<'s> {
     pub(super) fn begin(
@@ -242,9 +245,7 @@ impl<'s> Batch<'s> {
                     &detail,
                 )?;
                 self.cache.open_by_key.insert(obs.key.clone(), Some(id));
-                self.cache
-                    .loaded
-                    .insert(id, Loaded::new(campaign, true));
+                self.cache.loaded.insert(id, Loaded::new(campaign, true));
                 (id, Change::Opened)
             }
             Some(id) => {
@@ -277,7 +278,7 @@ impl<'s> Batch<'s> {
         for (i, ev) in lines.into_iter().enumerate() {
             let seq = loaded.campaign.note_evidence(&ev.sha256);
             if cap.keeps_first(seq) || (pin_last && Some(i) == last) {
-                loaded.kept.push((seq, ev));
+                loaded.kept.push(seq, &ev);
             } else if cap.latest > 0 {
                 if loaded.recent.len() as u64 >= cap.latest {
                     loaded.recent.pop_front();
@@ -302,14 +303,9 @@ impl<'s> Batch<'s> {
         let loaded = self.cache.loaded.get_mut(&id).expect("loaded above");
         let seq = loaded.campaign.note_evidence(&evidence.sha256);
         loaded.dirty = true;
-        {
-            let mut stmt = self
-                .conn
-                .prepare_cached(INSERT_EVIDENCE)
-                .map_err(|e| StoreError::from_sqlite(self.path, self.options.busy_timeout, e))?;
-            execute_insert_evidence(&mut stmt, id, seq, &evidence)
-                .map_err(|e| StoreError::from_sqlite(self.path, self.options.busy_timeout, e))?;
-        }
+        let mut chunk = ChunkBuilder::default();
+        chunk.push(seq, &evidence);
+        insert_chunk(self.conn, INSERT_EVIDENCE, id, &chunk).map_err(|e| self.error(e))?;
         let detail =
             format!("{}:{} sha256 {}", evidence.file, evidence.offset, evidence.sha256_hex());
         self.insert_timeline(id, at, actor, TimelineKind::EvidenceAdded, &detail)?;
@@ -387,7 +383,7 @@ impl<'s> Batch<'s> {
     }
 
     fn flush(&mut self) -> Result<(), StoreError> {
-        let latest = self.options.limits.evidence.latest;
+        let cap = self.options.limits.evidence;
         // In id order: neighbouring incidents share pages.
         let mut dirty: Vec<IncidentId> =
             self.cache.loaded.iter().filter(|(_, l)| l.dirty).map(|(id, _)| *id).collect();
@@ -417,25 +413,21 @@ impl<'s> Batch<'s> {
                         &c.evidence_digest[..],
                         id.0,
                     ])?;
-                let mut stmt = self.conn.prepare_cached(INSERT_EVIDENCE)?;
-                for (seq, ev) in &loaded.kept {
-                    execute_insert_evidence(&mut stmt, id, *seq, ev)?;
+                if !loaded.kept.is_empty() {
+                    insert_chunk(self.conn, INSERT_EVIDENCE, id, &loaded.kept)?;
                 }
-                let mut stmt = self.conn.prepare_cached(
-                    "INSERT OR REPLACE INTO evidence_recent \
-                     (incident_id, slot, seq, file, offset, line, sha256) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )?;
-                for (seq, ev) in &loaded.recent {
-                    stmt.execute(params![
-                        id.0,
-                        to_i64(seq % latest),
-                        to_i64(*seq),
-                        ev.file,
-                        to_i64(ev.offset),
-                        ev.line,
-                        &ev.sha256[..],
-                    ])?;
+                if !loaded.recent.is_empty() {
+                    let mut chunk = ChunkBuilder::default();
+                    for (seq, ev) in &loaded.recent {
+                        chunk.push(*seq, ev);
+                    }
+                    insert_chunk(self.conn, INSERT_RECENT, id, &chunk)?;
+                    // Chunks whose every line has left the window go.
+                    self.conn
+                        .prepare_cached(
+                            "DELETE FROM evidence_recent WHERE incident_id = ?1 AND last_seq < ?2",
+                        )?
+                        .execute(params![id.0, to_i64(cap.latest_start(c.evidence_lines))])?;
                 }
                 Ok(())
             };
@@ -470,10 +462,7 @@ impl<'s> Batch<'s> {
         }
         let incident =
             read_incident(self.conn, self.path, id)?.ok_or(StoreError::NoSuchIncident(id))?;
-        self.cache.loaded.insert(
-            id,
-            Loaded::new(incident.campaign, false),
-        );
+        self.cache.loaded.insert(id, Loaded::new(incident.campaign, false));
         Ok(())
     }
 
@@ -504,13 +493,19 @@ impl<'s> Batch<'s> {
     }
 }
 
-fn execute_insert_evidence(
-    stmt: &mut rusqlite::CachedStatement<'_>,
+fn insert_chunk(
+    conn: &Connection,
+    sql: &str,
     id: IncidentId,
-    seq: u64,
-    ev: &Evidence,
+    chunk: &ChunkBuilder,
 ) -> rusqlite::Result<()> {
-    stmt.execute(params![id.0, to_i64(seq), ev.file, to_i64(ev.offset), ev.line, &ev.sha256[..]])?;
+    conn.prepare_cached(sql)?.execute(params![
+        id.0,
+        to_i64(chunk.first_seq.unwrap_or(0)),
+        to_i64(chunk.last_seq),
+        to_i64(chunk.lines),
+        chunk.data,
+    ])?;
     Ok(())
 }
 
@@ -783,48 +778,32 @@ impl super::Store {
             .collect()
     }
 
-    /// Kept evidence: the append-only rows plus the rolling latest lines,
-    /// by `seq`. Every row is a genuine line of this incident; the rolling
-    /// table may hold a few lines older than the latest window (slots a
-    /// pinned line skipped), which are shown too.
+    /// Kept evidence: the first (and pinned) lines, plus the latest ones,
+    /// by `seq`. A rolling chunk is deleted only once all its lines are
+    /// older than the latest window, so a few lines just before the window
+    /// may show too: every line shown is genuine.
     fn read_evidence(&self, incident: &Incident) -> Result<Vec<StoredEvidence>, StoreError> {
-        type Raw = (i64, String, i64, Vec<u8>, Vec<u8>);
         let id = incident.id;
-        let read = |sql: &str| -> Result<Vec<Raw>, StoreError> {
+        let read = |sql: &str| -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
             self.conn()
                 .prepare_cached(sql)
                 .and_then(|mut stmt| {
-                    stmt.query_map([id.0], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                    })?
-                    .collect()
+                    stmt.query_map([id.0], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
                 })
                 .map_err(|e| self.error(e))
         };
-        let kept = read(
-            "SELECT seq, file, offset, line, sha256 FROM evidence \
-             WHERE incident_id = ?1 ORDER BY seq, id",
-        )?;
-        let recent = read(
-            "SELECT seq, file, offset, line, sha256 FROM evidence_recent \
-             WHERE incident_id = ?1 ORDER BY seq",
-        )?;
-        let mut out: Vec<StoredEvidence> = Vec::with_capacity(kept.len() + recent.len());
-        for (seq, file, offset, line, sha) in kept.into_iter().chain(recent) {
-            let bad = |e: String| {
-                bad_value(self.path(), format!("incident {id}, evidence line {seq}: {e}"))
-            };
-            let sha256: Sha256Digest =
-                sha.as_slice().try_into().map_err(|_| bad("SHA-256 is not 32 bytes".into()))?;
-            out.push(StoredEvidence {
-                seq: u64::try_from(seq).map_err(|_| bad("negative seq".into()))?,
-                evidence: Evidence {
-                    file,
-                    offset: u64::try_from(offset).map_err(|_| bad("negative offset".into()))?,
-                    line,
-                    sha256,
-                },
-            });
+        let mut out: Vec<StoredEvidence> = Vec::new();
+        for table in ["evidence", "evidence_recent"] {
+            let chunks =
+                read(&format!("SELECT id, data FROM {table} WHERE incident_id = ?1 ORDER BY id"))?;
+            for (chunk_id, data) in chunks {
+                let records = evidence::decode(&data).map_err(|e| {
+                    bad_value(self.path(), format!("incident {id}, {table} chunk {chunk_id}: {e}"))
+                })?;
+                out.extend(
+                    records.into_iter().map(|(seq, evidence)| StoredEvidence { seq, evidence }),
+                );
+            }
         }
         out.sort_by_key(|e| e.seq);
         // A pinned line may also sit in the rolling table: keep one copy.

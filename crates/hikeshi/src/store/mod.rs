@@ -19,6 +19,7 @@ use std::time::Duration;
 use hikeshi_core::incident::{IncidentId, Limits, TransitionError};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
+mod evidence;
 pub mod incidents;
 pub mod schema;
 

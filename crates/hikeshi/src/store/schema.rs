@@ -39,9 +39,13 @@ pub fn latest_version(migrations: &[Migration]) -> u32 {
 /// largest, and no row ever goes away): a hash chain over them can be
 /// added later without rewriting history. (AUTOINCREMENT would add a
 /// write per row for the same guarantee.)
-/// `evidence_recent` is the one rolling table: the latest lines of each
-/// incident, overwritten in place; every line that ever passed through it
-/// is counted and digested in its incident's row.
+/// Evidence lines are stored in chunks of packed records (one row per
+/// incident per batch, see `store::evidence`): the first lines of an
+/// incident, and any line that raised its severity, in `evidence` for
+/// good; its latest lines in `evidence_recent`, the one rolling table,
+/// whose chunks are deleted once all their lines have left the "latest"
+/// window. Every line, kept or not, is counted and digested in its
+/// incident's row.
 pub const INCIDENTS_V1: &str = r#"
 CREATE TABLE incidents (
     id               INTEGER PRIMARY KEY,
@@ -78,24 +82,22 @@ CREATE INDEX timeline_incident ON timeline (incident_id, id);
 CREATE TABLE evidence (
     id           INTEGER PRIMARY KEY,
     incident_id  INTEGER NOT NULL REFERENCES incidents (id),
-    seq          INTEGER NOT NULL,               -- 0-based among all the incident's lines
-    file         TEXT    NOT NULL,
-    offset       INTEGER NOT NULL,
-    line         BLOB    NOT NULL,               -- exact bytes
-    sha256       BLOB    NOT NULL
+    first_seq    INTEGER NOT NULL,               -- seq of its first record
+    last_seq     INTEGER NOT NULL,               -- seq of its last record
+    lines        INTEGER NOT NULL,               -- records in it
+    data         BLOB    NOT NULL                -- packed records (store::evidence)
 );
-CREATE INDEX evidence_incident ON evidence (incident_id, seq);
+CREATE INDEX evidence_incident ON evidence (incident_id, id);
 
 CREATE TABLE evidence_recent (
+    id           INTEGER PRIMARY KEY,
     incident_id  INTEGER NOT NULL REFERENCES incidents (id),
-    slot         INTEGER NOT NULL,               -- seq modulo the "latest" cap
-    seq          INTEGER NOT NULL,
-    file         TEXT    NOT NULL,
-    offset       INTEGER NOT NULL,
-    line         BLOB    NOT NULL,
-    sha256       BLOB    NOT NULL,
-    PRIMARY KEY (incident_id, slot)
-) WITHOUT ROWID;
+    first_seq    INTEGER NOT NULL,
+    last_seq     INTEGER NOT NULL,
+    lines        INTEGER NOT NULL,
+    data         BLOB    NOT NULL
+);
+CREATE INDEX evidence_recent_incident ON evidence_recent (incident_id, last_seq);
 
 CREATE TABLE cursors (
     key         TEXT PRIMARY KEY,

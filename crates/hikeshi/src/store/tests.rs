@@ -242,7 +242,9 @@ fn evidence_cap_keeps_first_and_latest_and_the_digest_covers_every_line() {
     for kept in &detail.evidence {
         assert_eq!(kept.evidence, all[kept.seq as usize], "line {} intact", kept.seq);
     }
-    assert_eq!(count(&store, "evidence") + count(&store, "evidence_recent"), 10);
+    // Packed: one chunk per incident per batch, not one row per line.
+    assert_eq!(count(&store, "evidence"), 1);
+    assert_eq!(count(&store, "evidence_recent"), 1, "older rolling chunks were deleted");
 }
 
 #[test]
@@ -367,12 +369,13 @@ fn a_failure_mid_batch_leaves_no_half_written_incident() {
     let limits = Limits { evidence: EvidenceCap::from_max_lines(100), ..Limits::default() };
     let mut store = Store::open_with(&path, with_limits(limits)).unwrap();
     store.write(|b| b.set_cursor("file:/var/log/auth.log", b"offset=0")).unwrap();
-    // Inject a failure: the 6th evidence row of this connection fails.
+    // Inject a failure: the second evidence chunk of the batch fails, after
+    // incidents, timeline rows and a first chunk were written.
     store
         .conn()
         .execute_batch(
             "CREATE TEMP TRIGGER inject BEFORE INSERT ON main.evidence \
-             WHEN (SELECT count(*) FROM main.evidence) >= 5 \
+             WHEN (SELECT count(*) FROM main.evidence) >= 1 \
              BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
         )
         .unwrap();
@@ -428,7 +431,7 @@ fn timeline_and_evidence_rows_are_append_only() {
     for sql in [
         "UPDATE timeline SET detail = 'forged'",
         "DELETE FROM timeline",
-        "UPDATE evidence SET line = x'00'",
+        "UPDATE evidence SET data = x'00'",
         "DELETE FROM evidence",
     ] {
         let err = store.conn().execute(sql, []).unwrap_err();
