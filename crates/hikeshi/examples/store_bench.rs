@@ -7,6 +7,8 @@
 //!
 //! - `one-attacker`: every line belongs to one incident, so the evidence
 //!   cap applies (first/latest lines kept, all counted and digested);
+//! - `500 attackers`: a botnet, lines interleaved, 1,000 lines each, so
+//!   the cap applies to each;
 //! - `many-attackers`: 50,000 sources with 10 lines each, all under the
 //!   cap, so every line is written: the worst case for the database;
 //!   once with an observation per line, once with one per 10 lines (a
@@ -47,6 +49,7 @@ fn main() {
 
     for (name, sources, lines_per_obs) in [
         ("one-attacker, an observation per line", 1usize, 1usize),
+        ("500 attackers, an observation per line", 500, 1),
         ("many-attackers, an observation per line", lines / 10, 1),
         ("many-attackers, an observation per 10 lines", lines / 10, 10),
     ] {

@@ -102,12 +102,87 @@ struct Loaded {
     /// Lines of this batch kept for good (the first ones, pinned ones),
     /// packed as they arrive and written as one chunk at commit.
     kept: ChunkBuilder,
+    /// Names that joined the campaign's sets in this batch.
+    new_names: Vec<(NameKind, String)>,
 }
 
 impl Loaded {
     fn new(campaign: Campaign, dirty: bool) -> Loaded {
-        Loaded { campaign, dirty, recent: VecDeque::new(), kept: ChunkBuilder::default() }
+        Loaded {
+            campaign,
+            dirty,
+            recent: VecDeque::new(),
+            kept: ChunkBuilder::default(),
+            new_names: Vec::new(),
+        }
     }
+}
+
+/// Which bounded set of an incident a name belongs to (`incident_names.kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NameKind {
+    Rule,
+    Host,
+    User,
+}
+
+impl NameKind {
+    const ALL: [NameKind; 3] = [NameKind::Rule, NameKind::Host, NameKind::User];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            NameKind::Rule => "rule",
+            NameKind::Host => "host",
+            NameKind::User => "user",
+        }
+    }
+
+    fn set(self, c: &Campaign) -> &BoundedSet {
+        match self {
+            NameKind::Rule => &c.rules,
+            NameKind::Host => &c.hosts,
+            NameKind::User => &c.users,
+        }
+    }
+
+    fn set_mut(self, c: &mut Campaign) -> &mut BoundedSet {
+        match self {
+            NameKind::Rule => &mut c.rules,
+            NameKind::Host => &mut c.hosts,
+            NameKind::User => &mut c.users,
+        }
+    }
+
+    /// The names of `obs` that go into this set.
+    fn of(self, obs: &Observation) -> &[String] {
+        match self {
+            NameKind::Rule => std::slice::from_ref(&obs.rule),
+            NameKind::Host => &obs.hosts,
+            NameKind::User => &obs.users,
+        }
+    }
+}
+
+/// The names of `obs` not yet in `c`'s sets (call before merging; keep
+/// those in the sets after merging: they are the newly kept ones).
+fn unseen_names(c: &Campaign, obs: &Observation) -> Vec<(NameKind, String)> {
+    let mut unseen = Vec::new();
+    for kind in NameKind::ALL {
+        let set = kind.set(c);
+        for name in kind.of(obs) {
+            if !set.kept.contains(name) {
+                unseen.push((kind, name.clone()));
+            }
+        }
+    }
+    unseen
+}
+
+fn newly_kept(c: &Campaign, mut unseen: Vec<(NameKind, String)>) -> Vec<(NameKind, String)> {
+    unseen.retain(|(kind, name)| kind.set(c).kept.contains(name));
+    unseen.sort_by(|a, b| (a.0.as_str(), &a.1).cmp(&(b.0.as_str(), &b.1)));
+    unseen.dedup();
+    unseen
 }
 
 /// The incidents a store has read or written, kept between batches so a
@@ -245,13 +320,23 @@ impl<'s> Batch<'s> {
                     &detail,
                 )?;
                 self.cache.open_by_key.insert(obs.key.clone(), Some(id));
-                self.cache.loaded.insert(id, Loaded::new(campaign, true));
+                let mut loaded = Loaded::new(campaign, true);
+                for kind in NameKind::ALL {
+                    let names = &kind.set(&loaded.campaign).kept;
+                    loaded.new_names.extend(names.iter().map(|n| (kind, n.clone())));
+                }
+                self.cache.loaded.insert(id, loaded);
                 (id, Change::Opened)
             }
             Some(id) => {
                 self.load(id)?;
                 let loaded = self.cache.loaded.get_mut(&id).expect("loaded above");
+                let unseen = unseen_names(&loaded.campaign, &obs);
                 let change = loaded.campaign.merge(&obs, &limits);
+                if !unseen.is_empty() {
+                    let added = newly_kept(&loaded.campaign, unseen);
+                    loaded.new_names.extend(added);
+                }
                 loaded.dirty = true;
                 if let Change::Escalated { from, to } = change {
                     let detail = format!("severity {from} → {to} (rule {})", obs.rule);
@@ -397,22 +482,30 @@ impl<'s> Batch<'s> {
                 // SQLite the index updates.
                 self.conn
                     .prepare_cached(
-                        "UPDATE incidents SET rules = ?1, severity = ?2, \
-                         first_seen = ?3, last_seen = ?4, attempts = ?5, hosts = ?6, users = ?7, \
-                         evidence_lines = ?8, evidence_digest = ?9 WHERE id = ?10",
+                        "UPDATE incidents SET rules_omitted = ?1, severity = ?2, \
+                         first_seen = ?3, last_seen = ?4, attempts = ?5, hosts_omitted = ?6, \
+                         users_omitted = ?7, evidence_lines = ?8, evidence_digest = ?9 \
+                         WHERE id = ?10",
                     )?
                     .execute(params![
-                        to_json(&c.rules),
+                        to_i64(c.rules.omitted),
                         c.severity.as_str(),
                         c.first_seen.to_string(),
                         c.last_seen.to_string(),
                         to_i64(c.attempts),
-                        to_json(&c.hosts),
-                        to_json(&c.users),
+                        to_i64(c.hosts.omitted),
+                        to_i64(c.users.omitted),
                         to_i64(c.evidence_lines),
                         &c.evidence_digest[..],
                         id.0,
                     ])?;
+                let mut names = self.conn.prepare_cached(
+                    "INSERT OR IGNORE INTO incident_names (incident_id, kind, name) \
+                     VALUES (?1, ?2, ?3)",
+                )?;
+                for (kind, name) in &loaded.new_names {
+                    names.execute(params![id.0, kind.as_str(), name])?;
+                }
                 if !loaded.kept.is_empty() {
                     insert_chunk(self.conn, INSERT_EVIDENCE, id, &loaded.kept)?;
                 }
@@ -435,6 +528,7 @@ impl<'s> Batch<'s> {
                 .map_err(|e| StoreError::from_sqlite(self.path, self.options.busy_timeout, e))?;
             loaded.kept.clear();
             loaded.recent.clear();
+            loaded.new_names.clear();
             loaded.dirty = false;
         }
         Ok(())
@@ -515,10 +609,6 @@ fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-fn to_json(set: &BoundedSet) -> String {
-    serde_json::to_string(set).expect("a set of strings always serialises")
-}
-
 fn find_open(conn: &Connection, key: &CampaignKey) -> rusqlite::Result<Option<IncidentId>> {
     conn.prepare_cached(
         "SELECT id FROM incidents WHERE subject_kind = ?1 AND subject = ?2 AND state <> 'closed'",
@@ -533,22 +623,23 @@ fn insert_incident(
     opened_at: Timestamp,
 ) -> rusqlite::Result<IncidentId> {
     conn.prepare_cached(
-        "INSERT INTO incidents (subject_kind, subject, rule, rules, severity, state, first_seen, \
-         last_seen, attempts, hosts, users, evidence_lines, evidence_digest, opened_at) \
+        "INSERT INTO incidents (subject_kind, subject, rule, rules_omitted, severity, state, \
+         first_seen, last_seen, attempts, hosts_omitted, users_omitted, evidence_lines, \
+         evidence_digest, opened_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?
     .execute(params![
         c.key.kind.as_str(),
         c.key.subject,
         c.rule,
-        to_json(&c.rules),
+        to_i64(c.rules.omitted),
         c.severity.as_str(),
         c.state.as_str(),
         c.first_seen.to_string(),
         c.last_seen.to_string(),
         to_i64(c.attempts),
-        to_json(&c.hosts),
-        to_json(&c.users),
+        to_i64(c.hosts.omitted),
+        to_i64(c.users.omitted),
         to_i64(c.evidence_lines),
         &c.evidence_digest[..],
         opened_at.to_string(),
@@ -562,8 +653,9 @@ fn read_cursor(conn: &Connection, key: &str) -> rusqlite::Result<Option<Vec<u8>>
         .optional()
 }
 
-const INCIDENT_COLUMNS: &str = "id, subject_kind, subject, rule, rules, severity, state, \
-    first_seen, last_seen, attempts, hosts, users, evidence_lines, evidence_digest, opened_at";
+const INCIDENT_COLUMNS: &str = "id, subject_kind, subject, rule, rules_omitted, severity, \
+    state, first_seen, last_seen, attempts, hosts_omitted, users_omitted, evidence_lines, \
+    evidence_digest, opened_at";
 
 /// A stored value that does not decode: the database was edited by hand or
 /// is damaged. Said with the row, never skipped.
@@ -579,14 +671,14 @@ struct RawIncident {
     subject_kind: String,
     subject: String,
     rule: String,
-    rules: String,
+    rules_omitted: i64,
     severity: String,
     state: String,
     first_seen: String,
     last_seen: String,
     attempts: i64,
-    hosts: String,
-    users: String,
+    hosts_omitted: i64,
+    users_omitted: i64,
     evidence_lines: i64,
     evidence_digest: Vec<u8>,
     opened_at: String,
@@ -598,29 +690,30 @@ fn raw_incident(row: &Row<'_>) -> rusqlite::Result<RawIncident> {
         subject_kind: row.get(1)?,
         subject: row.get(2)?,
         rule: row.get(3)?,
-        rules: row.get(4)?,
+        rules_omitted: row.get(4)?,
         severity: row.get(5)?,
         state: row.get(6)?,
         first_seen: row.get(7)?,
         last_seen: row.get(8)?,
         attempts: row.get(9)?,
-        hosts: row.get(10)?,
-        users: row.get(11)?,
+        hosts_omitted: row.get(10)?,
+        users_omitted: row.get(11)?,
         evidence_lines: row.get(12)?,
         evidence_digest: row.get(13)?,
         opened_at: row.get(14)?,
     })
 }
 
-fn decode_incident(path: &Path, raw: RawIncident) -> Result<Incident, StoreError> {
+fn decode_incident(
+    conn: &Connection,
+    path: &Path,
+    raw: RawIncident,
+) -> Result<Incident, StoreError> {
     let id = IncidentId(raw.id);
     let bad =
         |field: &str, detail: String| bad_value(path, format!("incident {id}, {field}: {detail}"));
     let time = |field: &str, text: &str| -> Result<Timestamp, StoreError> {
         text.parse::<Timestamp>().map_err(|e| bad(field, e.to_string()))
-    };
-    let set = |field: &str, text: &str| -> Result<BoundedSet, StoreError> {
-        serde_json::from_str(text).map_err(|e| bad(field, e.to_string()))
     };
     let count = |field: &str, n: i64| -> Result<u64, StoreError> {
         u64::try_from(n).map_err(|_| bad(field, format!("negative count {n}")))
@@ -636,17 +729,32 @@ fn decode_incident(path: &Path, raw: RawIncident) -> Result<Incident, StoreError
             subject: raw.subject,
         },
         rule: raw.rule,
-        rules: set("rules", &raw.rules)?,
+        rules: BoundedSet::new(),
         severity: raw.severity.parse::<Severity>().map_err(|e| bad("severity", e))?,
         state,
         first_seen: time("first_seen", &raw.first_seen)?,
         last_seen: time("last_seen", &raw.last_seen)?,
         attempts: count("attempts", raw.attempts)?,
-        hosts: set("hosts", &raw.hosts)?,
-        users: set("users", &raw.users)?,
+        hosts: BoundedSet::new(),
+        users: BoundedSet::new(),
         evidence_lines: count("evidence_lines", raw.evidence_lines)?,
         evidence_digest,
     };
+    let mut campaign = campaign;
+    campaign.rules.omitted = count("rules_omitted", raw.rules_omitted)?;
+    campaign.hosts.omitted = count("hosts_omitted", raw.hosts_omitted)?;
+    campaign.users.omitted = count("users_omitted", raw.users_omitted)?;
+    let names: Vec<(String, String)> = conn
+        .prepare_cached("SELECT kind, name FROM incident_names WHERE incident_id = ?1")
+        .and_then(|mut stmt| stmt.query_map([id.0], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+        .map_err(|e| StoreError::from_sqlite(path, std::time::Duration::ZERO, e))?;
+    for (kind, name) in names {
+        let kind = NameKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == kind)
+            .ok_or_else(|| bad("incident_names", format!("unknown kind {kind:?}")))?;
+        kind.set_mut(&mut campaign).kept.insert(name);
+    }
     Ok(Incident {
         id,
         phase: state.nist_phase(),
@@ -664,7 +772,7 @@ fn read_incident(
         .prepare_cached(&format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?1"))
         .and_then(|mut stmt| stmt.query_row([id.0], raw_incident).optional())
         .map_err(|e| StoreError::from_sqlite(path, std::time::Duration::ZERO, e))?;
-    raw.map(|raw| decode_incident(path, raw)).transpose()
+    raw.map(|raw| decode_incident(conn, path, raw)).transpose()
 }
 
 impl super::Store {
@@ -686,7 +794,7 @@ impl super::Store {
                 None => stmt.query_map([], raw_incident)?.collect(),
             })
             .map_err(|e| self.error(e))?;
-        raws.into_iter().map(|raw| decode_incident(self.path(), raw)).collect()
+        raws.into_iter().map(|raw| decode_incident(self.conn(), self.path(), raw)).collect()
     }
 
     /// One incident with its timeline and kept evidence.

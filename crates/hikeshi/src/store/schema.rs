@@ -52,14 +52,14 @@ CREATE TABLE incidents (
     subject_kind     TEXT    NOT NULL,
     subject          TEXT    NOT NULL,
     rule             TEXT    NOT NULL,
-    rules            TEXT    NOT NULL,           -- JSON BoundedSet
     severity         TEXT    NOT NULL,
     state            TEXT    NOT NULL,
     first_seen       TEXT    NOT NULL,           -- RFC 3339
     last_seen        TEXT    NOT NULL,
     attempts         INTEGER NOT NULL,
-    hosts            TEXT    NOT NULL,           -- JSON BoundedSet
-    users            TEXT    NOT NULL,           -- JSON BoundedSet
+    rules_omitted    INTEGER NOT NULL,           -- sightings beyond the kept names
+    hosts_omitted    INTEGER NOT NULL,
+    users_omitted    INTEGER NOT NULL,
     evidence_lines   INTEGER NOT NULL,           -- every line, kept or not
     evidence_digest  BLOB    NOT NULL,           -- chained SHA-256 over them
     opened_at        TEXT    NOT NULL
@@ -68,6 +68,15 @@ CREATE TABLE incidents (
 CREATE UNIQUE INDEX incidents_open_campaign
     ON incidents (subject_kind, subject) WHERE state <> 'closed';
 CREATE INDEX incidents_state ON incidents (state, id);
+
+-- The bounded name sets of each incident (rules fired, hosts attacked,
+-- user names tried): one row per kept name, written once when first seen.
+CREATE TABLE incident_names (
+    incident_id  INTEGER NOT NULL REFERENCES incidents (id),
+    kind         TEXT    NOT NULL,               -- 'rule', 'host' or 'user'
+    name         TEXT    NOT NULL,
+    PRIMARY KEY (incident_id, kind, name)
+) WITHOUT ROWID;
 
 CREATE TABLE timeline (
     id           INTEGER PRIMARY KEY,

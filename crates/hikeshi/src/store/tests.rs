@@ -212,6 +212,40 @@ fn the_user_set_is_bounded_and_counts_what_it_drops() {
     let users = store.get_incident(id).unwrap().incident.campaign.users;
     assert_eq!(users.kept.len(), 50);
     assert_eq!(users.omitted, 150);
+
+    // Across batches and a reopen, the kept names and the count persist.
+    let mut other = Store::open_with(&path, with_limits(limits)).unwrap();
+    other
+        .open_or_update_incident(obs("203.0.113.7", Severity::Medium, 1, 2, &["user000", "zzz"]))
+        .unwrap();
+    drop(other);
+    store
+        .open_or_update_incident(obs("203.0.113.7", Severity::Medium, 2, 1, &["zzz", "yyy"]))
+        .unwrap();
+    let users = Store::open(&path).unwrap().get_incident(id).unwrap().incident.campaign.users;
+    assert_eq!(users.kept.len(), 50);
+    assert!(users.kept.contains("user000") && !users.kept.contains("zzz"));
+    assert_eq!(users.omitted, 153);
+}
+
+#[test]
+fn names_seen_in_later_batches_are_kept_up_to_the_cap() {
+    let (_dir, path) = temp();
+    let limits = Limits { max_users: 3, ..Limits::default() };
+    let mut store = Store::open_with(&path, with_limits(limits)).unwrap();
+    let (id, _) =
+        store.open_or_update_incident(obs("203.0.113.7", Severity::Low, 0, 1, &["a"])).unwrap();
+    store.open_or_update_incident(obs("203.0.113.7", Severity::Low, 1, 2, &["b", "a"])).unwrap();
+    let mut batch = store.batch().unwrap();
+    batch.open_or_update_incident(obs("203.0.113.7", Severity::Low, 2, 1, &["c"])).unwrap();
+    batch.open_or_update_incident(obs("203.0.113.7", Severity::Low, 3, 1, &["d"])).unwrap();
+    batch.commit().unwrap();
+    drop(store);
+    let c = Store::open(&path).unwrap().get_incident(id).unwrap().incident.campaign;
+    assert_eq!(c.users.kept.iter().collect::<Vec<_>>(), ["a", "b", "c"]);
+    assert_eq!(c.users.omitted, 1);
+    assert_eq!(c.hosts.kept.iter().collect::<Vec<_>>(), ["web1"]);
+    assert_eq!(c.rules.kept.iter().collect::<Vec<_>>(), ["ssh-bruteforce"]);
 }
 
 #[test]
