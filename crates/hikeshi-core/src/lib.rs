@@ -16,6 +16,7 @@ pub mod contain;
 pub mod correlate;
 pub mod detect;
 pub mod event;
+pub mod incident;
 pub mod parse;
 pub mod sshd;
 pub mod syslog;

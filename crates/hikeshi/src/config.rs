@@ -37,6 +37,9 @@ pub struct Config {
     /// Banning attack sources in the firewall.
     #[serde(default)]
     pub contain: crate::contain::ContainConfig,
+    /// How much each incident remembers.
+    #[serde(default)]
+    pub incidents: IncidentsConfig,
 }
 
 /// `[allowlist]`: networks hikeshi never acts against. Their events are
@@ -73,6 +76,49 @@ fn networks<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>,
                 })
         })
         .collect()
+}
+
+/// `[incidents]`: how much each incident remembers. Whatever is not kept
+/// is still counted (and, for evidence, digested), never silently lost.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentsConfig {
+    /// Raw log lines kept as evidence per incident: the first half and
+    /// the latest half. Every line is counted and folded into the
+    /// incident's SHA-256 evidence digest, kept or not.
+    #[serde(default = "default_evidence_max_lines")]
+    pub evidence_max_lines: u64,
+    /// Distinct user names kept per incident; further names are counted.
+    #[serde(default = "default_max_users")]
+    pub max_users: usize,
+}
+
+fn default_evidence_max_lines() -> u64 {
+    hikeshi_core::incident::DEFAULT_EVIDENCE_MAX_LINES
+}
+
+fn default_max_users() -> usize {
+    hikeshi_core::incident::Limits::default().max_users
+}
+
+impl Default for IncidentsConfig {
+    fn default() -> Self {
+        IncidentsConfig {
+            evidence_max_lines: default_evidence_max_lines(),
+            max_users: default_max_users(),
+        }
+    }
+}
+
+impl IncidentsConfig {
+    /// The store limits these settings give.
+    pub fn limits(&self) -> hikeshi_core::incident::Limits {
+        hikeshi_core::incident::Limits {
+            max_users: self.max_users,
+            evidence: hikeshi_core::incident::EvidenceCap::from_max_lines(self.evidence_max_lines),
+            ..hikeshi_core::incident::Limits::default()
+        }
+    }
 }
 
 /// `[parse]`: how log lines are read and interpreted.
@@ -242,6 +288,18 @@ mod tests {
         let bad =
             Config::from_toml("[contain]\nbantime = \"soon\"\n", Path::new("x.toml")).unwrap();
         assert!(bad.contain.policy().unwrap_err().contains("[contain] bantime"));
+    }
+
+    #[test]
+    fn incident_limits_come_from_the_incidents_section() {
+        let config = Config::from_toml(
+            "[incidents]\nevidence_max_lines = 10\nmax_users = 5\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        let limits = config.incidents.limits();
+        assert_eq!((limits.evidence.first, limits.evidence.latest, limits.max_users), (5, 5, 5));
+        assert_eq!(Config::default().incidents.evidence_max_lines, 1_000);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! This crate does all the I/O (files, the journal, the network, the
 //! firewall, SQLite, mail) around the pure `hikeshi-core`. Its modules
 //! follow the runbook: `sources` read logs, `cli` wires commands, `exec`
-//! is the one place that runs other programs.
+//! is the one place that runs other programs, `store` keeps incidents.
 
 pub mod cli;
 pub mod config;
@@ -13,3 +13,4 @@ pub mod exec;
 pub mod host;
 pub mod notify;
 pub mod sources;
+pub mod store;

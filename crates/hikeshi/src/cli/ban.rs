@@ -15,7 +15,7 @@ use hikeshi_core::contain::{parse_duration, BanLength};
 use jiff::Timestamp;
 
 use super::{Context, EXIT_ERROR, EXIT_FINDINGS};
-use crate::contain::{self, store, BanRequest, Containment, ContainmentOutcome};
+use crate::contain::{self, BanRequest, Containment, ContainmentOutcome};
 
 /// Above this many outcomes, only problems and a summary are printed.
 const LIST_LIMIT: usize = 50;
@@ -72,10 +72,10 @@ pub fn with_containment<T>(
     let policy = config.policy().map_err(anyhow::Error::msg)?;
     let firewall = contain::backend(config)?;
     let allowlist = allowlist(ctx)?;
-    // TEMPORARY: the lead replaces this with `Store::open`.
-    let mut conn = store::open_db(&ctx.data_dir)?;
+    let mut store = crate::store::Store::open_for(ctx)?;
+    let conn = store.conn_mut();
     let conntrack = config.kill_connections.then(|| config.conntrack.clone());
-    let mut containment = Containment::new(firewall, allowlist, policy, &mut conn, conntrack);
+    let mut containment = Containment::new(firewall, allowlist, policy, conn, conntrack);
     f(&mut containment)
 }
 

@@ -46,11 +46,11 @@ pub enum FirewallAction {
 
 pub fn run_bans(ctx: &Context, args: BansArgs) -> Result<ExitCode> {
     use std::io::Write;
-    // TEMPORARY: the lead replaces this with `Store::open`.
-    let conn = store::open_db(&ctx.data_dir)?;
+    let db = crate::store::Store::open_for(ctx)?;
+    let conn = db.conn();
     let now = super::ban::now();
     let mut bans =
-        if args.all { store::all_bans(&conn, 10_000)? } else { store::active_bans(&conn)? };
+        if args.all { store::all_bans(conn, 10_000)? } else { store::active_bans(conn)? };
     if !args.all {
         // Ended but not yet reconciled: not in force any more.
         bans.retain(|b| !hikeshi_core::contain::is_expired(b.expires_at, now));

@@ -16,6 +16,7 @@ use crate::config::Config;
 
 pub mod ban;
 pub mod bans;
+pub mod incident;
 pub mod parse;
 
 /// Incident response for Linux servers: detect SSH attacks, contain them,
@@ -49,6 +50,8 @@ pub enum Command {
     Bans(bans::BansArgs),
     /// Manage hikeshi's own firewall objects: setup, reconcile, flush, uninstall.
     Firewall(bans::FirewallArgs),
+    /// List incidents, or show one with its timeline and evidence.
+    Incident(incident::Args),
 }
 
 /// What every command gets: the loaded configuration and where state lives.
@@ -96,6 +99,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Unban(args) => ban::run_unban(&ctx, args),
         Command::Bans(args) => bans::run_bans(&ctx, args),
         Command::Firewall(args) => bans::run_firewall(&ctx, args),
+        Command::Incident(args) => incident::run(&ctx, args),
     }
 }
 

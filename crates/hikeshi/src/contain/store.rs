@@ -7,7 +7,6 @@
 //! permanent ban. Rows are never deleted: they are evidence.
 
 use std::net::IpAddr;
-use std::path::Path;
 
 use jiff::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension, Row, ToSql};
@@ -68,25 +67,6 @@ pub struct NewBan<'a> {
 /// Creates the tables if missing.
 pub fn create_tables(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(SCHEMA)
-}
-
-/// TEMPORARY (for the lead to replace with `Store::open`): opens
-/// `<data_dir>/hikeshi.db` in WAL mode with a busy timeout and creates
-/// this module's tables.
-pub fn open_db(data_dir: &Path) -> anyhow::Result<Connection> {
-    use anyhow::Context;
-    crate::data_dir::ensure(data_dir)?;
-    let path = data_dir.join("hikeshi.db");
-    let conn = Connection::open(&path)
-        .with_context(|| format!("cannot open database {}", path.display()))?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    // A ban batch of 100,000 addresses touches ~20 MB of pages: keep them in
-    // memory rather than spilling to the WAL mid-transaction.
-    conn.pragma_update(None, "cache_size", -65536)?;
-    create_tables(&conn).with_context(|| format!("cannot create tables in {}", path.display()))?;
-    Ok(conn)
 }
 
 /// Counts one more offence of `address` and returns the new count.

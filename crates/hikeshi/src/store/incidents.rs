@@ -1,0 +1,921 @@
+//! Incidents in the database: opening and updating them from
+//! observations, their timeline and evidence, their lifecycle state, the
+//! file cursors written in the same transaction, and reading them back.
+//!
+//! Writes go through a [`Batch`], which keeps the incidents it touches in
+//! memory (merged with the pure [`Campaign::merge`]) and writes each one's
+//! row once, at commit. Evidence lines are the volume: the first lines of
+//! an incident are inserted at once through a cached statement, the latest
+//! ones are buffered and written at commit (at most `latest` per incident
+//! per batch), and every line, kept or not, is counted and folded into the
+//! incident's evidence digest.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+
+use hikeshi_core::incident::{
+    hex, Actor, BoundedSet, Campaign, CampaignKey, Change, Evidence, IncidentId, Observation,
+    Sha256Digest, State, SubjectKind, TimelineEntry, TimelineKind,
+};
+use hikeshi_core::Severity;
+use jiff::Timestamp;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::Serialize;
+
+use super::evidence::{self, ChunkBuilder};
+use super::{StoreError, StoreOptions};
+
+/// An incident as listed: its aggregate, without timeline and evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Incident {
+    pub id: IncidentId,
+    /// NIST SP 800-61 phase of its state.
+    pub phase: &'static str,
+    /// When it was opened (the time of the observation that opened it).
+    pub opened_at: Timestamp,
+    #[serde(flatten)]
+    pub campaign: Campaign,
+}
+
+/// A timeline row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredTimelineEntry {
+    /// Grows monotonically across all incidents (append-only table).
+    pub id: i64,
+    #[serde(flatten)]
+    pub entry: TimelineEntry,
+}
+
+/// An evidence line as kept in the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvidence {
+    /// The line's number among all the incident's evidence lines (0-based):
+    /// gaps are lines the cap did not keep.
+    pub seq: u64,
+    pub evidence: Evidence,
+}
+
+impl Serialize for StoredEvidence {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let exact = std::str::from_utf8(&self.evidence.line).is_ok();
+        let mut st = s.serialize_struct("StoredEvidence", 6)?;
+        st.serialize_field("seq", &self.seq)?;
+        st.serialize_field("file", &self.evidence.file)?;
+        st.serialize_field("offset", &self.evidence.offset)?;
+        st.serialize_field("sha256", &self.evidence.sha256_hex())?;
+        st.serialize_field("line", &self.evidence.line_lossy())?;
+        // Invalid UTF-8 cannot be JSON text: give the exact bytes too, so
+        // the SHA-256 can be checked.
+        st.serialize_field("line_hex", &(!exact).then(|| hex(&self.evidence.line)))?;
+        st.end()
+    }
+}
+
+/// An incident with its timeline and kept evidence, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IncidentDetail {
+    #[serde(flatten)]
+    pub incident: Incident,
+    pub timeline: Vec<StoredTimelineEntry>,
+    /// Kept lines, by `seq`. `campaign.evidence_lines` counts them all.
+    pub evidence: Vec<StoredEvidence>,
+}
+
+/// Which incidents to list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IncidentFilter {
+    /// Only incidents in this state.
+    pub state: Option<State>,
+    /// Only open (not closed) incidents.
+    pub open_only: bool,
+}
+
+/// One incident loaded into a batch.
+struct Loaded {
+    campaign: Campaign,
+    /// Its row must be written at commit.
+    dirty: bool,
+    /// The latest evidence lines of this batch (beyond the first ones),
+    /// at most `limits.evidence.latest`, with their `seq`.
+    recent: VecDeque<(u64, Evidence)>,
+    /// Lines of this batch kept for good (the first ones, pinned ones),
+    /// packed as they arrive and written as one chunk at commit.
+    kept: ChunkBuilder,
+    /// Names that joined the campaign's sets in this batch.
+    new_names: Vec<(NameKind, String)>,
+}
+
+impl Loaded {
+    fn new(campaign: Campaign, dirty: bool) -> Loaded {
+        Loaded {
+            campaign,
+            dirty,
+            recent: VecDeque::new(),
+            kept: ChunkBuilder::default(),
+            new_names: Vec::new(),
+        }
+    }
+}
+
+/// Which bounded set of an incident a name belongs to (`incident_names.kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NameKind {
+    Rule,
+    Host,
+    User,
+}
+
+impl NameKind {
+    const ALL: [NameKind; 3] = [NameKind::Rule, NameKind::Host, NameKind::User];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            NameKind::Rule => "rule",
+            NameKind::Host => "host",
+            NameKind::User => "user",
+        }
+    }
+
+    fn set(self, c: &Campaign) -> &BoundedSet {
+        match self {
+            NameKind::Rule => &c.rules,
+            NameKind::Host => &c.hosts,
+            NameKind::User => &c.users,
+        }
+    }
+
+    fn set_mut(self, c: &mut Campaign) -> &mut BoundedSet {
+        match self {
+            NameKind::Rule => &mut c.rules,
+            NameKind::Host => &mut c.hosts,
+            NameKind::User => &mut c.users,
+        }
+    }
+
+    /// The names of `obs` that go into this set.
+    fn of(self, obs: &Observation) -> &[String] {
+        match self {
+            NameKind::Rule => std::slice::from_ref(&obs.rule),
+            NameKind::Host => &obs.hosts,
+            NameKind::User => &obs.users,
+        }
+    }
+}
+
+/// The names of `obs` not yet in `c`'s sets (call before merging; keep
+/// those in the sets after merging: they are the newly kept ones).
+fn unseen_names(c: &Campaign, obs: &Observation) -> Vec<(NameKind, String)> {
+    let mut unseen = Vec::new();
+    for kind in NameKind::ALL {
+        let set = kind.set(c);
+        for name in kind.of(obs) {
+            if !set.kept.contains(name) {
+                unseen.push((kind, name.clone()));
+            }
+        }
+    }
+    unseen
+}
+
+fn newly_kept(c: &Campaign, mut unseen: Vec<(NameKind, String)>) -> Vec<(NameKind, String)> {
+    unseen.retain(|(kind, name)| kind.set(c).kept.contains(name));
+    unseen.sort_by(|a, b| (a.0.as_str(), &a.1).cmp(&(b.0.as_str(), &b.1)));
+    unseen.dedup();
+    unseen
+}
+
+/// The incidents a store has read or written, kept between batches so a
+/// scan loads each incident once rather than once per batch. It is valid
+/// only while no other connection writes: every batch checks SQLite's
+/// `data_version` once it holds the write lock and starts afresh if
+/// anyone else committed; a rolled-back batch discards it.
+#[derive(Default)]
+pub(super) struct Cache {
+    data_version: Option<i64>,
+    /// Campaign → its open incident (or none).
+    open_by_key: HashMap<CampaignKey, Option<IncidentId>>,
+    loaded: HashMap<IncidentId, Loaded>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache").field("incidents", &self.loaded.len()).finish()
+    }
+}
+
+/// Beyond this many cached incidents, the cache is emptied after a commit:
+/// memory stays bounded whatever the number of attackers.
+const CACHE_MAX_INCIDENTS: usize = 50_000;
+
+impl Cache {
+    fn clear(&mut self) {
+        self.data_version = None;
+        self.open_by_key.clear();
+        self.loaded.clear();
+    }
+}
+
+/// One write transaction. See [`super::Store::batch`]. Dropping it without
+/// [`Batch::commit`] rolls everything back.
+pub struct Batch<'s> {
+    conn: &'s Connection,
+    path: &'s Path,
+    options: &'s StoreOptions,
+    cache: &'s mut Cache,
+    finished: bool,
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            // Nothing of this batch may survive, in the database or in
+            // the cache. A failed ROLLBACK means SQLite already rolled
+            // back (it does on I/O errors), so there is nothing to add.
+            let _ = self.conn.execute_batch("ROLLBACK");
+            self.cache.clear();
+        }
+    }
+}
+
+const INSERT_EVIDENCE: &str =
+    "INSERT INTO evidence (incident_id, first_seq, last_seq, lines, data) \
+                               VALUES (?1, ?2, ?3, ?4, ?5)";
+const INSERT_RECENT: &str = "INSERT INTO evidence_recent \
+                             (incident_id, first_seq, last_seq, lines, data) \
+                             VALUES (?1, ?2, ?3, ?4, ?5)";
+
+impl<'s> Batch<'s> {
+    pub(super) fn begin(
+        conn: &'s Connection,
+        path: &'s Path,
+        options: &'s StoreOptions,
+        cache: &'s mut Cache,
+    ) -> Result<Batch<'s>, StoreError> {
+        let fail = |e| StoreError::from_sqlite(path, options.busy_timeout, e);
+        // IMMEDIATE takes the write lock now (waiting up to the busy
+        // timeout), so the batch never fails half-way for a lock.
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(fail)?;
+        let batch = Batch { conn, path, options, cache, finished: false };
+        let version: i64 =
+            conn.query_row("PRAGMA data_version", [], |row| row.get(0)).map_err(fail)?;
+        if batch.cache.data_version != Some(version) {
+            batch.cache.clear();
+            batch.cache.data_version = Some(version);
+        }
+        Ok(batch)
+    }
+
+    /// The transaction's connection, for other modules' tables (bans, the
+    /// alert outbox) so that their rows commit with the incidents.
+    pub fn conn(&self) -> &Connection {
+        self.conn
+    }
+
+    fn error(&self, err: rusqlite::Error) -> StoreError {
+        StoreError::from_sqlite(self.path, self.options.busy_timeout, err)
+    }
+
+    /// The open incident of `key`, if any.
+    pub fn find_open_incident(
+        &mut self,
+        key: &CampaignKey,
+    ) -> Result<Option<IncidentId>, StoreError> {
+        if let Some(known) = self.cache.open_by_key.get(key) {
+            return Ok(*known);
+        }
+        let found = find_open(self.conn, key).map_err(|e| self.error(e))?;
+        self.cache.open_by_key.insert(key.clone(), found);
+        Ok(found)
+    }
+
+    /// Merges `obs` into the open incident of its campaign, or opens one.
+    /// An opening writes a `detected` timeline entry, an escalation an
+    /// `escalated` one; a plain update writes none (the incident's
+    /// counters and evidence record it).
+    ///
+    /// Evidence: every line is counted and digested; the first
+    /// `evidence.first` lines and the latest `evidence.latest` are kept,
+    /// and so is the last line of an escalating observation (the line that
+    /// raised the severity is never lost to the cap).
+    pub fn open_or_update_incident(
+        &mut self,
+        obs: Observation,
+    ) -> Result<(IncidentId, Change), StoreError> {
+        let limits = self.options.limits;
+        let (id, change) = match self.find_open_incident(&obs.key)? {
+            None => {
+                let campaign = Campaign::open(&obs, &limits);
+                let id = insert_incident(self.conn, &campaign, obs.last_seen)
+                    .map_err(|e| self.error(e))?;
+                let detail = format!(
+                    "opened by rule {} with severity {}: {} attempt(s) from {}",
+                    obs.rule, obs.severity, obs.attempts, obs.key
+                );
+                self.insert_timeline(
+                    id,
+                    obs.last_seen,
+                    &Actor::Automatic,
+                    TimelineKind::Detected,
+                    &detail,
+                )?;
+                self.cache.open_by_key.insert(obs.key.clone(), Some(id));
+                let mut loaded = Loaded::new(campaign, true);
+                for kind in NameKind::ALL {
+                    let names = &kind.set(&loaded.campaign).kept;
+                    loaded.new_names.extend(names.iter().map(|n| (kind, n.clone())));
+                }
+                self.cache.loaded.insert(id, loaded);
+                (id, Change::Opened)
+            }
+            Some(id) => {
+                self.load(id)?;
+                let loaded = self.cache.loaded.get_mut(&id).expect("loaded above");
+                let unseen = unseen_names(&loaded.campaign, &obs);
+                let change = loaded.campaign.merge(&obs, &limits);
+                if !unseen.is_empty() {
+                    let added = newly_kept(&loaded.campaign, unseen);
+                    loaded.new_names.extend(added);
+                }
+                loaded.dirty = true;
+                if let Change::Escalated { from, to } = change {
+                    let detail = format!("severity {from} → {to} (rule {})", obs.rule);
+                    self.insert_timeline(
+                        id,
+                        obs.last_seen,
+                        &Actor::Automatic,
+                        TimelineKind::Escalated,
+                        &detail,
+                    )?;
+                }
+                (id, change)
+            }
+        };
+        let pin_last = matches!(change, Change::Escalated { .. });
+        self.record_lines(id, obs.evidence, pin_last);
+        Ok((id, change))
+    }
+
+    fn record_lines(&mut self, id: IncidentId, lines: Vec<Evidence>, pin_last: bool) {
+        let cap = self.options.limits.evidence;
+        let last = lines.len().checked_sub(1);
+        let loaded = self.cache.loaded.get_mut(&id).expect("incident loaded before its evidence");
+        for (i, ev) in lines.into_iter().enumerate() {
+            let seq = loaded.campaign.note_evidence(&ev.sha256);
+            if cap.keeps_first(seq) || (pin_last && Some(i) == last) {
+                loaded.kept.push(seq, &ev);
+            } else if cap.latest > 0 {
+                if loaded.recent.len() as u64 >= cap.latest {
+                    loaded.recent.pop_front();
+                }
+                loaded.recent.push_back((seq, ev));
+            }
+        }
+        loaded.dirty = true;
+    }
+
+    /// Attaches evidence explicitly (eradication, file integrity, a
+    /// person's finding): always kept whatever the cap, counted in the
+    /// digest, and recorded in the timeline.
+    pub fn add_evidence(
+        &mut self,
+        id: IncidentId,
+        at: Timestamp,
+        actor: &Actor,
+        evidence: Evidence,
+    ) -> Result<u64, StoreError> {
+        self.load(id)?;
+        let loaded = self.cache.loaded.get_mut(&id).expect("loaded above");
+        let seq = loaded.campaign.note_evidence(&evidence.sha256);
+        loaded.dirty = true;
+        let mut chunk = ChunkBuilder::default();
+        chunk.push(seq, &evidence);
+        insert_chunk(self.conn, INSERT_EVIDENCE, id, &chunk).map_err(|e| self.error(e))?;
+        let detail =
+            format!("{}:{} sha256 {}", evidence.file, evidence.offset, evidence.sha256_hex());
+        self.insert_timeline(id, at, actor, TimelineKind::EvidenceAdded, &detail)?;
+        Ok(seq)
+    }
+
+    /// Appends a timeline entry; returns its id.
+    pub fn add_timeline(
+        &mut self,
+        id: IncidentId,
+        at: Timestamp,
+        actor: &Actor,
+        kind: TimelineKind,
+        detail: &str,
+    ) -> Result<i64, StoreError> {
+        self.ensure_exists(id)?;
+        self.insert_timeline(id, at, actor, kind, detail)
+    }
+
+    /// Moves an incident to `to` (see [`State::check_transition`]) and
+    /// records who did it and when. Closing frees its campaign: the next
+    /// attempt opens a new incident.
+    pub fn set_state(
+        &mut self,
+        id: IncidentId,
+        to: State,
+        at: Timestamp,
+        actor: &Actor,
+    ) -> Result<(), StoreError> {
+        self.load(id)?;
+        let loaded = self.cache.loaded.get_mut(&id).expect("loaded above");
+        let from = loaded.campaign.state;
+        from.check_transition(to).map_err(|source| StoreError::Transition { id, source })?;
+        loaded.campaign.state = to;
+        let key = loaded.campaign.key.clone();
+        // Written now, not at commit: the open-campaign index must see a
+        // closed incident as closed before a new one for the key is opened.
+        self.conn
+            .prepare_cached("UPDATE incidents SET state = ?1 WHERE id = ?2")
+            .and_then(|mut stmt| stmt.execute(params![to.as_str(), id.0]))
+            .map_err(|e| self.error(e))?;
+        if !to.is_open() {
+            self.cache.open_by_key.insert(key, None);
+        }
+        let detail = format!("{from} → {to} ({})", to.nist_phase());
+        self.insert_timeline(id, at, actor, TimelineKind::StateChanged, &detail)?;
+        Ok(())
+    }
+
+    /// Stores `value` under `key` (a file cursor), replacing the previous
+    /// one, in this transaction.
+    pub fn set_cursor(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("INSERT OR REPLACE INTO cursors (key, value) VALUES (?1, ?2)")
+            .and_then(|mut stmt| stmt.execute(params![key, value]))
+            .map(|_| ())
+            .map_err(|e| self.error(e))
+    }
+
+    /// The value stored under `key`, as this transaction sees it.
+    pub fn cursor(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        read_cursor(self.conn, key).map_err(|e| self.error(e))
+    }
+
+    /// Writes every touched incident and commits. Nothing of the batch is
+    /// visible to anyone before this returns `Ok`.
+    pub fn commit(mut self) -> Result<(), StoreError> {
+        self.flush()?;
+        self.conn.execute_batch("COMMIT").map_err(|e| self.error(e))?;
+        self.finished = true;
+        if self.cache.loaded.len() > CACHE_MAX_INCIDENTS {
+            self.cache.clear();
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), StoreError> {
+        let cap = self.options.limits.evidence;
+        // In id order: neighbouring incidents share pages.
+        let mut dirty: Vec<IncidentId> =
+            self.cache.loaded.iter().filter(|(_, l)| l.dirty).map(|(id, _)| *id).collect();
+        dirty.sort_unstable();
+        for id in dirty {
+            let loaded = self.cache.loaded.get_mut(&id).expect("listed above");
+            let c = &loaded.campaign;
+            let write = || -> rusqlite::Result<()> {
+                // `state` is not written here (set_state writes it at
+                // once): leaving indexed columns out of the SET list spares
+                // SQLite the index updates.
+                self.conn
+                    .prepare_cached(
+                        "UPDATE incidents SET rules_omitted = ?1, severity = ?2, \
+                         first_seen = ?3, last_seen = ?4, attempts = ?5, hosts_omitted = ?6, \
+                         users_omitted = ?7, evidence_lines = ?8, evidence_digest = ?9 \
+                         WHERE id = ?10",
+                    )?
+                    .execute(params![
+                        to_i64(c.rules.omitted),
+                        c.severity.as_str(),
+                        c.first_seen.to_string(),
+                        c.last_seen.to_string(),
+                        to_i64(c.attempts),
+                        to_i64(c.hosts.omitted),
+                        to_i64(c.users.omitted),
+                        to_i64(c.evidence_lines),
+                        &c.evidence_digest[..],
+                        id.0,
+                    ])?;
+                let mut names = self.conn.prepare_cached(
+                    "INSERT OR IGNORE INTO incident_names (incident_id, kind, name) \
+                     VALUES (?1, ?2, ?3)",
+                )?;
+                for (kind, name) in &loaded.new_names {
+                    names.execute(params![id.0, kind.as_str(), name])?;
+                }
+                if !loaded.kept.is_empty() {
+                    insert_chunk(self.conn, INSERT_EVIDENCE, id, &loaded.kept)?;
+                }
+                if !loaded.recent.is_empty() {
+                    let mut chunk = ChunkBuilder::default();
+                    for (seq, ev) in &loaded.recent {
+                        chunk.push(*seq, ev);
+                    }
+                    insert_chunk(self.conn, INSERT_RECENT, id, &chunk)?;
+                    // Chunks whose every line has left the window go.
+                    self.conn
+                        .prepare_cached(
+                            "DELETE FROM evidence_recent WHERE incident_id = ?1 AND last_seq < ?2",
+                        )?
+                        .execute(params![id.0, to_i64(cap.latest_start(c.evidence_lines))])?;
+                }
+                Ok(())
+            };
+            write()
+                .map_err(|e| StoreError::from_sqlite(self.path, self.options.busy_timeout, e))?;
+            loaded.kept.clear();
+            loaded.recent.clear();
+            loaded.new_names.clear();
+            loaded.dirty = false;
+        }
+        Ok(())
+    }
+
+    fn ensure_exists(&mut self, id: IncidentId) -> Result<(), StoreError> {
+        if self.cache.loaded.contains_key(&id) {
+            return Ok(());
+        }
+        let exists = self
+            .conn
+            .prepare_cached("SELECT 1 FROM incidents WHERE id = ?1")
+            .and_then(|mut stmt| stmt.exists([id.0]))
+            .map_err(|e| self.error(e))?;
+        if exists {
+            Ok(())
+        } else {
+            Err(StoreError::NoSuchIncident(id))
+        }
+    }
+
+    fn load(&mut self, id: IncidentId) -> Result<(), StoreError> {
+        if self.cache.loaded.contains_key(&id) {
+            return Ok(());
+        }
+        let incident =
+            read_incident(self.conn, self.path, id)?.ok_or(StoreError::NoSuchIncident(id))?;
+        self.cache.loaded.insert(id, Loaded::new(incident.campaign, false));
+        Ok(())
+    }
+
+    fn insert_timeline(
+        &self,
+        id: IncidentId,
+        at: Timestamp,
+        actor: &Actor,
+        kind: TimelineKind,
+        detail: &str,
+    ) -> Result<i64, StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO timeline (incident_id, at, actor, kind, detail) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    id.0,
+                    at.to_string(),
+                    actor.to_string(),
+                    kind.as_str(),
+                    detail
+                ])
+            })
+            .map_err(|e| self.error(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+}
+
+fn insert_chunk(
+    conn: &Connection,
+    sql: &str,
+    id: IncidentId,
+    chunk: &ChunkBuilder,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute(params![
+        id.0,
+        to_i64(chunk.first_seq.unwrap_or(0)),
+        to_i64(chunk.last_seq),
+        to_i64(chunk.lines),
+        chunk.data,
+    ])?;
+    Ok(())
+}
+
+/// Counters and offsets fit in i64 by a wide margin (2^63 bytes, lines or
+/// attempts); saturate rather than wrap if one ever does not.
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn find_open(conn: &Connection, key: &CampaignKey) -> rusqlite::Result<Option<IncidentId>> {
+    conn.prepare_cached(
+        "SELECT id FROM incidents WHERE subject_kind = ?1 AND subject = ?2 AND state <> 'closed'",
+    )?
+    .query_row(params![key.kind.as_str(), key.subject], |row| row.get(0).map(IncidentId))
+    .optional()
+}
+
+fn insert_incident(
+    conn: &Connection,
+    c: &Campaign,
+    opened_at: Timestamp,
+) -> rusqlite::Result<IncidentId> {
+    conn.prepare_cached(
+        "INSERT INTO incidents (subject_kind, subject, rule, rules_omitted, severity, state, \
+         first_seen, last_seen, attempts, hosts_omitted, users_omitted, evidence_lines, \
+         evidence_digest, opened_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    )?
+    .execute(params![
+        c.key.kind.as_str(),
+        c.key.subject,
+        c.rule,
+        to_i64(c.rules.omitted),
+        c.severity.as_str(),
+        c.state.as_str(),
+        c.first_seen.to_string(),
+        c.last_seen.to_string(),
+        to_i64(c.attempts),
+        to_i64(c.hosts.omitted),
+        to_i64(c.users.omitted),
+        to_i64(c.evidence_lines),
+        &c.evidence_digest[..],
+        opened_at.to_string(),
+    ])?;
+    Ok(IncidentId(conn.last_insert_rowid()))
+}
+
+fn read_cursor(conn: &Connection, key: &str) -> rusqlite::Result<Option<Vec<u8>>> {
+    conn.prepare_cached("SELECT value FROM cursors WHERE key = ?1")?
+        .query_row([key], |row| row.get(0))
+        .optional()
+}
+
+const INCIDENT_COLUMNS: &str = "id, subject_kind, subject, rule, rules_omitted, severity, \
+    state, first_seen, last_seen, attempts, hosts_omitted, users_omitted, evidence_lines, \
+    evidence_digest, opened_at";
+
+/// A stored value that does not decode: the database was edited by hand or
+/// is damaged. Said with the row, never skipped.
+fn bad_value(path: &Path, what: String) -> StoreError {
+    StoreError::BadValue { path: path.to_path_buf(), what }
+}
+
+/// The raw columns of an incident row, decoded by [`decode_incident`]
+/// outside rusqlite's row callback so that decoding errors keep their
+/// meaning.
+struct RawIncident {
+    id: i64,
+    subject_kind: String,
+    subject: String,
+    rule: String,
+    rules_omitted: i64,
+    severity: String,
+    state: String,
+    first_seen: String,
+    last_seen: String,
+    attempts: i64,
+    hosts_omitted: i64,
+    users_omitted: i64,
+    evidence_lines: i64,
+    evidence_digest: Vec<u8>,
+    opened_at: String,
+}
+
+fn raw_incident(row: &Row<'_>) -> rusqlite::Result<RawIncident> {
+    Ok(RawIncident {
+        id: row.get(0)?,
+        subject_kind: row.get(1)?,
+        subject: row.get(2)?,
+        rule: row.get(3)?,
+        rules_omitted: row.get(4)?,
+        severity: row.get(5)?,
+        state: row.get(6)?,
+        first_seen: row.get(7)?,
+        last_seen: row.get(8)?,
+        attempts: row.get(9)?,
+        hosts_omitted: row.get(10)?,
+        users_omitted: row.get(11)?,
+        evidence_lines: row.get(12)?,
+        evidence_digest: row.get(13)?,
+        opened_at: row.get(14)?,
+    })
+}
+
+fn decode_incident(
+    conn: &Connection,
+    path: &Path,
+    raw: RawIncident,
+) -> Result<Incident, StoreError> {
+    let id = IncidentId(raw.id);
+    let bad =
+        |field: &str, detail: String| bad_value(path, format!("incident {id}, {field}: {detail}"));
+    let time = |field: &str, text: &str| -> Result<Timestamp, StoreError> {
+        text.parse::<Timestamp>().map_err(|e| bad(field, e.to_string()))
+    };
+    let count = |field: &str, n: i64| -> Result<u64, StoreError> {
+        u64::try_from(n).map_err(|_| bad(field, format!("negative count {n}")))
+    };
+    let state: State = raw.state.parse().map_err(|e| bad("state", e))?;
+    let evidence_digest: Sha256Digest =
+        raw.evidence_digest.as_slice().try_into().map_err(|_| {
+            bad("evidence_digest", format!("{} bytes, not 32", raw.evidence_digest.len()))
+        })?;
+    let campaign = Campaign {
+        key: CampaignKey {
+            kind: raw.subject_kind.parse::<SubjectKind>().map_err(|e| bad("subject_kind", e))?,
+            subject: raw.subject,
+        },
+        rule: raw.rule,
+        rules: BoundedSet::new(),
+        severity: raw.severity.parse::<Severity>().map_err(|e| bad("severity", e))?,
+        state,
+        first_seen: time("first_seen", &raw.first_seen)?,
+        last_seen: time("last_seen", &raw.last_seen)?,
+        attempts: count("attempts", raw.attempts)?,
+        hosts: BoundedSet::new(),
+        users: BoundedSet::new(),
+        evidence_lines: count("evidence_lines", raw.evidence_lines)?,
+        evidence_digest,
+    };
+    let mut campaign = campaign;
+    campaign.rules.omitted = count("rules_omitted", raw.rules_omitted)?;
+    campaign.hosts.omitted = count("hosts_omitted", raw.hosts_omitted)?;
+    campaign.users.omitted = count("users_omitted", raw.users_omitted)?;
+    let names: Vec<(String, String)> = conn
+        .prepare_cached("SELECT kind, name FROM incident_names WHERE incident_id = ?1")
+        .and_then(|mut stmt| stmt.query_map([id.0], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+        .map_err(|e| StoreError::from_sqlite(path, std::time::Duration::ZERO, e))?;
+    for (kind, name) in names {
+        let kind = NameKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == kind)
+            .ok_or_else(|| bad("incident_names", format!("unknown kind {kind:?}")))?;
+        kind.set_mut(&mut campaign).kept.insert(name);
+    }
+    Ok(Incident {
+        id,
+        phase: state.nist_phase(),
+        opened_at: time("opened_at", &raw.opened_at)?,
+        campaign,
+    })
+}
+
+fn read_incident(
+    conn: &Connection,
+    path: &Path,
+    id: IncidentId,
+) -> Result<Option<Incident>, StoreError> {
+    let raw = conn
+        .prepare_cached(&format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?1"))
+        .and_then(|mut stmt| stmt.query_row([id.0], raw_incident).optional())
+        .map_err(|e| StoreError::from_sqlite(path, std::time::Duration::ZERO, e))?;
+    raw.map(|raw| decode_incident(conn, path, raw)).transpose()
+}
+
+impl super::Store {
+    /// The incidents matching `filter`, oldest first.
+    pub fn list_incidents(&self, filter: &IncidentFilter) -> Result<Vec<Incident>, StoreError> {
+        let mut sql = format!("SELECT {INCIDENT_COLUMNS} FROM incidents");
+        let state = filter.state.map(State::as_str);
+        match (state, filter.open_only) {
+            (Some(_), _) => sql.push_str(" WHERE state = ?1"),
+            (None, true) => sql.push_str(" WHERE state <> 'closed'"),
+            (None, false) => {}
+        }
+        sql.push_str(" ORDER BY id");
+        let raws: Vec<RawIncident> = self
+            .conn()
+            .prepare_cached(&sql)
+            .and_then(|mut stmt| match state {
+                Some(s) => stmt.query_map([s], raw_incident)?.collect(),
+                None => stmt.query_map([], raw_incident)?.collect(),
+            })
+            .map_err(|e| self.error(e))?;
+        raws.into_iter().map(|raw| decode_incident(self.conn(), self.path(), raw)).collect()
+    }
+
+    /// One incident with its timeline and kept evidence.
+    pub fn get_incident(&self, id: IncidentId) -> Result<IncidentDetail, StoreError> {
+        let incident =
+            read_incident(self.conn(), self.path(), id)?.ok_or(StoreError::NoSuchIncident(id))?;
+        let timeline = self.read_timeline(id)?;
+        let evidence = self.read_evidence(&incident)?;
+        Ok(IncidentDetail { incident, timeline, evidence })
+    }
+
+    /// The open incident of `key`, if any.
+    pub fn find_open_incident(&self, key: &CampaignKey) -> Result<Option<IncidentId>, StoreError> {
+        find_open(self.conn(), key).map_err(|e| self.error(e))
+    }
+
+    /// The value stored under `key` (a file cursor).
+    pub fn cursor(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        read_cursor(self.conn(), key).map_err(|e| self.error(e))
+    }
+
+    /// [`Batch::open_or_update_incident`] in a transaction of its own.
+    pub fn open_or_update_incident(
+        &mut self,
+        obs: Observation,
+    ) -> Result<(IncidentId, Change), StoreError> {
+        self.write(|b| b.open_or_update_incident(obs))
+    }
+
+    /// [`Batch::add_timeline`] in a transaction of its own.
+    pub fn add_timeline(
+        &mut self,
+        id: IncidentId,
+        at: Timestamp,
+        actor: &Actor,
+        kind: TimelineKind,
+        detail: &str,
+    ) -> Result<i64, StoreError> {
+        self.write(|b| b.add_timeline(id, at, actor, kind, detail))
+    }
+
+    /// [`Batch::add_evidence`] in a transaction of its own.
+    pub fn add_evidence(
+        &mut self,
+        id: IncidentId,
+        at: Timestamp,
+        actor: &Actor,
+        evidence: Evidence,
+    ) -> Result<u64, StoreError> {
+        self.write(|b| b.add_evidence(id, at, actor, evidence))
+    }
+
+    /// [`Batch::set_state`] in a transaction of its own.
+    pub fn set_state(
+        &mut self,
+        id: IncidentId,
+        to: State,
+        at: Timestamp,
+        actor: &Actor,
+    ) -> Result<(), StoreError> {
+        self.write(|b| b.set_state(id, to, at, actor))
+    }
+
+    fn read_timeline(&self, id: IncidentId) -> Result<Vec<StoredTimelineEntry>, StoreError> {
+        type Raw = (i64, String, String, String, String);
+        let raws: Vec<Raw> = self
+            .conn()
+            .prepare_cached(
+                "SELECT id, at, actor, kind, detail FROM timeline WHERE incident_id = ?1 ORDER BY id",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map([id.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+                    .collect()
+            })
+            .map_err(|e| self.error(e))?;
+        raws.into_iter()
+            .map(|(row_id, at, actor, kind, detail)| {
+                let bad = |e: String| bad_value(self.path(), format!("timeline row {row_id}: {e}"));
+                Ok(StoredTimelineEntry {
+                    id: row_id,
+                    entry: TimelineEntry {
+                        at: at.parse().map_err(|e: jiff::Error| bad(e.to_string()))?,
+                        actor: actor.parse().map_err(bad)?,
+                        kind: kind.parse().map_err(bad)?,
+                        detail,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    /// Kept evidence: the first (and pinned) lines, plus the latest ones,
+    /// by `seq`. A rolling chunk is deleted only once all its lines are
+    /// older than the latest window, so a few lines just before the window
+    /// may show too: every line shown is genuine.
+    fn read_evidence(&self, incident: &Incident) -> Result<Vec<StoredEvidence>, StoreError> {
+        let id = incident.id;
+        let read = |sql: &str| -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+            self.conn()
+                .prepare_cached(sql)
+                .and_then(|mut stmt| {
+                    stmt.query_map([id.0], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+                })
+                .map_err(|e| self.error(e))
+        };
+        let mut out: Vec<StoredEvidence> = Vec::new();
+        for table in ["evidence", "evidence_recent"] {
+            let chunks =
+                read(&format!("SELECT id, data FROM {table} WHERE incident_id = ?1 ORDER BY id"))?;
+            for (chunk_id, data) in chunks {
+                let records = evidence::decode(&data).map_err(|e| {
+                    bad_value(self.path(), format!("incident {id}, {table} chunk {chunk_id}: {e}"))
+                })?;
+                out.extend(
+                    records.into_iter().map(|(seq, evidence)| StoredEvidence { seq, evidence }),
+                );
+            }
+        }
+        out.sort_by_key(|e| e.seq);
+        // A pinned line may also sit in the rolling table: keep one copy.
+        out.dedup_by_key(|e| e.seq);
+        Ok(out)
+    }
+}

@@ -1,0 +1,180 @@
+//! The database schema and its migrations.
+//!
+//! The schema version is SQLite's `PRAGMA user_version`. [`MIGRATIONS`]
+//! lists every step in order; opening a store applies the ones it has not
+//! seen yet, each in its own transaction together with the version bump,
+//! so a crash leaves the database at the previous version, never between.
+//! A database written by a newer hikeshi (a higher version) is refused
+//! rather than misread.
+//!
+//! To add tables (the alert outbox, bans, the audit chain, ...), append a
+//! [`Migration`] with the next version number; never edit a released one.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+/// One schema step.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// The `user_version` after this step: 1, 2, 3, ... without gaps.
+    pub version: u32,
+    /// A short name, said in errors.
+    pub name: &'static str,
+    /// The SQL (several statements allowed).
+    pub sql: &'static str,
+}
+
+/// Every migration of the hikeshi database, in order.
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "incidents", sql: INCIDENTS_V1 },
+    Migration { version: 2, name: "alert_outbox", sql: crate::notify::outbox::SCHEMA },
+    Migration { version: 3, name: "bans", sql: crate::contain::store::SCHEMA },
+];
+
+/// The schema version this build writes.
+pub fn latest_version(migrations: &[Migration]) -> u32 {
+    migrations.last().map_or(0, |m| m.version)
+}
+
+/// Incidents, their timeline and evidence, and the file cursors.
+///
+/// `timeline` and `evidence` are append-only (triggers refuse UPDATE and
+/// DELETE), so their ids only grow (a row's id is one more than the
+/// largest, and no row ever goes away): a hash chain over them can be
+/// added later without rewriting history. (AUTOINCREMENT would add a
+/// write per row for the same guarantee.)
+/// Evidence lines are stored in chunks of packed records (one row per
+/// incident per batch, see `store::evidence`): the first lines of an
+/// incident, and any line that raised its severity, in `evidence` for
+/// good; its latest lines in `evidence_recent`, the one rolling table,
+/// whose chunks are deleted once all their lines have left the "latest"
+/// window. Every line, kept or not, is counted and digested in its
+/// incident's row.
+pub const INCIDENTS_V1: &str = r#"
+CREATE TABLE incidents (
+    id               INTEGER PRIMARY KEY,
+    subject_kind     TEXT    NOT NULL,
+    subject          TEXT    NOT NULL,
+    rule             TEXT    NOT NULL,
+    severity         TEXT    NOT NULL,
+    state            TEXT    NOT NULL,
+    first_seen       TEXT    NOT NULL,           -- RFC 3339
+    last_seen        TEXT    NOT NULL,
+    attempts         INTEGER NOT NULL,
+    rules_omitted    INTEGER NOT NULL,           -- sightings beyond the kept names
+    hosts_omitted    INTEGER NOT NULL,
+    users_omitted    INTEGER NOT NULL,
+    evidence_lines   INTEGER NOT NULL,           -- every line, kept or not
+    evidence_digest  BLOB    NOT NULL,           -- chained SHA-256 over them
+    opened_at        TEXT    NOT NULL
+);
+-- At most one open incident per campaign.
+CREATE UNIQUE INDEX incidents_open_campaign
+    ON incidents (subject_kind, subject) WHERE state <> 'closed';
+CREATE INDEX incidents_state ON incidents (state, id);
+
+-- The bounded name sets of each incident (rules fired, hosts attacked,
+-- user names tried): one row per kept name, written once when first seen.
+CREATE TABLE incident_names (
+    incident_id  INTEGER NOT NULL REFERENCES incidents (id),
+    kind         TEXT    NOT NULL,               -- 'rule', 'host' or 'user'
+    name         TEXT    NOT NULL,
+    PRIMARY KEY (incident_id, kind, name)
+) WITHOUT ROWID;
+
+CREATE TABLE timeline (
+    id           INTEGER PRIMARY KEY,
+    incident_id  INTEGER NOT NULL REFERENCES incidents (id),
+    at           TEXT    NOT NULL,
+    actor        TEXT    NOT NULL,
+    kind         TEXT    NOT NULL,
+    detail       TEXT    NOT NULL
+);
+CREATE INDEX timeline_incident ON timeline (incident_id, id);
+
+CREATE TABLE evidence (
+    id           INTEGER PRIMARY KEY,
+    incident_id  INTEGER NOT NULL REFERENCES incidents (id),
+    first_seq    INTEGER NOT NULL,               -- seq of its first record
+    last_seq     INTEGER NOT NULL,               -- seq of its last record
+    lines        INTEGER NOT NULL,               -- records in it
+    data         BLOB    NOT NULL                -- packed records (store::evidence)
+);
+CREATE INDEX evidence_incident ON evidence (incident_id, id);
+
+CREATE TABLE evidence_recent (
+    id           INTEGER PRIMARY KEY,
+    incident_id  INTEGER NOT NULL REFERENCES incidents (id),
+    first_seq    INTEGER NOT NULL,
+    last_seq     INTEGER NOT NULL,
+    lines        INTEGER NOT NULL,
+    data         BLOB    NOT NULL
+);
+CREATE INDEX evidence_recent_incident ON evidence_recent (incident_id, last_seq);
+
+CREATE TABLE cursors (
+    key         TEXT PRIMARY KEY,
+    value       BLOB NOT NULL
+) WITHOUT ROWID;
+
+CREATE TRIGGER timeline_no_update BEFORE UPDATE ON timeline
+    BEGIN SELECT RAISE(ABORT, 'timeline rows are append-only'); END;
+CREATE TRIGGER timeline_no_delete BEFORE DELETE ON timeline
+    BEGIN SELECT RAISE(ABORT, 'timeline rows are append-only'); END;
+CREATE TRIGGER evidence_no_update BEFORE UPDATE ON evidence
+    BEGIN SELECT RAISE(ABORT, 'evidence rows are append-only'); END;
+CREATE TRIGGER evidence_no_delete BEFORE DELETE ON evidence
+    BEGIN SELECT RAISE(ABORT, 'evidence rows are append-only'); END;
+"#;
+
+/// Why migrating failed (mapped to a `StoreError` with the file name).
+#[derive(Debug)]
+pub(crate) enum MigrateError {
+    /// The database is newer than this program.
+    TooNew { found: u32, known: u32 },
+    /// A step failed; nothing of it was applied.
+    Step { version: u32, name: &'static str, source: rusqlite::Error },
+    /// Reading the version failed.
+    Sqlite(rusqlite::Error),
+}
+
+/// Brings `conn` up to the last of `migrations`. Applying an already
+/// applied list does nothing, so it runs on every open.
+pub(crate) fn migrate(
+    conn: &mut Connection,
+    migrations: &[Migration],
+) -> Result<u32, MigrateError> {
+    debug_assert!(
+        migrations.iter().enumerate().all(|(i, m)| m.version as usize == i + 1),
+        "migration versions must be 1, 2, 3, ... without gaps"
+    );
+    let known = latest_version(migrations);
+    let current = user_version(conn).map_err(MigrateError::Sqlite)?;
+    if current > known {
+        return Err(MigrateError::TooNew { found: current, known });
+    }
+    for m in migrations.iter().filter(|m| m.version > current) {
+        let step = |conn: &mut Connection| -> rusqlite::Result<()> {
+            // IMMEDIATE: two hikeshi processes opening a new database at
+            // once must not both run the step; the second waits, then sees
+            // the new version and skips it.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let now = user_version(&tx)?;
+            if now < m.version {
+                tx.execute_batch(m.sql)?;
+                tx.pragma_update(None, "user_version", m.version)?;
+            }
+            tx.commit()
+        };
+        step(conn).map_err(|source| MigrateError::Step {
+            version: m.version,
+            name: m.name,
+            source,
+        })?;
+    }
+    Ok(known.max(current))
+}
+
+/// The schema version stored in the database.
+pub(crate) fn user_version(conn: &Connection) -> rusqlite::Result<u32> {
+    conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+}

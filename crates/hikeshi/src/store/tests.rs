@@ -1,0 +1,621 @@
+//! Tests of the incident database against real SQLite files.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use hikeshi_core::incident::{
+    chain_evidence_digest, Actor, CampaignKey, Change, Evidence, EvidenceCap, IncidentId, Limits,
+    Observation, State, TimelineKind, EMPTY_EVIDENCE_DIGEST,
+};
+use hikeshi_core::Severity;
+use jiff::Timestamp;
+
+use super::*;
+
+fn at(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+fn t(minute: u32) -> Timestamp {
+    at(&format!("2026-03-01T10:{minute:02}:00Z"))
+}
+
+fn key(addr: &str) -> CampaignKey {
+    CampaignKey::for_addr(addr.parse().unwrap())
+}
+
+fn obs(addr: &str, sev: Severity, minute: u32, attempts: u64, users: &[&str]) -> Observation {
+    let mut o = Observation::new(key(addr), "ssh-bruteforce", sev, t(minute), attempts);
+    o.users = users.iter().map(|u| u.to_string()).collect();
+    o.hosts = vec!["web1".into()];
+    o
+}
+
+fn lines(from: u64, n: u64) -> Vec<Evidence> {
+    (from..from + n)
+        .map(|i| {
+            let text = format!("Mar  1 10:00:00 web1 sshd[1]: Failed password for root from 203.0.113.7 port {i} ssh2");
+            Evidence::new("/var/log/auth.log", i * 100, text.as_bytes())
+        })
+        .collect()
+}
+
+fn temp() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(DB_FILE_NAME);
+    (dir, path)
+}
+
+fn with_limits(limits: Limits) -> StoreOptions {
+    StoreOptions { limits, ..StoreOptions::default() }
+}
+
+fn count(store: &Store, table: &str) -> i64 {
+    store.conn().query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).unwrap()
+}
+
+#[test]
+fn migrations_run_from_empty_and_reopening_is_idempotent() {
+    let (_dir, path) = temp();
+    let store = Store::open(&path).unwrap();
+    assert_eq!(schema::user_version(store.conn()).unwrap(), schema::latest_version(MIGRATIONS));
+    assert_eq!(count(&store, "incidents"), 0);
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the database holds evidence: private");
+    let journal: String = store.conn().query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    assert_eq!(journal, "wal");
+    let fk: i64 = store.conn().query_row("PRAGMA foreign_keys", [], |r| r.get(0)).unwrap();
+    assert_eq!(fk, 1);
+    drop(store);
+
+    let mut store = Store::open(&path).unwrap();
+    store.open_or_update_incident(obs("203.0.113.7", Severity::Medium, 0, 5, &["root"])).unwrap();
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.list_incidents(&IncidentFilter::default()).unwrap().len(), 1);
+}
+
+static WITH_OUTBOX: &[Migration] = &[
+    MIGRATIONS[0],
+    Migration {
+        version: 2,
+        name: "alert_outbox",
+        sql: "CREATE TABLE alert_outbox (id INTEGER PRIMARY KEY, body TEXT NOT NULL);",
+    },
+];
+
+/// A build that knows only the first migration.
+static ONLY_FIRST: &[Migration] = &[MIGRATIONS[0]];
+
+fn open_v1(path: &Path) -> Result<Store, StoreError> {
+    Store::open_with(path, StoreOptions { migrations: ONLY_FIRST, ..Default::default() })
+}
+
+static BROKEN_SECOND: &[Migration] = &[
+    MIGRATIONS[0],
+    Migration {
+        version: 2,
+        name: "broken",
+        sql: "CREATE TABLE half (x INTEGER); CREATE TABLE oops (;",
+    },
+];
+
+#[test]
+fn further_migrations_apply_in_order_and_a_failing_one_applies_nothing() {
+    let (_dir, path) = temp();
+    drop(open_v1(&path).unwrap());
+
+    let err =
+        Store::open_with(&path, StoreOptions { migrations: BROKEN_SECOND, ..Default::default() })
+            .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, StoreError::Migration { version: 2, .. }), "{err:?}");
+    assert!(msg.contains(&path.display().to_string()) && msg.contains("broken"), "{msg}");
+    let store = open_v1(&path).unwrap();
+    assert_eq!(schema::user_version(store.conn()).unwrap(), 1);
+    let half: i64 = store
+        .conn()
+        .query_row("SELECT count(*) FROM sqlite_master WHERE name = 'half'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(half, 0, "the failed step left nothing behind");
+    drop(store);
+
+    let store =
+        Store::open_with(&path, StoreOptions { migrations: WITH_OUTBOX, ..Default::default() })
+            .unwrap();
+    assert_eq!(schema::user_version(store.conn()).unwrap(), 2);
+    store.conn().execute("INSERT INTO alert_outbox (body) VALUES ('x')", []).unwrap();
+    drop(store);
+
+    // Opened again by a build that knows only version 1: refused, not misread.
+    let err = open_v1(&path).unwrap_err();
+    assert!(matches!(err, StoreError::TooNew { found: 2, known: 1, .. }), "{err:?}");
+    assert!(err.to_string().contains("newer hikeshi"), "{err}");
+}
+
+#[test]
+fn another_programs_database_is_refused() {
+    let (_dir, path) = temp();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("CREATE TABLE moz_places (id INTEGER);").unwrap();
+    drop(conn);
+    let err = Store::open(&path).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    assert!(err.to_string().contains("no hikeshi schema"), "{err}");
+}
+
+#[test]
+fn further_attempts_from_the_same_source_update_the_open_incident() {
+    let (_dir, path) = temp();
+    let mut store = Store::open(&path).unwrap();
+    let (a, c1) = store
+        .open_or_update_incident(obs("203.0.113.7", Severity::Medium, 0, 5, &["root"]))
+        .unwrap();
+    let (b, c2) = store
+        .open_or_update_incident(obs("203.0.113.7", Severity::Medium, 3, 4, &["admin", "root"]))
+        .unwrap();
+    let (other, c3) =
+        store.open_or_update_incident(obs("198.51.100.9", Severity::Medium, 1, 1, &[])).unwrap();
+    assert_eq!((c1, c2, c3), (Change::Opened, Change::Updated, Change::Opened));
+    assert_eq!(a, b);
+    assert_ne!(a, other);
+
+    let detail = store.get_incident(a).unwrap();
+    let c = &detail.incident.campaign;
+    assert_eq!(c.attempts, 9);
+    assert_eq!((c.first_seen, c.last_seen), (t(0), t(3)));
+    assert_eq!(c.users.kept.iter().collect::<Vec<_>>(), ["admin", "root"]);
+    assert_eq!(c.state, State::Detected);
+    assert_eq!(detail.incident.phase, "Detection and Analysis");
+    // One timeline row for the opening, none per further attempt.
+    let kinds: Vec<_> = detail.timeline.iter().map(|e| e.entry.kind).collect();
+    assert_eq!(kinds, [TimelineKind::Detected]);
+    assert_eq!(store.find_open_incident(&key("203.0.113.7")).unwrap(), Some(a));
+    assert_eq!(store.find_open_incident(&key("192.0.2.1")).unwrap(), None);
+
+    // IPv6 addresses of one /64 are one campaign.
+    let (v6a, _) =
+        store.open_or_update_incident(obs("2001:db8:1:2::1", Severity::Low, 0, 1, &[])).unwrap();
+    let (v6b, change) =
+        store.open_or_update_incident(obs("2001:db8:1:2::ffff", Severity::Low, 1, 1, &[])).unwrap();
+    assert_eq!((v6a, change), (v6b, Change::Updated));
+}
+
+#[test]
+fn a_higher_severity_is_an_escalation_with_a_timeline_entry() {
+    let (_dir, path) = temp();
+    let mut store = Store::open(&path).unwrap();
+    let (id, _) =
+        store.open_or_update_incident(obs("203.0.113.7", Severity::Medium, 0, 5, &[])).unwrap();
+    let mut success = obs("203.0.113.7", Severity::Critical, 9, 1, &["deploy"]);
+    success.rule = "success-after-failures".into();
+    let (same, change) = store.open_or_update_incident(success).unwrap();
+    assert_eq!(same, id);
+    assert_eq!(change, Change::Escalated { from: Severity::Medium, to: Severity::Critical });
+    let (_, lower) =
+        store.open_or_update_incident(obs("203.0.113.7", Severity::Low, 10, 1, &[])).unwrap();
+    assert_eq!(lower, Change::Updated);
+
+    let detail = store.get_incident(id).unwrap();
+    assert_eq!(detail.incident.campaign.severity, Severity::Critical);
+    assert_eq!(detail.incident.campaign.rule, "ssh-bruteforce", "the rule that opened it");
+    assert!(detail.incident.campaign.rules.kept.contains("success-after-failures"));
+    let escalations: Vec<_> =
+        detail.timeline.iter().filter(|e| e.entry.kind == TimelineKind::Escalated).collect();
+    assert_eq!(escalations.len(), 1);
+    assert!(escalations[0].entry.detail.contains("medium → critical"), "{:?}", escalations[0]);
+    assert_eq!(escalations[0].entry.at, t(9));
+}
+
+#[test]
+fn the_user_set_is_bounded_and_counts_what_it_drops() {
+    let (_dir, path) = temp();
+    let limits = Limits { max_users: 50, ..Limits::default() };
+    let mut store = Store::open_with(&path, with_limits(limits)).unwrap();
+    let names: Vec<String> = (0..200).map(|i| format!("user{i:03}")).collect();
+    let mut o = obs("203.0.113.7", Severity::Medium, 0, 200, &[]);
+    o.users = names;
+    let (id, _) = store.open_or_update_incident(o).unwrap();
+    let users = store.get_incident(id).unwrap().incident.campaign.users;
+    assert_eq!(users.kept.len(), 50);
+    assert_eq!(users.omitted, 150);
+
+    // Across batches and a reopen, the kept names and the count persist.
+    let mut other = Store::open_with(&path, with_limits(limits)).unwrap();
+    other
+        .open_or_update_incident(obs("203.0.113.7", Severity::Medium, 1, 2, &["user000", "zzz"]))
+        .unwrap();
+    drop(other);
+    store
+        .open_or_update_incident(obs("203.0.113.7", Severity::Medium, 2, 1, &["zzz", "yyy"]))
+        .unwrap();
+    let users = Store::open(&path).unwrap().get_incident(id).unwrap().incident.campaign.users;
+    assert_eq!(users.kept.len(), 50);
+    assert!(users.kept.contains("user000") && !users.kept.contains("zzz"));
+    assert_eq!(users.omitted, 153);
+}
+
+#[test]
+fn names_seen_in_later_batches_are_kept_up_to_the_cap() {
+    let (_dir, path) = temp();
+    let limits = Limits { max_users: 3, ..Limits::default() };
+    let mut store = Store::open_with(&path, with_limits(limits)).unwrap();
+    let (id, _) =
+        store.open_or_update_incident(obs("203.0.113.7", Severity::Low, 0, 1, &["a"])).unwrap();
+    store.open_or_update_incident(obs("203.0.113.7", Severity::Low, 1, 2, &["b", "a"])).unwrap();
+    let mut batch = store.batch().unwrap();
+    batch.open_or_update_incident(obs("203.0.113.7", Severity::Low, 2, 1, &["c"])).unwrap();
+    batch.open_or_update_incident(obs("203.0.113.7", Severity::Low, 3, 1, &["d"])).unwrap();
+    batch.commit().unwrap();
+    drop(store);
+    let c = Store::open(&path).unwrap().get_incident(id).unwrap().incident.campaign;
+    assert_eq!(c.users.kept.iter().collect::<Vec<_>>(), ["a", "b", "c"]);
+    assert_eq!(c.users.omitted, 1);
+    assert_eq!(c.hosts.kept.iter().collect::<Vec<_>>(), ["web1"]);
+    assert_eq!(c.rules.kept.iter().collect::<Vec<_>>(), ["ssh-bruteforce"]);
+}
+
+#[test]
+fn evidence_cap_keeps_first_and_latest_and_the_digest_covers_every_line() {
+    let (_dir, path) = temp();
+    let limits = Limits { evidence: EvidenceCap::from_max_lines(10), ..Limits::default() };
+    let mut store = Store::open_with(&path, with_limits(limits)).unwrap();
+    let all = lines(0, 120);
+    let mut id = None;
+    // Three batches, several observations each, as a scan would.
+    for chunk in all.chunks(40) {
+        let mut batch = store.batch().unwrap();
+        for part in chunk.chunks(7) {
+            let mut o = obs("203.0.113.7", Severity::Medium, 0, part.len() as u64, &[]);
+            o.evidence = part.to_vec();
+            id = Some(batch.open_or_update_incident(o).unwrap().0);
+        }
+        batch.commit().unwrap();
+    }
+    let detail = store.get_incident(id.unwrap()).unwrap();
+    let c = &detail.incident.campaign;
+    assert_eq!(c.evidence_lines, 120);
+    let expected =
+        all.iter().fold(EMPTY_EVIDENCE_DIGEST, |d, e| chain_evidence_digest(&d, &e.sha256));
+    assert_eq!(c.evidence_digest, expected, "the digest covers dropped lines too");
+    let seqs: Vec<u64> = detail.evidence.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, [0, 1, 2, 3, 4, 115, 116, 117, 118, 119]);
+    for kept in &detail.evidence {
+        assert_eq!(kept.evidence, all[kept.seq as usize], "line {} intact", kept.seq);
+    }
+    // Packed: one chunk per incident per batch, not one row per line.
+    assert_eq!(count(&store, "evidence"), 1);
+    assert_eq!(count(&store, "evidence_recent"), 1, "older rolling chunks were deleted");
+}
+
+#[test]
+fn the_line_that_escalates_is_kept_even_beyond_the_cap() {
+    let (_dir, path) = temp();
+    let limits = Limits { evidence: EvidenceCap::from_max_lines(4), ..Limits::default() };
+    let mut store = Store::open_with(&path, with_limits(limits)).unwrap();
+    let mut o = obs("203.0.113.7", Severity::Medium, 0, 50, &[]);
+    o.evidence = lines(0, 50);
+    let (id, _) = store.open_or_update_incident(o).unwrap();
+    let mut success = obs("203.0.113.7", Severity::Critical, 5, 1, &[]);
+    success.evidence =
+        vec![Evidence::new("/var/log/auth.log", 9999, b"Accepted password for root")];
+    store.open_or_update_incident(success).unwrap();
+    let mut later = obs("203.0.113.7", Severity::Medium, 6, 5, &[]);
+    later.evidence = lines(100, 5);
+    store.open_or_update_incident(later).unwrap();
+
+    let detail = store.get_incident(id).unwrap();
+    assert_eq!(detail.incident.campaign.evidence_lines, 56);
+    let accepted =
+        detail.evidence.iter().find(|e| e.evidence.line == b"Accepted password for root");
+    assert_eq!(accepted.map(|e| e.seq), Some(50));
+}
+
+#[test]
+fn explicit_evidence_is_always_kept_and_in_the_timeline() {
+    let (_dir, path) = temp();
+    let limits = Limits { evidence: EvidenceCap::from_max_lines(0), ..Limits::default() };
+    let mut store = Store::open_with(&path, with_limits(limits)).unwrap();
+    let mut o = obs("203.0.113.7", Severity::Medium, 0, 3, &[]);
+    o.evidence = lines(0, 3);
+    let (id, _) = store.open_or_update_incident(o).unwrap();
+    let ev = Evidence::new("/etc/ssh/sshd_config", 0, b"PermitRootLogin yes");
+    let alice = Actor::person("alice").unwrap();
+    assert_eq!(store.add_evidence(id, t(30), &alice, ev.clone()).unwrap(), 3);
+    let detail = store.get_incident(id).unwrap();
+    assert_eq!(detail.evidence.len(), 1);
+    assert_eq!(detail.evidence[0].evidence, ev);
+    assert_eq!(detail.incident.campaign.evidence_lines, 4);
+    let last = detail.timeline.last().unwrap();
+    assert_eq!((last.entry.kind, &last.entry.actor), (TimelineKind::EvidenceAdded, &alice));
+    assert!(last.entry.detail.contains(&ev.sha256_hex()));
+}
+
+#[test]
+fn state_changes_are_recorded_and_closing_frees_the_campaign() {
+    let (_dir, path) = temp();
+    let mut store = Store::open(&path).unwrap();
+    let (id, _) =
+        store.open_or_update_incident(obs("203.0.113.7", Severity::High, 0, 5, &[])).unwrap();
+    let bob = Actor::person("bob").unwrap();
+    store.set_state(id, State::Contained, t(1), &Actor::Automatic).unwrap();
+    store.set_state(id, State::Closed, t(2), &bob).unwrap();
+    let err = store.set_state(id, State::Analysing, t(3), &bob).unwrap_err();
+    assert!(matches!(err, StoreError::Transition { .. }), "{err:?}");
+
+    let detail = store.get_incident(id).unwrap();
+    assert_eq!(detail.incident.campaign.state, State::Closed);
+    let changes: Vec<_> = detail
+        .timeline
+        .iter()
+        .filter(|e| e.entry.kind == TimelineKind::StateChanged)
+        .map(|e| (e.entry.at, e.entry.actor.clone(), e.entry.detail.clone()))
+        .collect();
+    assert_eq!(changes.len(), 2);
+    assert_eq!(changes[1].0, t(2));
+    assert_eq!(changes[1].1, bob);
+    assert!(changes[1].2.starts_with("contained → closed"), "{}", changes[1].2);
+
+    // The same attacker again: a new incident.
+    let (again, change) =
+        store.open_or_update_incident(obs("203.0.113.7", Severity::Medium, 9, 1, &[])).unwrap();
+    assert_eq!(change, Change::Opened);
+    assert_ne!(again, id);
+    let open =
+        store.list_incidents(&IncidentFilter { open_only: true, ..Default::default() }).unwrap();
+    assert_eq!(open.iter().map(|i| i.id).collect::<Vec<_>>(), [again]);
+    let closed = store
+        .list_incidents(&IncidentFilter { state: Some(State::Closed), ..Default::default() })
+        .unwrap();
+    assert_eq!(closed.iter().map(|i| i.id).collect::<Vec<_>>(), [id]);
+}
+
+#[test]
+fn closing_and_reopening_within_one_batch() {
+    let (_dir, path) = temp();
+    let mut store = Store::open(&path).unwrap();
+    let mut batch = store.batch().unwrap();
+    let (first, _) =
+        batch.open_or_update_incident(obs("203.0.113.7", Severity::High, 0, 5, &[])).unwrap();
+    batch.set_state(first, State::Closed, t(1), &Actor::Automatic).unwrap();
+    let (second, change) =
+        batch.open_or_update_incident(obs("203.0.113.7", Severity::High, 2, 5, &[])).unwrap();
+    batch.commit().unwrap();
+    assert_eq!(change, Change::Opened);
+    assert_ne!(first, second);
+    assert_eq!(store.get_incident(first).unwrap().incident.campaign.state, State::Closed);
+    assert_eq!(store.get_incident(second).unwrap().incident.campaign.attempts, 5);
+}
+
+#[test]
+fn a_missing_incident_is_a_clear_error() {
+    let (_dir, path) = temp();
+    let mut store = Store::open(&path).unwrap();
+    let err = store.get_incident(IncidentId(42)).unwrap_err();
+    assert!(matches!(err, StoreError::NoSuchIncident(IncidentId(42))));
+    assert_eq!(err.to_string(), "there is no incident 42");
+    let err = store
+        .add_timeline(IncidentId(42), t(0), &Actor::Automatic, TimelineKind::Note, "x")
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NoSuchIncident(_)), "{err:?}");
+    assert!(matches!(
+        store.set_state(IncidentId(42), State::Closed, t(0), &Actor::Automatic),
+        Err(StoreError::NoSuchIncident(_))
+    ));
+}
+
+#[test]
+fn a_failure_mid_batch_leaves_no_half_written_incident() {
+    let (_dir, path) = temp();
+    let limits = Limits { evidence: EvidenceCap::from_max_lines(100), ..Limits::default() };
+    let mut store = Store::open_with(&path, with_limits(limits)).unwrap();
+    store.write(|b| b.set_cursor("file:/var/log/auth.log", b"offset=0")).unwrap();
+    // Inject a failure: the second evidence chunk of the batch fails, after
+    // incidents, timeline rows and a first chunk were written.
+    store
+        .conn()
+        .execute_batch(
+            "CREATE TEMP TRIGGER inject BEFORE INSERT ON main.evidence \
+             WHEN (SELECT count(*) FROM main.evidence) >= 1 \
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+        )
+        .unwrap();
+    let result: Result<(), StoreError> = store.write(|b| {
+        let mut o = obs("203.0.113.7", Severity::Medium, 0, 3, &["root"]);
+        o.evidence = lines(0, 3);
+        b.open_or_update_incident(o)?;
+        b.add_timeline(IncidentId(1), t(0), &Actor::Automatic, TimelineKind::AlertSent, "mail")?;
+        let mut o = obs("198.51.100.9", Severity::Medium, 0, 3, &["admin"]);
+        o.evidence = lines(3, 3);
+        b.open_or_update_incident(o)?;
+        b.set_cursor("file:/var/log/auth.log", b"offset=600")?;
+        Ok(())
+    });
+    let err = result.unwrap_err();
+    assert!(err.to_string().contains("injected failure"), "{err}");
+    for table in ["incidents", "timeline", "evidence", "evidence_recent"] {
+        assert_eq!(count(&store, table), 0, "{table} after rollback");
+    }
+    assert_eq!(store.cursor("file:/var/log/auth.log").unwrap().as_deref(), Some(&b"offset=0"[..]));
+
+    // A batch dropped without commit (a crash, a `?` in the caller) too.
+    store.conn().execute_batch("DROP TRIGGER temp.inject").unwrap();
+    {
+        let mut batch = store.batch().unwrap();
+        batch.open_or_update_incident(obs("203.0.113.7", Severity::Medium, 0, 3, &[])).unwrap();
+        batch.set_cursor("file:/var/log/auth.log", b"offset=999").unwrap();
+    }
+    assert_eq!(count(&store, "incidents"), 0);
+    assert_eq!(store.cursor("file:/var/log/auth.log").unwrap().as_deref(), Some(&b"offset=0"[..]));
+
+    // And the store still works afterwards.
+    store
+        .write(|b| {
+            b.open_or_update_incident(obs("203.0.113.7", Severity::Medium, 0, 3, &[]))?;
+            b.set_cursor("file:/var/log/auth.log", b"offset=300")
+        })
+        .unwrap();
+    assert_eq!(count(&store, "incidents"), 1);
+    assert_eq!(
+        store.cursor("file:/var/log/auth.log").unwrap().as_deref(),
+        Some(&b"offset=300"[..])
+    );
+}
+
+#[test]
+fn timeline_and_evidence_rows_are_append_only() {
+    let (_dir, path) = temp();
+    let mut store = Store::open(&path).unwrap();
+    let mut o = obs("203.0.113.7", Severity::Medium, 0, 1, &[]);
+    o.evidence = lines(0, 1);
+    store.open_or_update_incident(o).unwrap();
+    for sql in [
+        "UPDATE timeline SET detail = 'forged'",
+        "DELETE FROM timeline",
+        "UPDATE evidence SET data = x'00'",
+        "DELETE FROM evidence",
+    ] {
+        let err = store.conn().execute(sql, []).unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
+}
+
+#[test]
+fn a_locked_database_is_a_clear_error_within_the_timeout() {
+    let (_dir, path) = temp();
+    drop(Store::open(&path).unwrap());
+    let holder = rusqlite::Connection::open(&path).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+
+    let timeout = Duration::from_millis(300);
+    let mut store =
+        Store::open_with(&path, StoreOptions { busy_timeout: timeout, ..Default::default() })
+            .unwrap();
+    let started = Instant::now();
+    let err =
+        store.open_or_update_incident(obs("203.0.113.7", Severity::Medium, 0, 1, &[])).unwrap_err();
+    let waited = started.elapsed();
+    assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains(&path.display().to_string()) && msg.contains("locked"), "{msg}");
+    assert!(waited >= timeout / 2, "gave up after {waited:?}, before the timeout");
+    assert!(waited < Duration::from_secs(10), "waited {waited:?} for a {timeout:?} timeout");
+
+    holder.execute_batch("COMMIT").unwrap();
+    store.open_or_update_incident(obs("203.0.113.7", Severity::Medium, 0, 1, &[])).unwrap();
+}
+
+#[test]
+fn opening_a_database_locked_in_rollback_mode_is_a_clear_error() {
+    // A database not yet in WAL mode (as another tool may leave it), held
+    // by an exclusive transaction: even opening must wait, then say so.
+    let (_dir, path) = temp();
+    let holder = rusqlite::Connection::open(&path).unwrap();
+    holder
+        .execute_batch("PRAGMA journal_mode = DELETE; BEGIN EXCLUSIVE; CREATE TABLE x (y);")
+        .unwrap();
+    let err = Store::open_with(
+        &path,
+        StoreOptions { busy_timeout: Duration::from_millis(200), ..Default::default() },
+    )
+    .unwrap_err();
+    assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
+    assert!(err.to_string().contains(&path.display().to_string()));
+}
+
+#[test]
+fn random_bytes_are_a_clear_error_naming_the_file() {
+    let (_dir, path) = temp();
+    let junk: Vec<u8> = (0..8192u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(&path, junk).unwrap();
+    let err = Store::open(&path).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains(&path.display().to_string()), "{msg}");
+    assert!(msg.contains("move it aside"), "{msg}");
+}
+
+#[test]
+fn a_truncated_database_is_a_clear_error_naming_the_file() {
+    let (_dir, path) = temp();
+    let mut store = Store::open(&path).unwrap();
+    let mut o = obs("203.0.113.7", Severity::Medium, 0, 2000, &[]);
+    o.evidence = lines(0, 2000);
+    store.open_or_update_incident(o).unwrap();
+    drop(store); // checkpoints the WAL into the file
+    let len = std::fs::metadata(&path).unwrap().len();
+    assert!(len > 64 * 1024, "{len}");
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(len / 3).unwrap();
+    drop(file);
+
+    let outcome = Store::open(&path).and_then(|store| {
+        store.get_incident(IncidentId(1))?;
+        store.quick_check()
+    });
+    let err = outcome.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+}
+
+#[test]
+fn a_directory_in_place_of_the_file_is_a_clear_error() {
+    let (dir, _) = temp();
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
+    assert!(err.to_string().contains(&dir.path().display().to_string()));
+}
+
+#[test]
+fn hostile_names_and_lines_round_trip_byte_for_byte() {
+    let (_dir, path) = temp();
+    let mut store = Store::open(&path).unwrap();
+    let hostile = "root\u{1b}[2J\u{7}\r\n\u{202e}from 192.0.2.1\0";
+    let mut o = obs("203.0.113.7", Severity::Medium, 0, 1, &[hostile]);
+    o.hosts = vec!["web\u{1b}]0;pwned\u{7}".into()];
+    o.evidence = vec![Evidence::new("/var/log/auth.log", 0, b"Failed for \xff\xfe\x1b[31m x")];
+    let (id, _) = store.open_or_update_incident(o.clone()).unwrap();
+    let detail = store.get_incident(id).unwrap();
+    assert!(detail.incident.campaign.users.kept.contains(hostile));
+    assert!(detail.incident.campaign.hosts.kept.contains(&o.hosts[0]));
+    assert_eq!(detail.evidence[0].evidence, o.evidence[0]);
+    let json = serde_json::to_value(&detail).unwrap();
+    assert_eq!(json["evidence"][0]["line_hex"], "4661696c656420666f7220fffe1b5b33316d2078");
+}
+
+#[test]
+fn another_writer_between_batches_is_seen() {
+    // The store keeps incidents in memory between batches; a write by any
+    // other connection (the daemon, `hikeshi incident close`) must win.
+    let (_dir, path) = temp();
+    let mut scanner = Store::open(&path).unwrap();
+    let mut other = Store::open(&path).unwrap();
+    let (id, _) =
+        scanner.open_or_update_incident(obs("203.0.113.7", Severity::Medium, 0, 5, &[])).unwrap();
+    other.open_or_update_incident(obs("203.0.113.7", Severity::Medium, 1, 3, &[])).unwrap();
+    scanner.open_or_update_incident(obs("203.0.113.7", Severity::Medium, 2, 2, &[])).unwrap();
+    assert_eq!(scanner.get_incident(id).unwrap().incident.campaign.attempts, 10);
+
+    other.set_state(id, State::Closed, t(3), &Actor::person("lead").unwrap()).unwrap();
+    let (next, change) =
+        scanner.open_or_update_incident(obs("203.0.113.7", Severity::Medium, 4, 1, &[])).unwrap();
+    assert_eq!(change, Change::Opened);
+    assert_ne!(next, id);
+    let closed = scanner.get_incident(id).unwrap().incident.campaign;
+    assert_eq!((closed.state, closed.attempts), (State::Closed, 10));
+}
+
+#[test]
+fn a_rolled_back_batch_leaves_nothing_in_memory_either() {
+    let (_dir, path) = temp();
+    let mut store = Store::open(&path).unwrap();
+    let (id, _) =
+        store.open_or_update_incident(obs("203.0.113.7", Severity::Medium, 0, 5, &[])).unwrap();
+    {
+        let mut batch = store.batch().unwrap();
+        batch.open_or_update_incident(obs("203.0.113.7", Severity::High, 1, 100, &[])).unwrap();
+    }
+    store.open_or_update_incident(obs("203.0.113.7", Severity::Medium, 2, 1, &[])).unwrap();
+    let c = store.get_incident(id).unwrap().incident.campaign;
+    assert_eq!((c.attempts, c.severity), (6, Severity::Medium));
+}
