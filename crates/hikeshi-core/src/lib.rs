@@ -13,6 +13,7 @@
 pub mod allowlist;
 pub mod correlate;
 pub mod event;
+pub mod fim;
 pub mod parse;
 pub mod sshd;
 pub mod syslog;
