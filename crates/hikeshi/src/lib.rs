@@ -9,4 +9,6 @@ pub mod cli;
 pub mod config;
 pub mod data_dir;
 pub mod exec;
+pub mod fim;
 pub mod sources;
+pub mod verify;

@@ -149,10 +149,12 @@ impl RuleSet {
         if self.is_excluded(path) {
             return None;
         }
-        self.applicable(path)
+        self.rule_attrs(path)
     }
 
-    fn applicable(&self, path: &[u8]) -> Option<AttrSet> {
+    /// The attributes of the most specific rule applying to `path`,
+    /// ignoring exclusions (for callers that already checked them).
+    pub fn rule_attrs(&self, path: &[u8]) -> Option<AttrSet> {
         // Rules are sorted, so the last applicable one is the most specific.
         self.rules
             .iter()
@@ -174,9 +176,11 @@ impl RuleSet {
     /// Whether a walk must read directory `dir`'s entries: a rule reaches
     /// below it, or a rule's path lies below it.
     pub fn descends_into(&self, dir: &[u8]) -> bool {
-        if self.is_excluded(dir) {
-            return false;
-        }
+        !self.is_excluded(dir) && self.reaches_below(dir)
+    }
+
+    /// Like [`RuleSet::descends_into`], ignoring exclusions.
+    pub fn reaches_below(&self, dir: &[u8]) -> bool {
         self.rules.iter().any(|rule| {
             let root = rule.path.as_bytes();
             match rule.scope {

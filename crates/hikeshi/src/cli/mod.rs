@@ -14,7 +14,9 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 
+pub mod fim;
 pub mod parse;
+pub mod verify;
 
 /// Incident response for Linux servers: detect SSH attacks, contain them,
 /// and carry each incident through to its report.
@@ -39,6 +41,10 @@ pub struct Cli {
 pub enum Command {
     /// Show how hikeshi reads sshd log lines (like fail2ban-regex, for every line).
     Parse(parse::Args),
+    /// File integrity: baseline, check, update (AIDE-class, parallel, signed baselines).
+    Fim(fim::Args),
+    /// Recovery validation: units active, ports answering, commands and files as expected.
+    Verify(verify::Args),
 }
 
 /// What every command gets: the loaded configuration and where state lives.
@@ -82,10 +88,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctx = Context { config, config_path, data_dir };
     match cli.command {
         Command::Parse(args) => parse::run(&ctx, args),
+        Command::Fim(args) => fim::run(&ctx, args),
+        Command::Verify(args) => verify::run(&ctx, args),
     }
 }
 
-fn is_broken_pipe(err: &anyhow::Error) -> bool {
+pub(crate) fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
         cause
             .downcast_ref::<std::io::Error>()
