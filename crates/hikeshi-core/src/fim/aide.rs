@@ -150,8 +150,8 @@ fn substitute(line: &str, defines: &BTreeMap<String, String>) -> String {
     out
 }
 
-/// If `pattern` is a literal path (regex escapes of `.` and a final `$`
-/// allowed), returns it unescaped and whether it was anchored with `$`.
+/// If `pattern` is a literal path (`.` and its escape `\.` both read as a
+/// dot, a final `$` allowed), returns it unescaped and whether it was anchored with `$`.
 fn literal_path(pattern: &str) -> Option<(String, bool)> {
     let (body, anchored) = match pattern.strip_suffix('$') {
         Some(body) => (body, true),
@@ -165,7 +165,10 @@ fn literal_path(pattern: &str) -> Option<(String, bool)> {
                 Some(escaped @ ('.' | '-' | '+' | '_' | '@' | '/')) => out.push(escaped),
                 _ => return None,
             },
-            '.' | '*' | '+' | '?' | '(' | ')' | '[' | ']' | '{' | '}' | '|' | '^' | '$' => return None,
+            // An unescaped `.` matches any character in AIDE, so reading it
+            // as a literal dot selects a subset of what AIDE would; it is
+            // how `/etc/resolv.conf` is usually written.
+            '*' | '+' | '?' | '(' | ')' | '[' | ']' | '{' | '}' | '|' | '^' | '$' => return None,
             c => out.push(c),
         }
     }
