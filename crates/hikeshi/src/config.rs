@@ -108,8 +108,20 @@ pub struct FimRule {
 /// files, configuration, root's SSH keys and the cron spools.
 pub fn default_fim_rules() -> Vec<FimRule> {
     [
-        "/bin", "/sbin", "/lib", "/lib64", "/usr/bin", "/usr/sbin", "/usr/lib", "/usr/libexec",
-        "/usr/local/bin", "/usr/local/sbin", "/usr/local/lib", "/boot", "/etc", "/root/.ssh",
+        "/bin",
+        "/sbin",
+        "/lib",
+        "/lib64",
+        "/usr/bin",
+        "/usr/sbin",
+        "/usr/lib",
+        "/usr/libexec",
+        "/usr/local/bin",
+        "/usr/local/sbin",
+        "/usr/local/lib",
+        "/boot",
+        "/etc",
+        "/root/.ssh",
         "/var/spool/cron",
     ]
     .into_iter()
@@ -221,7 +233,10 @@ mod tests {
     fn the_commented_example_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/hikeshi.toml");
         let text = std::fs::read_to_string(&path).unwrap();
-        Config::from_toml(&text, &path).unwrap();
+        let config = Config::from_toml(&text, &path).unwrap();
+        // The example shows the defaults: it must not drift from them.
+        assert_eq!(config.fim.exclude, default_fim_excludes());
+        crate::fim::rule_set(&config.fim).unwrap();
     }
 
     #[test]
@@ -259,11 +274,16 @@ timeout_seconds = 3
         assert_eq!(config.fim.hash, HashAlgo::Blake3);
         assert_eq!(config.verify.check.len(), 2);
         assert!(Config::default().fim.rule.iter().any(|r| r.path == "/usr/bin"));
-        let err = Config::from_toml("[[verify.check]]\ntype = \"tcp\"\naddress = \"x:1\"\nport = 2\n", Path::new("x.toml"))
+        let err = Config::from_toml(
+            "[[verify.check]]\ntype = \"tcp\"\naddress = \"x:1\"\nport = 2\n",
+            Path::new("x.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("port"), "{err}");
+        let err = Config::from_toml("[[verify.check]]\ntype = \"ping\"\n", Path::new("x.toml"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("port"), "{err}");
-        let err = Config::from_toml("[[verify.check]]\ntype = \"ping\"\n", Path::new("x.toml")).unwrap_err().to_string();
         assert!(err.contains("ping"), "{err}");
     }
 

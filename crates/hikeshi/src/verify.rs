@@ -78,7 +78,14 @@ pub fn run(checks: &[VerifyCheck], checked_at: Timestamp, host: String) -> Verif
     let results: Vec<CheckOutcome> = checks.iter().map(run_one).collect();
     let passed = results.iter().filter(|r| r.passed).count();
     let failed = results.len() - passed;
-    VerifyReport { checked_at, host, passed, failed, all_passed: failed == 0 && passed > 0, results }
+    VerifyReport {
+        checked_at,
+        host,
+        passed,
+        failed,
+        all_passed: failed == 0 && passed > 0,
+        results,
+    }
 }
 
 fn run_one(check: &VerifyCheck) -> CheckOutcome {
@@ -91,7 +98,9 @@ fn run_one(check: &VerifyCheck) -> CheckOutcome {
         VerifyCheck::Command { argv, name, timeout_seconds } => {
             ("command", argv.join(" "), name, command(argv, Duration::from_secs(*timeout_seconds)))
         }
-        VerifyCheck::File { path, sha256, name } => ("file", path.display().to_string(), name, file(path, sha256)),
+        VerifyCheck::File { path, sha256, name } => {
+            ("file", path.display().to_string(), name, file(path, sha256))
+        }
     };
     let (passed, detail) = match result {
         Ok(detail) => (true, detail),
@@ -121,7 +130,10 @@ fn systemd(unit: &str) -> Result<String, String> {
     if output.status.success() && state == "active" {
         return Ok("active".into());
     }
-    let mut detail = format!("not active: systemctl says `{}`", if state.is_empty() { "nothing" } else { &state });
+    let mut detail = format!(
+        "not active: systemctl says `{}`",
+        if state.is_empty() { "nothing" } else { &state }
+    );
     if !stderr.is_empty() {
         detail.push_str(&format!(" ({stderr})"));
     }
@@ -174,7 +186,8 @@ fn command(argv: &[String], timeout: Duration) -> Result<String, String> {
     };
     let stderr = reader.join().unwrap_or_default();
     let stderr = String::from_utf8_lossy(&stderr);
-    let tail: String = stderr.trim().chars().rev().take(300).collect::<Vec<_>>().into_iter().rev().collect();
+    let tail: String =
+        stderr.trim().chars().rev().take(300).collect::<Vec<_>>().into_iter().rev().collect();
     if status.success() {
         Ok("exit status 0".into())
     } else if tail.is_empty() {

@@ -6,7 +6,7 @@
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
@@ -53,7 +53,7 @@ impl Env {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_hikeshi"))
+        hikeshi::exec::command(env!("CARGO_BIN_EXE_hikeshi"), Vec::<&str>::new())
             .arg("--config")
             .arg(self.path("hikeshi.toml"))
             .arg("--data-dir")
@@ -118,7 +118,12 @@ fn changed_attrs(report: &Value, path: &str) -> Vec<String> {
 }
 
 fn paths(report: &Value, list: &str) -> Vec<String> {
-    report[list].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap().to_string()).collect()
+    report[list]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap().to_string())
+        .collect()
 }
 
 fn set_mtime(path: &Path, from: &Path) {
@@ -167,7 +172,11 @@ fn content_change_with_mtime_restored_is_seen_only_by_the_hash() {
     blind.init();
     let before = fs::metadata(blind.file("tool")).unwrap();
     fs::write(blind.file("tool"), b"tampered").unwrap();
-    filetime::set_file_mtime(blind.file("tool"), filetime::FileTime::from_last_modification_time(&before)).unwrap();
+    filetime::set_file_mtime(
+        blind.file("tool"),
+        filetime::FileTime::from_last_modification_time(&before),
+    )
+    .unwrap();
     assert_eq!(blind.check(&[]).0, 0);
 }
 
@@ -178,7 +187,8 @@ fn permission_and_owner_changes() {
     fs::set_permissions(env.file("etc/shadow"), fs::Permissions::from_mode(0o640)).unwrap();
     env.init();
     fs::set_permissions(env.file("etc/shadow"), fs::Permissions::from_mode(0o644)).unwrap();
-    std::os::unix::fs::chown(env.file("etc/shadow"), Some(1234), Some(5678)).expect("chown needs root");
+    std::os::unix::fs::chown(env.file("etc/shadow"), Some(1234), Some(5678))
+        .expect("chown needs root");
     let (code, report) = env.check(&[]);
     assert_eq!(code, 4);
     let changed = &report["changed"][0];
@@ -188,8 +198,14 @@ fn permission_and_owner_changes() {
     assert_eq!(changes[0]["attr"], "perm");
     assert_eq!(changes[0]["old"], "-rw-r----- (0640)");
     assert_eq!(changes[0]["new"], "-rw-r--r-- (0644)");
-    assert_eq!((changes[1]["attr"].as_str(), changes[1]["new"].as_str()), (Some("uid"), Some("1234")));
-    assert_eq!((changes[2]["attr"].as_str(), changes[2]["new"].as_str()), (Some("gid"), Some("5678")));
+    assert_eq!(
+        (changes[1]["attr"].as_str(), changes[1]["new"].as_str()),
+        (Some("uid"), Some("1234"))
+    );
+    assert_eq!(
+        (changes[2]["attr"].as_str(), changes[2]["new"].as_str()),
+        (Some("gid"), Some("5678"))
+    );
 }
 
 #[test]
@@ -219,7 +235,11 @@ fn replaced_binary_has_a_new_inode() {
     set_mtime(&env.path("sshd.new"), &env.file("sshd"));
     let dir_meta = fs::metadata(env.tree()).unwrap();
     fs::rename(env.path("sshd.new"), env.file("sshd")).unwrap();
-    filetime::set_file_mtime(env.tree(), filetime::FileTime::from_last_modification_time(&dir_meta)).unwrap();
+    filetime::set_file_mtime(
+        env.tree(),
+        filetime::FileTime::from_last_modification_time(&dir_meta),
+    )
+    .unwrap();
     let (code, report) = env.check(&[]);
     assert_eq!(code, 4, "{report:#}");
     assert_eq!(changed_attrs(&report, &env.display("sshd")), vec!["inode"]);
@@ -400,7 +420,8 @@ fn signatures_missing_wrong_and_good() {
         String::from_utf8_lossy(&fs::read(env.baseline()).unwrap()).into_owned()
     });
     let bytes = fs::read(env.baseline()).unwrap();
-    let forged = String::from_utf8_lossy(&bytes).replacen("\"reason\":\"init\"", "\"reason\":\"intt\"", 1);
+    let forged =
+        String::from_utf8_lossy(&bytes).replacen("\"reason\":\"init\"", "\"reason\":\"intt\"", 1);
     assert_ne!(forged, original);
     fs::write(env.baseline(), forged.as_bytes()).unwrap();
     let (code, stderr) = env.check_error(&[]);
@@ -412,7 +433,15 @@ fn signatures_missing_wrong_and_good() {
     let out = env.run(&["fim", "update", "--verify-key", &pub_a, "--no-progress"]);
     assert_eq!(out.status.code(), Some(18));
     assert!(text(&out.stderr).contains("--sign-key"), "{}", text(&out.stderr));
-    env.ok(&["fim", "update", "--verify-key", &pub_a, "--sign-key", key_a.to_str().unwrap(), "--no-progress"]);
+    env.ok(&[
+        "fim",
+        "update",
+        "--verify-key",
+        &pub_a,
+        "--sign-key",
+        key_a.to_str().unwrap(),
+        "--no-progress",
+    ]);
     assert_eq!(env.check(&["--verify-key", &pub_a]).0, 0);
 }
 
@@ -422,7 +451,7 @@ fn unreadable_file_is_reported_not_fatal() {
     // one whose read fails for everyone: /proc/PID/mem of a child process
     // (lstat says "regular file"; reading offset 0 gives EIO because page 0
     // is never mapped).
-    let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+    let mut child = hikeshi::exec::command("sleep", ["30"]).spawn().unwrap();
     struct Kill(std::process::Child);
     impl Drop for Kill {
         fn drop(&mut self) {
@@ -431,7 +460,10 @@ fn unreadable_file_is_reported_not_fatal() {
         }
     }
     let pid = child.id();
-    let guard = Kill(std::mem::replace(&mut child, Command::new("true").spawn().unwrap()));
+    let guard = Kill(std::mem::replace(
+        &mut child,
+        hikeshi::exec::command("true", Vec::<&str>::new()).spawn().unwrap(),
+    ));
     let _ = child.wait();
     let env = Env::new("sha256");
     env.write("readable", b"ok");

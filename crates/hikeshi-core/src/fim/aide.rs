@@ -35,12 +35,36 @@ pub struct AideImport {
 /// AIDE options (`name=value`) that configure AIDE itself rather than
 /// define a group; they have no meaning for hikeshi.
 const AIDE_OPTIONS: &[&str] = &[
-    "acl_no_symlink_follow", "config_version", "database", "database_add_metadata", "database_attrs",
-    "database_in", "database_new", "database_out", "gzip_dbout", "log_level", "num_workers",
-    "report_append", "report_base16", "report_detailed_init", "report_force_attrs", "report_format",
-    "report_grouped", "report_ignore_added_attrs", "report_ignore_changed_attrs", "report_ignore_e2fsattrs",
-    "report_ignore_removed_attrs", "report_level", "report_quiet", "report_summarize_changes",
-    "report_system_hostname", "report_url", "root_prefix", "verbose", "warn_dead_symlinks", "grouped",
+    "acl_no_symlink_follow",
+    "config_version",
+    "database",
+    "database_add_metadata",
+    "database_attrs",
+    "database_in",
+    "database_new",
+    "database_out",
+    "gzip_dbout",
+    "log_level",
+    "num_workers",
+    "report_append",
+    "report_base16",
+    "report_detailed_init",
+    "report_force_attrs",
+    "report_format",
+    "report_grouped",
+    "report_ignore_added_attrs",
+    "report_ignore_changed_attrs",
+    "report_ignore_e2fsattrs",
+    "report_ignore_removed_attrs",
+    "report_level",
+    "report_quiet",
+    "report_summarize_changes",
+    "report_system_hostname",
+    "report_url",
+    "root_prefix",
+    "verbose",
+    "warn_dead_symlinks",
+    "grouped",
     "summarize_changes",
 ];
 
@@ -52,7 +76,8 @@ pub fn import(text: &str, hash: HashAlgo) -> AideImport {
     let mut defines: BTreeMap<String, String> = BTreeMap::new();
     for (index, raw) in text.lines().enumerate() {
         let line_no = index + 1;
-        let mut note = |message: String| out.diagnostics.push(Diagnostic { line: line_no, message });
+        let mut note =
+            |message: String| out.diagnostics.push(Diagnostic { line: line_no, message });
         let line = substitute(raw.trim(), &defines);
         if line.is_empty() || line.starts_with('#') {
             continue;
@@ -72,9 +97,13 @@ pub fn import(text: &str, hash: HashAlgo) -> AideImport {
         }
         if let Some((name, value)) = Some(&line)
             .filter(|line| !line.starts_with(['/', '!', '=']))
-            .and_then(|line| line.split_once('=')) {
+            .and_then(|line| line.split_once('='))
+        {
             let (name, value) = (name.trim(), value.trim());
-            if AIDE_OPTIONS.contains(&name) || name.starts_with("report_") || name.starts_with("database") {
+            if AIDE_OPTIONS.contains(&name)
+                || name.starts_with("report_")
+                || name.starts_with("database")
+            {
                 continue;
             }
             match groups.define(name, value) {
@@ -89,7 +118,9 @@ pub fn import(text: &str, hash: HashAlgo) -> AideImport {
             b'=' => ('=', &words[0][1..]),
             b'/' => ('/', words[0]),
             _ => {
-                note(format!("`{line}` is neither a group, an option nor a selection line; skipped"));
+                note(format!(
+                    "`{line}` is neither a group, an option nor a selection line; skipped"
+                ));
                 continue;
             }
         };
@@ -99,7 +130,10 @@ pub fn import(text: &str, hash: HashAlgo) -> AideImport {
                 continue;
             }
             if words.len() > 1 {
-                note("file-type restriction on a `!` line is not supported; it excludes all types".into());
+                note(
+                    "file-type restriction on a `!` line is not supported; it excludes all types"
+                        .into(),
+                );
             }
             out.excludes.push(format!("re:{pattern}"));
             continue;
@@ -107,7 +141,10 @@ pub fn import(text: &str, hash: HashAlgo) -> AideImport {
         let attrs_expr = match words.as_slice() {
             [_, attrs] => *attrs,
             [_, _restriction, attrs] => {
-                note(format!("file-type restriction `{}` is not supported; the rule applies to all types", words[1]));
+                note(format!(
+                    "file-type restriction `{}` is not supported; the rule applies to all types",
+                    words[1]
+                ));
                 *attrs
             }
             _ => {
@@ -133,7 +170,11 @@ pub fn import(text: &str, hash: HashAlgo) -> AideImport {
             ('=', _, false) | (_, true, _) => Scope::SelfOnly,
             _ => Scope::Tree,
         };
-        out.rules.push(Rule { path: path.trim_end_matches('/').to_string().replace("//", "/"), attrs, scope });
+        out.rules.push(Rule {
+            path: path.trim_end_matches('/').to_string().replace("//", "/"),
+            attrs,
+            scope,
+        });
         if out.rules.last().is_some_and(|r| r.path.is_empty()) {
             out.rules.last_mut().expect("just pushed").path = "/".into();
         }
@@ -215,7 +256,10 @@ what is this
                 ("/etc/ssh".into(), "p+i+n+u+g+s+c+sha256".into(), Scope::Tree),
             ]
         );
-        assert_eq!(import.excludes, vec!["re:/var/log/.*".to_string(), "re:/etc/mtab$".to_string()]);
+        assert_eq!(
+            import.excludes,
+            vec!["re:/var/log/.*".to_string(), "re:/etc/mtab$".to_string()]
+        );
         assert_eq!(import.groups.len(), 2);
         let lines: Vec<usize> = import.diagnostics.iter().map(|d| d.line).collect();
         assert_eq!(lines, vec![12, 15, 16, 17, 18], "{:#?}", import.diagnostics);

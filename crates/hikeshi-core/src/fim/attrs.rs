@@ -247,10 +247,18 @@ impl Groups {
         let mut named = BTreeMap::new();
         named.insert(
             "R".to_string(),
-            AttrSet::of(&[Perm, Inode, LinkTarget, Links, Uid, Gid, Size, Mtime, Ctime, FileType, h]),
+            AttrSet::of(&[
+                Perm, Inode, LinkTarget, Links, Uid, Gid, Size, Mtime, Ctime, FileType, h,
+            ]),
         );
-        named.insert("L".to_string(), AttrSet::of(&[Perm, Inode, LinkTarget, Links, Uid, Gid, FileType]));
-        named.insert(">".to_string(), AttrSet::of(&[Perm, LinkTarget, Uid, Gid, Inode, Links, FileType]));
+        named.insert(
+            "L".to_string(),
+            AttrSet::of(&[Perm, Inode, LinkTarget, Links, Uid, Gid, FileType]),
+        );
+        named.insert(
+            ">".to_string(),
+            AttrSet::of(&[Perm, LinkTarget, Uid, Gid, Inode, Links, FileType]),
+        );
         named.insert("E".to_string(), AttrSet::EMPTY);
         named.insert("H".to_string(), AttrSet::of(&[h]));
         Groups { hash, named }
@@ -264,7 +272,8 @@ impl Groups {
     /// Defines (or redefines) group `name` as `expr`, which may use groups
     /// defined before it.
     pub fn define(&mut self, name: &str, expr: &str) -> Result<(), AttrError> {
-        if expr.split(['+', '-']).any(|term| term.trim() == name) && !self.named.contains_key(name) {
+        if expr.split(['+', '-']).any(|term| term.trim() == name) && !self.named.contains_key(name)
+        {
             return Err(AttrError::Recursive { name: name.to_string() });
         }
         let set = self.parse(expr)?;
@@ -297,7 +306,10 @@ impl Groups {
             } else if let Some(attr) = Attr::from_name(term) {
                 AttrSet::of(&[attr])
             } else {
-                return Err(AttrError::Unknown { name: term.to_string(), expr: expr_trimmed.to_string() });
+                return Err(AttrError::Unknown {
+                    name: term.to_string(),
+                    expr: expr_trimmed.to_string(),
+                });
             };
             *set = if adding { set.union(value) } else { AttrSet(set.0 & !value.0) };
             Ok(())

@@ -18,7 +18,7 @@ pub enum Change {
     /// In the baseline only.
     Removed(FileRecord),
     /// In both, with these attributes differing.
-    Changed { old: FileRecord, new: FileRecord, changes: Vec<AttrChange> },
+    Changed { old: Box<FileRecord>, new: Box<FileRecord>, changes: Vec<AttrChange> },
 }
 
 /// Why a merge stopped.
@@ -100,7 +100,7 @@ pub fn diff<E>(
                 Ordering::Equal => {
                     let changes = FileRecord::compare(&o, &n);
                     if !changes.is_empty() {
-                        on_change(Change::Changed { old: o, new: n, changes });
+                        on_change(Change::Changed { old: Box::new(o), new: Box::new(n), changes });
                     }
                     left = old.next()?;
                     right = new.next()?;
@@ -121,7 +121,12 @@ mod tests {
     use crate::fim::attrs::{Attr, AttrSet};
 
     fn rec(path: &str, size: u64) -> FileRecord {
-        FileRecord { path: path.as_bytes().to_vec(), attrs: AttrSet::of(&[Attr::Size]), size, ..FileRecord::default() }
+        FileRecord {
+            path: path.as_bytes().to_vec(),
+            attrs: AttrSet::of(&[Attr::Size]),
+            size,
+            ..FileRecord::default()
+        }
     }
 
     fn ok(records: Vec<FileRecord>) -> impl Iterator<Item = Result<FileRecord, String>> {
@@ -147,7 +152,12 @@ mod tests {
         let new = vec![rec("/a", 1), rec("/a/b", 2), rec("/a/b/z", 1), rec("/d", 1), rec("/e", 1)];
         assert_eq!(
             summary(old, new),
-            vec![('~', "/a/b".into()), ('+', "/a/b/z".into()), ('-', "/a-c".into()), ('+', "/e".into())]
+            vec![
+                ('~', "/a/b".into()),
+                ('+', "/a/b/z".into()),
+                ('-', "/a-c".into()),
+                ('+', "/e".into())
+            ]
         );
     }
 

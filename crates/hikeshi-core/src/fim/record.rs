@@ -127,8 +127,12 @@ impl FileRecord {
             Attr::Size => self.size.to_string(),
             Attr::Mtime => self.mtime.render(),
             Attr::Ctime => self.ctime.render(),
-            Attr::FileType => format!("{:?}", self.ftype.unwrap_or(FileType::Unknown)).to_lowercase(),
-            Attr::LinkTarget => self.link_target.as_deref().map(display).unwrap_or_else(|| "-".into()),
+            Attr::FileType => {
+                format!("{:?}", self.ftype.unwrap_or(FileType::Unknown)).to_lowercase()
+            }
+            Attr::LinkTarget => {
+                self.link_target.as_deref().map(display).unwrap_or_else(|| "-".into())
+            }
             Attr::Sha256 => self.hash_value(self.sha256.as_ref()),
             Attr::Blake3 => self.hash_value(self.blake3.as_ref()),
             Attr::Xattrs => match &self.xattrs {
@@ -203,7 +207,17 @@ impl AttrChange {
 pub fn mode_string(ftype: FileType, mode: u32) -> String {
     let mut s = String::with_capacity(10);
     s.push(ftype.symbol());
-    let bits = [(0o400, 'r'), (0o200, 'w'), (0o100, 'x'), (0o040, 'r'), (0o020, 'w'), (0o010, 'x'), (0o004, 'r'), (0o002, 'w'), (0o001, 'x')];
+    let bits = [
+        (0o400, 'r'),
+        (0o200, 'w'),
+        (0o100, 'x'),
+        (0o040, 'r'),
+        (0o020, 'w'),
+        (0o010, 'x'),
+        (0o004, 'r'),
+        (0o002, 'w'),
+        (0o001, 'x'),
+    ];
     for (i, (bit, ch)) in bits.iter().enumerate() {
         let set = mode & bit != 0;
         let special = match i {
@@ -281,7 +295,8 @@ mod tests {
 
     #[test]
     fn unreadable_hash_renders_the_reason() {
-        let new = FileRecord { sha256: None, unreadable: Some("permission denied".into()), ..base() };
+        let new =
+            FileRecord { sha256: None, unreadable: Some("permission denied".into()), ..base() };
         let changes = FileRecord::compare(&base(), &new);
         assert_eq!(changes[0].new, "(unreadable: permission denied)");
     }

@@ -147,7 +147,12 @@ pub struct CheckReport {
 
 impl CheckReport {
     /// An empty report, to be filled by [`CheckReport::record`].
-    pub fn new(checked_at: Timestamp, host: String, baseline: BaselineInfo, rules_digest: String) -> CheckReport {
+    pub fn new(
+        checked_at: Timestamp,
+        host: String,
+        baseline: BaselineInfo,
+        rules_digest: String,
+    ) -> CheckReport {
         CheckReport {
             checked_at,
             host,
@@ -179,7 +184,11 @@ impl CheckReport {
                 let became_setid = new.is_setid() && !old.is_setid();
                 self.summary.new_setid += u64::from(became_setid);
                 self.summary.changed += 1;
-                self.changed.push(ChangedEntry { path: display(&new.path), became_setid, changes: changes.clone() });
+                self.changed.push(ChangedEntry {
+                    path: display(&new.path),
+                    became_setid,
+                    changes: changes.clone(),
+                });
             }
         }
     }
@@ -222,16 +231,23 @@ impl CheckReport {
         let mut out = String::new();
         let s = &self.summary;
         let verdict = if self.exit_code() == 0 { "no differences" } else { "DIFFERENCES FOUND" };
-        let _ = writeln!(out, "hikeshi fim check on {} at {}: {verdict}", self.host, self.checked_at);
+        let _ =
+            writeln!(out, "hikeshi fim check on {} at {}: {verdict}", self.host, self.checked_at);
         let b = &self.baseline;
         let sig = match &b.signature {
             SignatureStatus::Unsigned => "unsigned".to_string(),
-            SignatureStatus::Verified { key, pinned: true } => format!("signature verified (configured key {key})"),
+            SignatureStatus::Verified { key, pinned: true } => {
+                format!("signature verified (configured key {key})")
+            }
             SignatureStatus::Verified { key, pinned: false } => {
                 format!("signature verified with its embedded key {key} (no key configured: integrity only)")
             }
         };
-        let _ = writeln!(out, "baseline: {} by {} ({}), {} entries, {sig}", b.created_at, b.created_by, b.reason, b.records);
+        let _ = writeln!(
+            out,
+            "baseline: {} by {} ({}), {} entries, {sig}",
+            b.created_at, b.created_by, b.reason, b.records
+        );
         if self.rules_changed {
             let _ = writeln!(out, "warning: the rules changed since the baseline; run `hikeshi fim update` once reviewed");
         }
@@ -244,13 +260,21 @@ impl CheckReport {
             let _ = writeln!(out, "\nAdded:");
             for e in &self.added {
                 let flag = if e.setid { "  SETUID/SETGID" } else { "" };
-                let _ = writeln!(out, "  + {}  {} {}:{} {} bytes{flag}", e.path, e.mode, e.uid, e.gid, e.size);
+                let _ = writeln!(
+                    out,
+                    "  + {}  {} {}:{} {} bytes{flag}",
+                    e.path, e.mode, e.uid, e.gid, e.size
+                );
             }
         }
         if !self.removed.is_empty() {
             let _ = writeln!(out, "\nRemoved:");
             for e in &self.removed {
-                let _ = writeln!(out, "  - {}  {} {}:{} {} bytes", e.path, e.mode, e.uid, e.gid, e.size);
+                let _ = writeln!(
+                    out,
+                    "  - {}  {} {}:{} {} bytes",
+                    e.path, e.mode, e.uid, e.gid, e.size
+                );
             }
         }
         if !self.changed.is_empty() {
@@ -295,7 +319,12 @@ mod tests {
             records: 3,
             signature: SignatureStatus::Unsigned,
         };
-        CheckReport::new(Timestamp::from_second(1_700_000_600).unwrap(), "web1".into(), baseline, "sha256:aa".into())
+        CheckReport::new(
+            Timestamp::from_second(1_700_000_600).unwrap(),
+            "web1".into(),
+            baseline,
+            "sha256:aa".into(),
+        )
     }
 
     fn file(path: &str, mode: u32) -> FileRecord {
@@ -315,8 +344,8 @@ mod tests {
         r.record(&Change::Added(file("/x", 0o4755)));
         assert_eq!(r.exit_code(), 1);
         r.record(&Change::Changed {
-            old: file("/y", 0o755),
-            new: file("/y", 0o777),
+            old: Box::new(file("/y", 0o755)),
+            new: Box::new(file("/y", 0o777)),
             changes: FileRecord::compare(&file("/y", 0o755), &file("/y", 0o777)),
         });
         assert_eq!(r.exit_code(), 5);
@@ -329,9 +358,16 @@ mod tests {
     fn text_and_json() {
         let mut r = report();
         r.record(&Change::Added(file("/usr/bin/evil\nAdded:", 0o4755)));
-        r.issue(ScanIssue { path: "/usr/x".into(), kind: IssueKind::Vanished, detail: "gone".into() });
+        r.issue(ScanIssue {
+            path: "/usr/x".into(),
+            kind: IssueKind::Vanished,
+            detail: "gone".into(),
+        });
         let text = r.render_text();
-        assert!(text.contains("+ /usr/bin/evil\\nAdded:  -rwsr-xr-x 0:0 0 bytes  SETUID/SETGID"), "{text}");
+        assert!(
+            text.contains("+ /usr/bin/evil\\nAdded:  -rwsr-xr-x 0:0 0 bytes  SETUID/SETGID"),
+            "{text}"
+        );
         assert!(text.contains("! /usr/x (vanished during scan): gone"), "{text}");
         let json: serde_json::Value = serde_json::from_slice(&r.to_canonical_json()).unwrap();
         assert_eq!(json["summary"]["added"], 1);

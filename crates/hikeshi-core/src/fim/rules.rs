@@ -66,7 +66,11 @@ impl RuleSet {
     /// (`*` stays within a component, `**` crosses them), `re:REGEX`
     /// (matched from the start of the path, like AIDE's `!` lines) or a
     /// plain absolute path (that path and everything below it).
-    pub fn new(mut rules: Vec<Rule>, excludes: &[String], hash: HashAlgo) -> Result<RuleSet, RuleError> {
+    pub fn new(
+        mut rules: Vec<Rule>,
+        excludes: &[String],
+        hash: HashAlgo,
+    ) -> Result<RuleSet, RuleError> {
         if rules.is_empty() {
             return Err(RuleError::NoRules);
         }
@@ -97,7 +101,8 @@ impl RuleSet {
                     .map_err(|e| bad(e.to_string()))?;
                 globs.add(glob);
             } else if let Some(re) = pattern.strip_prefix("re:") {
-                let anchored = if re.starts_with('^') { re.to_string() } else { format!("^(?:{re})") };
+                let anchored =
+                    if re.starts_with('^') { re.to_string() } else { format!("^(?:{re})") };
                 regex::bytes::Regex::new(&anchored).map_err(|e| bad(e.to_string()))?;
                 regexes.push(anchored);
             } else {
@@ -107,8 +112,14 @@ impl RuleSet {
         Ok(RuleSet {
             rules,
             excluded_paths,
-            globs: globs.build().map_err(|e| RuleError::BadExclude { pattern: "(globs)".into(), reason: e.to_string() })?,
-            regexes: RegexSet::new(&regexes).map_err(|e| RuleError::BadExclude { pattern: "(regexes)".into(), reason: e.to_string() })?,
+            globs: globs.build().map_err(|e| RuleError::BadExclude {
+                pattern: "(globs)".into(),
+                reason: e.to_string(),
+            })?,
+            regexes: RegexSet::new(&regexes).map_err(|e| RuleError::BadExclude {
+                pattern: "(regexes)".into(),
+                reason: e.to_string(),
+            })?,
             exclude_sources: excludes.to_vec(),
             hash,
         })
@@ -158,7 +169,8 @@ impl RuleSet {
         // Rules are sorted, so the last applicable one is the most specific.
         self.rules
             .iter()
-            .filter(|rule| {
+            .rev()
+            .find(|rule| {
                 let root = rule.path.as_bytes();
                 if path == root {
                     return true;
@@ -169,7 +181,6 @@ impl RuleSet {
                     Scope::SelfOnly => false,
                 }
             })
-            .last()
             .map(|rule| rule.attrs)
     }
 
@@ -200,8 +211,12 @@ impl RuleSet {
             excludes: &'a [String],
             hash: HashAlgo,
         }
-        let json = serde_json::to_vec(&Canonical { rules: &self.rules, excludes: &self.exclude_sources, hash: self.hash })
-            .expect("rules serialise");
+        let json = serde_json::to_vec(&Canonical {
+            rules: &self.rules,
+            excludes: &self.exclude_sources,
+            hash: self.hash,
+        })
+        .expect("rules serialise");
         format!("sha256:{:x}", Sha256::digest(json))
     }
 }
@@ -212,14 +227,22 @@ mod tests {
     use crate::fim::attrs::{Attr, Groups};
 
     fn rule(path: &str, expr: &str, scope: Scope) -> Rule {
-        Rule { path: path.into(), attrs: Groups::predefined(HashAlgo::Sha256).parse(expr).unwrap(), scope }
+        Rule {
+            path: path.into(),
+            attrs: Groups::predefined(HashAlgo::Sha256).parse(expr).unwrap(),
+            scope,
+        }
     }
 
     #[test]
     fn most_specific_rule_wins_and_excludes_apply() {
         let set = RuleSet::new(
             vec![rule("/usr", "R", Scope::Tree), rule("/usr/lib/", "p+u", Scope::Tree)],
-            &["/usr/share/doc".into(), "glob:/usr/**/*.pyc".into(), "re:/usr/local/.*\\.log$".into()],
+            &[
+                "/usr/share/doc".into(),
+                "glob:/usr/**/*.pyc".into(),
+                "re:/usr/local/.*\\.log$".into(),
+            ],
             HashAlgo::Sha256,
         )
         .unwrap();
@@ -239,7 +262,11 @@ mod tests {
     #[test]
     fn scopes() {
         let set = RuleSet::new(
-            vec![rule("/etc", "p", Scope::SelfOnly), rule("/etc/ssh", "R", Scope::Children), rule("/", "u", Scope::Children)],
+            vec![
+                rule("/etc", "p", Scope::SelfOnly),
+                rule("/etc/ssh", "R", Scope::Children),
+                rule("/", "u", Scope::Children),
+            ],
             &[],
             HashAlgo::Sha256,
         )
@@ -257,9 +284,12 @@ mod tests {
 
     #[test]
     fn bad_patterns_are_named() {
-        let err = RuleSet::new(vec![rule("/x", "p", Scope::Tree)], &["re:(".into()], HashAlgo::Sha256).unwrap_err();
+        let err =
+            RuleSet::new(vec![rule("/x", "p", Scope::Tree)], &["re:(".into()], HashAlgo::Sha256)
+                .unwrap_err();
         assert!(err.to_string().contains("re:("), "{err}");
-        let err = RuleSet::new(vec![rule("x", "p", Scope::Tree)], &[], HashAlgo::Sha256).unwrap_err();
+        let err =
+            RuleSet::new(vec![rule("x", "p", Scope::Tree)], &[], HashAlgo::Sha256).unwrap_err();
         assert!(err.to_string().contains("absolute"), "{err}");
         assert_eq!(RuleSet::new(vec![], &[], HashAlgo::Sha256).unwrap_err(), RuleError::NoRules);
     }

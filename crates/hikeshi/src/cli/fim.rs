@@ -180,7 +180,11 @@ fn init(ctx: &Context, args: InitArgs) -> Result<ExitCode> {
             h.body_digest
         );
         if !outcome.issues.is_empty() {
-            text.push_str(&format!("{} issues (not fatal):\n{}", outcome.issues.len(), print_issues(&outcome.issues)));
+            text.push_str(&format!(
+                "{} issues (not fatal):\n{}",
+                outcome.issues.len(),
+                print_issues(&outcome.issues)
+            ));
         }
         print(text.as_bytes())?;
     }
@@ -195,7 +199,10 @@ fn check(ctx: &Context, args: CheckArgs) -> Result<ExitCode> {
         json.push(b'\n');
         print(&json)?;
     } else {
-        print(format!("{}evidence digest: {}\n", report.render_text(), report.evidence_digest()).as_bytes())?;
+        print(
+            format!("{}evidence digest: {}\n", report.render_text(), report.evidence_digest())
+                .as_bytes(),
+        )?;
     }
     Ok(ExitCode::from(report.exit_code()))
 }
@@ -204,7 +211,9 @@ fn update(ctx: &Context, args: UpdateArgs) -> Result<ExitCode> {
     let settings = settings(ctx, &args.scan, args.verify_key.as_ref())?;
     let sign_key = args.sign_key.as_deref().map(keys::read_secret).transpose()?;
     if settings.pinned_key.is_some() && sign_key.is_none() {
-        bail!("a public key is configured, so the new baseline must be signed: pass --sign-key FILE");
+        bail!(
+            "a public key is configured, so the new baseline must be signed: pass --sign-key FILE"
+        );
     }
     let (report, header) = fim::update(&settings, jiff::Timestamp::now(), sign_key.as_ref())?;
     if args.scan.json {
@@ -249,7 +258,8 @@ fn toml_string(s: &str) -> String {
 }
 
 fn import_aide(ctx: &Context, args: ImportArgs) -> Result<ExitCode> {
-    let bytes = std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let bytes = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
     let text = String::from_utf8_lossy(&bytes);
     let import = aide::import(&text, ctx.config.fim.hash);
     let mut out = String::from("[fim]\n");
@@ -272,5 +282,9 @@ fn import_aide(ctx: &Context, args: ImportArgs) -> Result<ExitCode> {
     for d in &import.diagnostics {
         writeln!(err, "{}:{}: {}", args.file.display(), d.line, d.message)?;
     }
-    Ok(if import.diagnostics.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(super::EXIT_FINDINGS) })
+    Ok(if import.diagnostics.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(super::EXIT_FINDINGS)
+    })
 }

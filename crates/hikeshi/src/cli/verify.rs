@@ -28,7 +28,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
         out.write_all(&report.to_canonical_json())?;
         out.write_all(b"\n")?;
     } else {
-        write!(out, "{}evidence digest: {}\n", report.render_text(), report.evidence_digest())?;
+        writeln!(out, "{}evidence digest: {}", report.render_text(), report.evidence_digest())?;
     }
     out.flush()?;
     Ok(if report.all_passed { ExitCode::SUCCESS } else { ExitCode::from(super::EXIT_FINDINGS) })

@@ -51,7 +51,9 @@ pub enum BaselineError {
     },
     #[error("baseline {path} is not a hikeshi baseline or is damaged: {what}")]
     Format { path: PathBuf, what: String },
-    #[error("baseline {path} has been altered: its body digest is {actual}, its header says {expected}")]
+    #[error(
+        "baseline {path} has been altered: its body digest is {actual}, its header says {expected}"
+    )]
     DigestMismatch { path: PathBuf, expected: String, actual: String },
     #[error("baseline {path} is not signed, but a public key is configured: refusing to trust it")]
     SignatureMissing { path: PathBuf },
@@ -170,7 +172,11 @@ impl BaselineWriter {
 
     /// Writes header, signature and body to a temporary file, fsyncs it
     /// and renames it over the baseline. Returns the header written.
-    pub fn finish(mut self, provenance: Provenance, key: Option<&SigningKey>) -> io::Result<Header> {
+    pub fn finish(
+        mut self,
+        provenance: Provenance,
+        key: Option<&SigningKey>,
+    ) -> io::Result<Header> {
         self.body.flush()?;
         let header = Header {
             format: FORMAT,
@@ -256,10 +262,13 @@ impl Baseline {
     /// signature present must still be valid.
     pub fn open(path: &Path, pinned: Option<&VerifyingKey>) -> Result<Baseline, BaselineError> {
         let io_err = |source: io::Error| BaselineError::Io { path: path.to_path_buf(), source };
-        let format_err = |what: &str| BaselineError::Format { path: path.to_path_buf(), what: what.to_string() };
+        let format_err =
+            |what: &str| BaselineError::Format { path: path.to_path_buf(), what: what.to_string() };
         let file = match File::open(path) {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(BaselineError::Missing(path.to_path_buf())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(BaselineError::Missing(path.to_path_buf()))
+            }
             Err(e) => return Err(io_err(e)),
         };
         let mut reader = BufReader::with_capacity(1 << 20, file.try_clone().map_err(io_err)?);
@@ -268,16 +277,23 @@ impl Baseline {
         if magic != MAGIC {
             return Err(format_err("wrong magic line"));
         }
-        let header_line = read_line(&mut reader).map_err(io_err)?.ok_or_else(|| format_err("header missing or too long"))?;
-        let signature_line =
-            read_line(&mut reader).map_err(io_err)?.ok_or_else(|| format_err("signature line missing or too long"))?;
+        let header_line = read_line(&mut reader)
+            .map_err(io_err)?
+            .ok_or_else(|| format_err("header missing or too long"))?;
+        let signature_line = read_line(&mut reader)
+            .map_err(io_err)?
+            .ok_or_else(|| format_err("signature line missing or too long"))?;
         let body_offset = (MAGIC.len() + header_line.len() + 1 + signature_line.len() + 1) as u64;
 
         // The signature is checked before the header is even parsed.
         let signature = verify_signature(path, &header_line, &signature_line, pinned)?;
-        let header: Header = serde_json::from_slice(&header_line).map_err(|e| format_err(&format!("header: {e}")))?;
+        let header: Header = serde_json::from_slice(&header_line)
+            .map_err(|e| format_err(&format!("header: {e}")))?;
         if header.format != FORMAT {
-            return Err(format_err(&format!("format {} is not supported (expected {FORMAT})", header.format)));
+            return Err(format_err(&format!(
+                "format {} is not supported (expected {FORMAT})",
+                header.format
+            )));
         }
 
         let mut digest = Sha256::new();
@@ -293,7 +309,11 @@ impl Baseline {
         }
         let actual = format!("sha256:{:x}", digest.finalize());
         if actual != header.body_digest || len != header.body_len {
-            return Err(BaselineError::DigestMismatch { path: path.to_path_buf(), expected: header.body_digest, actual });
+            return Err(BaselineError::DigestMismatch {
+                path: path.to_path_buf(),
+                expected: header.body_digest,
+                actual,
+            });
         }
         let id = format!("sha256:{:x}", Sha256::digest(signed_message(&header_line)));
         Ok(Baseline { path: path.to_path_buf(), file, header, body_offset, signature, id })
@@ -306,12 +326,18 @@ impl Baseline {
     }
 
     /// The records, in path order, decoded as they are read.
-    pub fn records(&self) -> Result<impl Iterator<Item = Result<FileRecord, BaselineError>> + '_, BaselineError> {
-        let mut file = self.file.try_clone().map_err(|source| BaselineError::Io { path: self.path.clone(), source })?;
+    pub fn records(
+        &self,
+    ) -> Result<impl Iterator<Item = Result<FileRecord, BaselineError>> + '_, BaselineError> {
+        let mut file = self
+            .file
+            .try_clone()
+            .map_err(|source| BaselineError::Io { path: self.path.clone(), source })?;
         file.seek(SeekFrom::Start(self.body_offset))
             .map_err(|source| BaselineError::Io { path: self.path.clone(), source })?;
         let decoder = Decoder::new(BufReader::with_capacity(1 << 20, file), self.header.records);
-        Ok(decoder.map(|r| r.map_err(|source| BaselineError::Decode { path: self.path.clone(), source })))
+        Ok(decoder
+            .map(|r| r.map_err(|source| BaselineError::Decode { path: self.path.clone(), source })))
     }
 
     /// What the report says about this baseline.

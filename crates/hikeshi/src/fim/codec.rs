@@ -50,7 +50,14 @@ impl Encoder {
         bytes(buf, &record.path[shared..]);
         varint(buf, u64::from(record.attrs.bits()));
         buf.push(record.ftype.map_or(NO_FTYPE, FileType::code));
-        for value in [u64::from(record.mode), record.ino, record.nlink, u64::from(record.uid), u64::from(record.gid), record.size] {
+        for value in [
+            u64::from(record.mode),
+            record.ino,
+            record.nlink,
+            u64::from(record.uid),
+            u64::from(record.gid),
+            record.size,
+        ] {
             varint(buf, value);
         }
         for time in [record.mtime, record.ctime] {
@@ -183,7 +190,9 @@ impl<R: BufRead> Decoder<R> {
     fn decode(&mut self) -> Result<FileRecord, DecodeError> {
         let shared = self.varint()?;
         if shared > self.previous.len() as u64 {
-            return Err(self.corrupt(format!("shared prefix {shared} longer than the previous path")));
+            return Err(
+                self.corrupt(format!("shared prefix {shared} longer than the previous path"))
+            );
         }
         let suffix = self.bytes("path")?;
         let mut path = self.previous[..shared as usize].to_vec();
@@ -195,7 +204,10 @@ impl<R: BufRead> Decoder<R> {
         let code = self.byte()?;
         let ftype = match code {
             NO_FTYPE => None,
-            c => Some(FileType::from_code(c).ok_or_else(|| self.corrupt(format!("unknown file type {c}")))?),
+            c => Some(
+                FileType::from_code(c)
+                    .ok_or_else(|| self.corrupt(format!("unknown file type {c}")))?,
+            ),
         };
         let mode = self.small("mode")?;
         let ino = self.varint()?;
@@ -217,7 +229,8 @@ impl<R: BufRead> Decoder<R> {
         }
         let sha256 = if flags & HAS_SHA256 != 0 { Some(self.hash()?) } else { None };
         let blake3 = if flags & HAS_BLAKE3 != 0 { Some(self.hash()?) } else { None };
-        let link_target = if flags & HAS_LINK != 0 { Some(self.bytes("link target")?) } else { None };
+        let link_target =
+            if flags & HAS_LINK != 0 { Some(self.bytes("link target")?) } else { None };
         let xattrs = if flags & HAS_XATTRS != 0 {
             let count = self.varint()?;
             if count > MAX_XATTRS {
@@ -232,7 +245,10 @@ impl<R: BufRead> Decoder<R> {
             None
         };
         let unreadable = if flags & HAS_ERROR != 0 {
-            Some(String::from_utf8(self.bytes("error text")?).map_err(|_| self.corrupt("error text is not UTF-8"))?)
+            Some(
+                String::from_utf8(self.bytes("error text")?)
+                    .map_err(|_| self.corrupt("error text is not UTF-8"))?,
+            )
         } else {
             None
         };

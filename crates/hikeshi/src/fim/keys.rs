@@ -31,7 +31,9 @@ pub fn write_pair(key: &SigningKey, secret_path: &Path, public_path: &Path) -> R
         .create_new(true)
         .mode(0o600)
         .open(secret_path)
-        .with_context(|| format!("cannot create {} (it must not exist yet)", secret_path.display()))?;
+        .with_context(|| {
+            format!("cannot create {} (it must not exist yet)", secret_path.display())
+        })?;
     writeln!(secret, "{SECRET_TAG} {}", hex(key.as_bytes()))?;
     secret.sync_all()?;
     std::fs::write(public_path, public_line(&key.verifying_key()))
@@ -47,12 +49,17 @@ pub fn public_line(key: &VerifyingKey) -> String {
 
 /// Reads a secret key file.
 pub fn read_secret(path: &Path) -> Result<SigningKey> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read secret key {}", path.display()))?;
-    let seed: [u8; 32] = text
-        .trim()
-        .strip_prefix(SECRET_TAG)
-        .and_then(|rest| parse_hex(rest.trim()))
-        .with_context(|| format!("{}: not a hikeshi secret key (expected `{SECRET_TAG} <64 hex digits>`)", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read secret key {}", path.display()))?;
+    let seed: [u8; 32] =
+        text.trim().strip_prefix(SECRET_TAG).and_then(|rest| parse_hex(rest.trim())).with_context(
+            || {
+                format!(
+                    "{}: not a hikeshi secret key (expected `{SECRET_TAG} <64 hex digits>`)",
+                    path.display()
+                )
+            },
+        )?;
     Ok(SigningKey::from_bytes(&seed))
 }
 
@@ -63,12 +70,14 @@ pub fn parse_public(text: &str, origin: &str) -> Result<VerifyingKey> {
     let Some(bytes) = parse_hex::<32>(hex_part) else {
         bail!("{origin}: not an ed25519 public key (expected `{PUBLIC_TAG} <64 hex digits>`)");
     };
-    VerifyingKey::from_bytes(&bytes).with_context(|| format!("{origin}: not a valid ed25519 public key"))
+    VerifyingKey::from_bytes(&bytes)
+        .with_context(|| format!("{origin}: not a valid ed25519 public key"))
 }
 
 /// Reads a public key file.
 pub fn read_public(path: &Path) -> Result<VerifyingKey> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read public key {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read public key {}", path.display()))?;
     parse_public(&text, &path.display().to_string())
 }
 
@@ -92,7 +101,8 @@ mod tests {
 
     #[test]
     fn malformed_keys_are_named() {
-        let err = parse_public("hikeshi-fim-ed25519-public abc", "config [fim] public_key").unwrap_err();
+        let err =
+            parse_public("hikeshi-fim-ed25519-public abc", "config [fim] public_key").unwrap_err();
         assert!(err.to_string().contains("[fim] public_key"), "{err}");
     }
 }

@@ -51,7 +51,10 @@ impl Settings {
         };
         Ok(Settings {
             rules: Arc::new(rules),
-            baseline_path: config.baseline.clone().unwrap_or_else(|| data_dir.join("fim").join("baseline.hfim")),
+            baseline_path: config
+                .baseline
+                .clone()
+                .unwrap_or_else(|| data_dir.join("fim").join("baseline.hfim")),
             pinned_key,
             threads,
             progress: std::io::stderr().is_terminal(),
@@ -76,9 +79,9 @@ pub fn rule_set(config: &FimConfig) -> Result<RuleSet> {
     }
     let mut rules = Vec::with_capacity(config.rule.len());
     for rule in &config.rule {
-        let attrs = groups
-            .parse(&rule.attrs)
-            .with_context(|| format!("[[fim.rule]] path = \"{}\": attrs = \"{}\"", rule.path, rule.attrs))?;
+        let attrs = groups.parse(&rule.attrs).with_context(|| {
+            format!("[[fim.rule]] path = \"{}\": attrs = \"{}\"", rule.path, rule.attrs)
+        })?;
         rules.push(Rule { path: rule.path.clone(), attrs, scope: rule.scope });
     }
     RuleSet::new(rules, &config.exclude, config.hash).context("[fim] rules")
@@ -117,11 +120,14 @@ impl Progress {
         let bar = enabled.then(|| {
             let bar = match expected {
                 Some(n) => ProgressBar::new(n).with_style(
-                    ProgressStyle::with_template("{spinner} {bar:30} {pos}/{len} entries, {msg} [{elapsed}, eta {eta}]")
-                        .expect("valid template"),
+                    ProgressStyle::with_template(
+                        "{spinner} {bar:30} {pos}/{len} entries, {msg} [{elapsed}, eta {eta}]",
+                    )
+                    .expect("valid template"),
                 ),
                 None => ProgressBar::new_spinner().with_style(
-                    ProgressStyle::with_template("{spinner} {pos} entries, {msg} [{elapsed}]").expect("valid template"),
+                    ProgressStyle::with_template("{spinner} {pos} entries, {msg} [{elapsed}]")
+                        .expect("valid template"),
                 ),
             };
             bar.enable_steady_tick(Duration::from_millis(200));
@@ -176,7 +182,11 @@ pub struct InitOutcome {
 }
 
 /// Scans and writes a new baseline (replacing any existing one).
-pub fn init(settings: &Settings, now: Timestamp, sign_key: Option<&SigningKey>) -> Result<InitOutcome> {
+pub fn init(
+    settings: &Settings,
+    now: Timestamp,
+    sign_key: Option<&SigningKey>,
+) -> Result<InitOutcome> {
     let mut writer = BaselineWriter::create(&settings.baseline_path)
         .with_context(|| format!("cannot write baseline {}", settings.baseline_path.display()))?;
     let scan = Scan::start(Arc::clone(&settings.rules), settings.threads);
@@ -256,7 +266,11 @@ pub fn check(settings: &Settings, now: Timestamp) -> Result<CheckReport> {
 
 /// `hikeshi fim update`: reports what changed and makes the current state
 /// the new baseline, recording who, when and which baseline it replaces.
-pub fn update(settings: &Settings, now: Timestamp, sign_key: Option<&SigningKey>) -> Result<(CheckReport, Header)> {
+pub fn update(
+    settings: &Settings,
+    now: Timestamp,
+    sign_key: Option<&SigningKey>,
+) -> Result<(CheckReport, Header)> {
     let baseline = open_baseline(settings)?;
     let mut writer = BaselineWriter::create(&settings.baseline_path)
         .with_context(|| format!("cannot write baseline {}", settings.baseline_path.display()))?;

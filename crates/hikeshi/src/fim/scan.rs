@@ -130,10 +130,23 @@ impl Scan {
         }
         let walker_window = Arc::clone(&window);
         std::thread::spawn(move || {
-            let mut walker = Walker { rules: &rules, jobs: job_tx, results: result_tx, window: &walker_window, seq: 0 };
+            let mut walker = Walker {
+                rules: &rules,
+                jobs: job_tx,
+                results: result_tx,
+                window: &walker_window,
+                seq: 0,
+            };
             walker.run();
         });
-        Scan { results: result_rx, pending: BTreeMap::new(), next: 0, ready: VecDeque::new(), window, counters }
+        Scan {
+            results: result_rx,
+            pending: BTreeMap::new(),
+            next: 0,
+            ready: VecDeque::new(),
+            window,
+            counters,
+        }
     }
 
     /// Totals so far.
@@ -222,7 +235,7 @@ impl Walker<'_> {
 
     /// Depth-first walk below `top`; false if the scan was cancelled.
     fn descend(&mut self, top: Vec<u8>) -> bool {
-        let mut stack: Vec<(Vec<u8>, std::vec::IntoIter<(Vec<u8>, bool)>)> = Vec::new();
+        let mut stack: Vec<(Vec<u8>, std::vec::IntoIter<Entry>)> = Vec::new();
         match list(&top) {
             Ok(entries) => stack.push((top, entries.into_iter())),
             Err(e) => return self.issue(&top, IssueKind::UnlistableDir, e.to_string()),
@@ -230,7 +243,9 @@ impl Walker<'_> {
         loop {
             let next = match stack.last_mut() {
                 None => return true,
-                Some((dir, entries)) => entries.next().map(|(name, is_dir)| (join(dir, &name), is_dir)),
+                Some((dir, entries)) => {
+                    entries.next().map(|(name, is_dir)| (join(dir, &name), is_dir))
+                }
             };
             let Some((path, is_dir)) = next else {
                 stack.pop();
@@ -273,14 +288,18 @@ impl Walker<'_> {
         }
         let seq = self.seq;
         self.seq += 1;
-        let outcome = Outcome { record: None, issues: vec![ScanIssue { path: display(path), kind, detail }] };
+        let outcome =
+            Outcome { record: None, issues: vec![ScanIssue { path: display(path), kind, detail }] };
         self.results.send((seq, outcome)).is_ok()
     }
 }
 
+/// A directory entry: its name and whether it is a directory.
+type Entry = (Vec<u8>, bool);
+
 /// A directory's entries sorted by name, with "is a directory" from the
 /// directory entry itself (no `stat`).
-fn list(dir: &[u8]) -> io::Result<Vec<(Vec<u8>, bool)>> {
+fn list(dir: &[u8]) -> io::Result<Vec<Entry>> {
     let mut entries = Vec::new();
     for entry in std::fs::read_dir(os_path(dir))? {
         let entry = entry?;
@@ -323,7 +342,11 @@ fn examine(path: &[u8], attrs: AttrSet, buf: &mut [u8], counters: &Counters) -> 
         Attempt::Raced(..) => match examine_once(path, attrs, buf, counters) {
             Attempt::Settled(outcome) => outcome,
             Attempt::Raced(mut outcome, why) => {
-                outcome.issues.push(ScanIssue { path: display(path), kind: IssueKind::ChangedDuringScan, detail: why });
+                outcome.issues.push(ScanIssue {
+                    path: display(path),
+                    kind: IssueKind::ChangedDuringScan,
+                    detail: why,
+                });
                 outcome
             }
         },
@@ -352,7 +375,11 @@ fn examine_once(path: &[u8], attrs: AttrSet, buf: &mut [u8], counters: &Counters
     let meta = match std::fs::symlink_metadata(p) {
         Ok(meta) => meta,
         Err(e) => {
-            let kind = if e.kind() == io::ErrorKind::NotFound { IssueKind::Vanished } else { IssueKind::Unreadable };
+            let kind = if e.kind() == io::ErrorKind::NotFound {
+                IssueKind::Vanished
+            } else {
+                IssueKind::Unreadable
+            };
             return Attempt::Settled(Outcome {
                 record: None,
                 issues: vec![ScanIssue { path: display(path), kind, detail: e.to_string() }],
@@ -363,7 +390,11 @@ fn examine_once(path: &[u8], attrs: AttrSet, buf: &mut [u8], counters: &Counters
     let mut issues = Vec::new();
     let mut unreadable = |record: &mut FileRecord, what: &str, e: &io::Error| {
         let detail = format!("{what}: {e}");
-        issues.push(ScanIssue { path: display(path), kind: IssueKind::Unreadable, detail: detail.clone() });
+        issues.push(ScanIssue {
+            path: display(path),
+            kind: IssueKind::Unreadable,
+            detail: detail.clone(),
+        });
         record.unreadable = Some(detail);
     };
     if meta.file_type().is_symlink() && attrs.contains(Attr::LinkTarget) {
@@ -383,8 +414,13 @@ fn examine_once(path: &[u8], attrs: AttrSet, buf: &mut [u8], counters: &Counters
             }
             // Gone between lstat and open, or replaced by a symlink (ELOOP
             // from O_NOFOLLOW): the path moved under us.
-            Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ELOOP) => {
-                return Attempt::Raced(Outcome { record: Some(record), issues }, format!("while opening: {e}"));
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ELOOP) =>
+            {
+                return Attempt::Raced(
+                    Outcome { record: Some(record), issues },
+                    format!("while opening: {e}"),
+                );
             }
             Err(e) => unreadable(&mut record, "cannot read content", &e),
         }
@@ -488,4 +524,112 @@ fn read_xattrs(path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     }
     out.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hikeshi_core::fim::{Groups, HashAlgo, Rule, Scope};
+
+    fn attrs() -> AttrSet {
+        Groups::predefined(HashAlgo::Sha256).parse("p+i+s+m+c+sha256+blake3+xattrs").unwrap()
+    }
+
+    fn bytes(p: &Path) -> Vec<u8> {
+        p.as_os_str().as_bytes().to_vec()
+    }
+
+    #[test]
+    fn file_modified_after_lstat_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"before").unwrap();
+        let stale = std::fs::symlink_metadata(&path).unwrap();
+        std::fs::write(&path, b"after, longer").unwrap();
+        let mut buf = vec![0; 4096];
+        match hash_file(&path, &stale, attrs(), &mut buf, &Counters::default()).unwrap() {
+            Hashed::Moved(why) => assert!(why.contains("modified while being read"), "{why}"),
+            Hashed::Consistent { .. } => panic!("a changed file was hashed as consistent"),
+        }
+    }
+
+    #[test]
+    fn file_replaced_after_lstat_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"same").unwrap();
+        let stale = std::fs::symlink_metadata(&path).unwrap();
+        std::fs::write(dir.path().join("g"), b"same").unwrap();
+        std::fs::rename(dir.path().join("g"), &path).unwrap();
+        let mut buf = vec![0; 4096];
+        match hash_file(&path, &stale, attrs(), &mut buf, &Counters::default()).unwrap() {
+            Hashed::Moved(why) => assert!(why.contains("new inode"), "{why}"),
+            Hashed::Consistent { .. } => panic!("a replaced file was hashed as consistent"),
+        }
+    }
+
+    #[test]
+    fn symlink_swapped_in_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::os::unix::fs::symlink("/etc/hostname", &path).unwrap();
+        let err = open_for_hashing(&path).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ELOOP));
+    }
+
+    #[test]
+    fn vanished_path_is_an_issue_without_a_record() {
+        let outcome =
+            examine(b"/nonexistent/hikeshi-test", attrs(), &mut [0; 16], &Counters::default());
+        assert!(outcome.record.is_none());
+        assert_eq!(outcome.issues[0].kind, IssueKind::Vanished);
+    }
+
+    #[test]
+    fn hashes_match_reference_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("abc");
+        std::fs::write(&path, b"abc").unwrap();
+        // A small buffer forces several reads.
+        let outcome = examine(&bytes(&path), attrs(), &mut [0; 2], &Counters::default());
+        let record = outcome.record.unwrap();
+        assert_eq!(
+            hikeshi_core::fim::record::hex(&record.sha256.unwrap()),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(record.blake3.unwrap(), *blake3::hash(b"abc").as_bytes());
+        assert_eq!(record.xattrs, Some(vec![]));
+        assert!(outcome.issues.is_empty());
+    }
+
+    #[test]
+    fn scan_yields_path_order_and_dropping_it_early_does_not_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["a", "a-c", "a/b", "b"] {
+            let p = dir.path().join(name);
+            if name == "a" {
+                std::fs::create_dir(&p).unwrap();
+            } else {
+                std::fs::write(&p, name).unwrap();
+            }
+        }
+        let root = dir.path().to_str().unwrap().to_string();
+        let rules = RuleSet::new(
+            vec![Rule { path: root.clone(), attrs: attrs(), scope: Scope::Tree }],
+            &[],
+            HashAlgo::Sha256,
+        )
+        .unwrap();
+        let rules = Arc::new(rules);
+        let names: Vec<String> = Scan::start(Arc::clone(&rules), 3)
+            .map(|e| match e.unwrap() {
+                ScanEvent::Record(r) => display(&r.path)[root.len()..].to_string(),
+                ScanEvent::Issue(i) => panic!("{i:?}"),
+            })
+            .collect();
+        assert_eq!(names, vec!["", "/a", "/a/b", "/a-c", "/b"]);
+        let mut scan = Scan::start(rules, 2);
+        assert!(scan.next().is_some());
+        drop(scan);
+    }
 }
