@@ -39,7 +39,7 @@ path = "$tree"
 attrs = "p+i+n+u+g+s+m+c+sha256"
 CONF
 
-hk() { "$hikeshi" --config "$work/hikeshi.toml" --data-dir "$work/data" fim "$@" --no-progress; }
+hk=("$hikeshi" --config "$work/hikeshi.toml" --data-dir "$work/data" fim)
 
 # measure NAME OKCODES CMD...: runs CMD under /usr/bin/time, records "secs kib".
 measure() {
@@ -59,15 +59,15 @@ measure() {
 echo "tree: $tree ($(find "$tree" -xdev 2>/dev/null | wc -l) entries, $(du -sh "$tree" 2>/dev/null | cut -f1)), $(nproc) CPUs"
 echo "aide: $(aide --version 2>&1 | head -1), hikeshi: $("$hikeshi" --version)"
 echo "warming the page cache..."
-hk init --force >/dev/null
+"${hk[@]}" init --force --no-progress >/dev/null
 rm -rf "$work/data"
 
 measure aide-init "0" aide --config "$work/aide.conf" --init
 cp "$work/aide.db.new" "$work/aide.db"
 # AIDE's check exits with 1/2/4 sums when something changed meanwhile.
 measure aide-check "0 1 2 3 4 5 6 7" aide --config "$work/aide.conf" --check
-measure hikeshi-init "0" hk init
-measure hikeshi-check "0 1 2 3 4 5 6 7" hk check
+measure hikeshi-init "0" "${hk[@]}" init --no-progress
+measure hikeshi-check "0 1 2 3 4 5 6 7" "${hk[@]}" check --no-progress
 
 echo "aide db: $(du -k "$work/aide.db" | cut -f1) KiB, hikeshi baseline: $(du -k "$work/data/fim/baseline.hfim" | cut -f1) KiB"
 status=PASS

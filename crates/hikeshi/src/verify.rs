@@ -219,3 +219,43 @@ fn file(path: &std::path::Path, expected: &str) -> Result<String, String> {
         Err(format!("sha256 is {actual}, expected {expected}"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(detail: &str) -> VerifyReport {
+        VerifyReport {
+            checked_at: Timestamp::from_second(1_700_000_000).unwrap(),
+            host: "web1".into(),
+            results: vec![CheckOutcome {
+                name: "ssh".into(),
+                kind: "tcp".into(),
+                target: "127.0.0.1:22".into(),
+                passed: false,
+                detail: detail.into(),
+                duration_ms: 3,
+            }],
+            passed: 0,
+            failed: 1,
+            all_passed: false,
+        }
+    }
+
+    #[test]
+    fn digest_is_sha256_of_the_canonical_json() {
+        let r = report("refused");
+        let json = r.to_canonical_json();
+        assert_eq!(r.evidence_digest(), format!("sha256:{}", hex(&Sha256::digest(&json))));
+        assert!(json.starts_with(b"{\"checked_at\":\"2023-11-14T22:13:20Z\",\"host\":\"web1\""));
+        assert_ne!(report("timed out").evidence_digest(), r.evidence_digest());
+        assert!(r.render_text().contains("FAIL ssh [tcp 127.0.0.1:22]: refused"));
+        assert!(r.render_text().contains("not recovered"));
+    }
+
+    #[test]
+    fn hostile_unit_names_are_refused_before_systemctl() {
+        assert!(systemd("--help").unwrap_err().contains("not a unit name"));
+        assert!(systemd("").is_err());
+    }
+}
