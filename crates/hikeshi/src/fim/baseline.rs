@@ -149,6 +149,7 @@ impl BaselineWriter {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             crate::data_dir::ensure(dir).map_err(io::Error::other)?;
         }
+        remove_stale_temporaries(path);
         let body_path = sibling(path, "body");
         let body = BufWriter::with_capacity(1 << 20, create_private(&body_path)?);
         Ok(BaselineWriter {
@@ -233,6 +234,29 @@ impl Drop for BaselineWriter {
     fn drop(&mut self) {
         if !self.finished {
             let _ = std::fs::remove_file(&self.body_path);
+        }
+    }
+}
+
+/// Removes temporary files left by a writer that was killed (its process
+/// is gone), so an interrupted `init` does not leave a body copy behind forever.
+fn remove_stale_temporaries(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else { return };
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let name = name.to_string_lossy();
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let file_name = file_name.to_string_lossy();
+        let pid = [".body-", ".tmp-"].iter().find_map(|kind| {
+            file_name
+                .strip_prefix(&format!(".{name}{kind}"))
+                .and_then(|pid| pid.parse::<u32>().ok())
+        });
+        if let Some(pid) = pid {
+            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_file(entry.path());
+            }
         }
     }
 }
@@ -415,4 +439,36 @@ pub fn parse_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
         *byte = u8::from_str_radix(&text[i * 2..i * 2 + 2], 16).ok()?;
     }
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_temporaries_of_dead_writers_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("baseline.hfim");
+        // PID 4194304 is above Linux's maximum, so it never exists.
+        let stale = dir.path().join(".baseline.hfim.body-4194304");
+        let live = dir.path().join(format!(".baseline.hfim.tmp-{}", std::process::id()));
+        let unrelated = dir.path().join(".other.body-4194304");
+        for p in [&stale, &live, &unrelated] {
+            std::fs::write(p, b"x").unwrap();
+        }
+        let writer = BaselineWriter::create(&path).unwrap();
+        assert!(!stale.exists());
+        assert!(live.exists(), "our own pid's files are left alone");
+        assert!(unrelated.exists());
+        drop(writer);
+        assert!(!dir.path().join(format!(".baseline.hfim.body-{}", std::process::id())).exists());
+    }
+
+    #[test]
+    fn hex_parsing_is_strict() {
+        assert_eq!(parse_hex::<2>("0aFf"), Some([0x0a, 0xff]));
+        assert_eq!(parse_hex::<2>("0aF"), None);
+        assert_eq!(parse_hex::<2>("0aFg"), None);
+        assert_eq!(parse_hex::<2>("é0a"), None);
+    }
 }
