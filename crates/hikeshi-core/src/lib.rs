@@ -16,6 +16,7 @@ pub mod contain;
 pub mod correlate;
 pub mod detect;
 pub mod event;
+pub mod fim;
 pub mod incident;
 pub mod parse;
 pub mod sshd;

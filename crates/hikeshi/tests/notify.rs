@@ -780,18 +780,29 @@ fn the_example_config_with_every_alert_setting_enabled_builds_a_notifier() {
     // the `# # ...` notes) and build a notifier from it.
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/hikeshi.toml");
     let text = std::fs::read_to_string(&path).unwrap();
+    // Only the team and alert sections: the rest of the file belongs to
+    // other commands, whose examples are tested where they are used.
+    let mut in_alert_sections = false;
     let uncommented: String = text
         .lines()
-        .map(|l| match l.strip_prefix("# ") {
-            Some(rest)
-                if rest.starts_with('[')
-                    || rest.split_once(" = ").is_some_and(|(k, _)| {
-                        k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
-                    }) =>
-            {
-                rest.to_string()
+        .map(|l| {
+            let header = l.strip_prefix("# ").unwrap_or(l);
+            if header.starts_with("[[") || (header.starts_with('[') && header.ends_with(']')) {
+                let name = header.trim_start_matches('[');
+                in_alert_sections = name.starts_with("team") || name.starts_with("alert");
             }
-            _ => l.to_string(),
+            match l.strip_prefix("# ") {
+                Some(rest)
+                    if in_alert_sections
+                        && (rest.starts_with('[')
+                            || rest.split_once(" = ").is_some_and(|(k, _)| {
+                                k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                            })) =>
+                {
+                    rest.to_string()
+                }
+                _ => l.to_string(),
+            }
         })
         .collect::<Vec<_>>()
         .join("\n");

@@ -16,8 +16,10 @@ use crate::config::Config;
 
 pub mod ban;
 pub mod bans;
+pub mod fim;
 pub mod incident;
 pub mod parse;
+pub mod verify;
 
 /// Incident response for Linux servers: detect SSH attacks, contain them,
 /// and carry each incident through to its report.
@@ -52,6 +54,10 @@ pub enum Command {
     Firewall(bans::FirewallArgs),
     /// List incidents, or show one with its timeline and evidence.
     Incident(incident::Args),
+    /// File integrity: baseline, check, update (AIDE-class, parallel, signed baselines).
+    Fim(fim::Args),
+    /// Recovery validation: units active, ports answering, commands and files as expected.
+    Verify(verify::Args),
 }
 
 /// What every command gets: the loaded configuration and where state lives.
@@ -100,10 +106,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bans(args) => bans::run_bans(&ctx, args),
         Command::Firewall(args) => bans::run_firewall(&ctx, args),
         Command::Incident(args) => incident::run(&ctx, args),
+        Command::Fim(args) => fim::run(&ctx, args),
+        Command::Verify(args) => verify::run(&ctx, args),
     }
 }
 
-fn is_broken_pipe(err: &anyhow::Error) -> bool {
+pub(crate) fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
         cause
             .downcast_ref::<std::io::Error>()
