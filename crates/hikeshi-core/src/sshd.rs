@@ -312,16 +312,55 @@ fn user_info_tail(body: &[u8], carries_info: bool) -> Option<Message<'_>> {
             candidates.push((user, peer, &body[at + 7..]));
         }
     }
-    let chosen = candidates
-        .iter()
-        .rev()
-        .find(|(_, _, info)| is_plain_key_info(info))
-        .or(if candidates.len() == 1 { candidates.first() } else { None });
+    // Attacker text may sit left of the real tail (the user name) or
+    // inside its info (a certificate ID, a client host name), but never in
+    // the fixed words sshd writes around them. The real candidate's info
+    // is well-formed; a forged one left of it only if the user name copies
+    // a whole info; a plain key info (`TYPE FP`) cannot be forged at all.
+    let well_formed: Vec<&(&[u8], Peer, &[u8])> =
+        candidates.iter().filter(|(_, _, info)| is_well_formed_info(info)).collect();
+    let chosen = match well_formed.as_slice() {
+        [only] => Some(*only),
+        [.., last] if is_plain_key_info(last.2) => Some(*last),
+        _ => None,
+    };
     match chosen {
         Some((user, peer, _)) => Some(Message::new(kind).user(user).peer(peer.clone())),
         None if !candidates.is_empty() => Some(Message { ambiguous: true, ..Message::new(kind) }),
         None => None,
     }
+}
+
+/// The info sshd appends for keys: a plain key, a certificate
+/// (`TYPE-CERT FP ID <id> (serial <n>) CA TYPE FP`) or a host-based key
+/// (`TYPE FP, client user "<u>", client host "<h>"`).
+fn is_well_formed_info(info: &[u8]) -> bool {
+    if is_plain_key_info(info) {
+        return true;
+    }
+    let Some(space) = memchr::memchr(b' ', info) else { return false };
+    let Some(second) = memchr::memchr(b' ', &info[space + 1..]).map(|s| s + space + 1) else {
+        return false;
+    };
+    let key = &info[..second];
+    let rest = &info[second..];
+    if info[..space].ends_with(b"-CERT") {
+        // Ends with ` (serial <n>) CA <type> <fp>`.
+        let Some(serial) = memchr::memmem::rfind(rest, b" (serial ") else { return false };
+        let Some(close) = memchr::memchr(b')', &rest[serial..]).map(|c| c + serial) else {
+            return false;
+        };
+        let ca = &rest[close + 1..];
+        return rest.starts_with(b" ID ")
+            && is_plain_key_info(key)
+            && rest[serial + 9..close].iter().all(u8::is_ascii_digit)
+            && ca.strip_prefix(b" CA ").is_some_and(is_plain_key_info);
+    }
+    let key = key.strip_suffix(b",").unwrap_or(key);
+    is_plain_key_info(key)
+        && rest.starts_with(b" client user \"")
+        && memchr::memmem::find(rest, b"\", client host \"").is_some()
+        && rest.ends_with(b"\"")
 }
 
 /// `RSA SHA256:abc...`: a key type and a fingerprint, nothing else.
@@ -684,8 +723,12 @@ mod tests {
     fn key_info_with_attacker_text_is_placed_or_refused() {
         let m = rec("Failed publickey for invalid user a from 198.51.100.7 port 1 ssh2: RSA SHA256:x from 203.0.113.9 port 22 ssh2: ED25519 SHA256:abc");
         assert_eq!(m.source, addr("203.0.113.9"));
-        // A certificate ID imitating the tail, and a user name doing the same.
+        // A certificate ID imitating the tail is placed by the info's form.
         let m = rec("Failed publickey for invalid user u from 198.51.100.7 port 1 ssh2: RSA SHA256:q from 203.0.113.9 port 22 ssh2: ED25519-CERT SHA256:z ID i from 192.0.2.1 port 3 ssh2: RSA SHA256:w (serial 0) CA ED25519 SHA256:y");
+        assert_eq!((m.source, m.ambiguous), (addr("203.0.113.9"), false));
+        // When the user name copies a whole certificate info as well,
+        // nothing tells them apart: no source rather than a wrong one.
+        let m = rec("Failed publickey for invalid user u from 198.51.100.7 port 1 ssh2: ED25519-CERT SHA256:q ID from 203.0.113.9 port 22 ssh2: ED25519-CERT SHA256:z ID i from 192.0.2.1 port 3 ssh2: RSA SHA256:w (serial 0) CA ED25519 SHA256:y");
         assert!(m.ambiguous);
         assert_eq!(m.source, None);
         let m = rec("Accepted publickey for alice from 2001:db8::1 port 22 ssh2: ED25519-CERT SHA256:z ID alice (serial 1) CA ED25519 SHA256:y");
