@@ -250,7 +250,8 @@ fn whole_lines_get_their_verdict() {
             "sshd_ignored" => LineVerdict::SshdIgnored,
             other => {
                 let reason = other.strip_prefix("skipped:").expect(other);
-                let reason = SkipReason::ALL.into_iter().find(|r| r.as_str() == reason).expect(reason);
+                let reason =
+                    SkipReason::ALL.into_iter().find(|r| r.as_str() == reason).expect(reason);
                 LineVerdict::Skipped(reason)
             }
         };
