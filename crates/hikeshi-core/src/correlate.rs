@@ -191,7 +191,7 @@ impl Tracker {
                 parsed.event.outcome = Outcome::Failure;
                 self.stats.pending_end_of_input += 1;
             }
-            if parsed.event.source.is_none() {
+            if parsed.event.source.is_none() && wants_source(&parsed.event) {
                 self.stats.source_never_found += 1;
             }
             out.push(parsed);
@@ -235,12 +235,14 @@ impl Tracker {
         }
         if parsed.event.outcome == Outcome::Pending {
             conn.pending = Some(parsed);
-        } else if parsed.event.source.is_none() && conn.waiting.len() < MAX_WAITING_PER_CONNECTION {
-            conn.waiting.push(parsed);
-        } else {
-            if parsed.event.source.is_none() {
+        } else if parsed.event.source.is_none() && wants_source(&parsed.event) {
+            if conn.waiting.len() < MAX_WAITING_PER_CONNECTION {
+                conn.waiting.push(parsed);
+            } else {
                 self.stats.source_never_found += 1;
+                out.push(parsed);
             }
+        } else {
             out.push(parsed);
         }
 
@@ -400,6 +402,14 @@ impl Tracker {
         };
         *counter += 1;
     }
+}
+
+/// Whether a line without address waits for its connection's: the lines
+/// that need one by nature, and every failure or success (an ambiguous
+/// address, an address-less `User x not allowed`). A context line such as
+/// `session closed` goes out at once, as it is.
+fn wants_source(event: &AuthEvent) -> bool {
+    event.kind.needs_connection() || event.outcome != Outcome::Context
 }
 
 enum PendingFate {
