@@ -414,6 +414,10 @@ impl LineParser {
     }
 }
 
+/// Bytes to text; invalid UTF-8 is replaced (U+FFFD), never an error.
 fn lossy(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
 }
