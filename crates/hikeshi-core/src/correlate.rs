@@ -109,6 +109,8 @@ pub struct CorrelateStats {
     pub pending_end_of_input: u64,
     /// Pending failures absorbed by the `Failed ...` line of the same attempt.
     pub pending_absorbed: u64,
+    /// Pending failures on lines without PID: left as context.
+    pub pending_unjoinable: u64,
     /// Pending failures dropped because the connection then succeeded.
     pub pending_then_success: u64,
     /// Connections pushed out of the full table.
@@ -217,11 +219,13 @@ impl Tracker {
             self.open(key, parsed.event.time, parsed.event.source.as_ref(), out);
         }
         let Some(conn) = key.and_then(|k| self.connections.get_mut(&k)) else {
-            // Nothing to join. A pending failure alone counts: nothing
-            // could ever resolve it otherwise.
+            // Nothing to join (a line without PID). A pending failure
+            // then stays context: the `Failed password` line that nearly
+            // always follows it counts the attempt, and counting both
+            // would halve every threshold for logs without PIDs.
             if parsed.event.outcome == Outcome::Pending {
-                parsed.event.outcome = Outcome::Failure;
-                self.stats.pending_end_of_input += 1;
+                parsed.event.outcome = Outcome::Context;
+                self.stats.pending_unjoinable += 1;
             }
             if parsed.event.source.is_none() && wants_source(&parsed.event) {
                 self.stats.source_never_found += 1;

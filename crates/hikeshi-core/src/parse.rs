@@ -410,7 +410,7 @@ impl LineParser {
             let i = OUTCOMES.iter().position(|o| *o == parsed.event.outcome).unwrap_or(0);
             self.stats.outcomes[i] += 1;
         }
-        self.stats.correlation = self.tracker.stats().clone();
+        self.stats.correlation = *self.tracker.stats();
     }
 }
 
