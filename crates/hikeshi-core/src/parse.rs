@@ -13,6 +13,8 @@
 //! whatever the input. Lines of other programs are rejected after a few
 //! comparisons, without allocating.
 
+use std::sync::Arc;
+
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 
@@ -211,6 +213,34 @@ pub struct LineParser {
     last_time: Option<Timestamp>,
     tracker: Tracker,
     stats: ParseStats,
+    names: NameCache,
+}
+
+/// The last host and process names seen: nearly every line repeats them,
+/// so they are converted to text once.
+#[derive(Debug, Default)]
+struct NameCache {
+    host: (Vec<u8>, Arc<str>),
+    process: (Vec<u8>, Arc<str>),
+}
+
+impl NameCache {
+    fn host(&mut self, raw: &[u8]) -> Arc<str> {
+        Self::get(&mut self.host, raw)
+    }
+
+    fn process(&mut self, raw: &[u8]) -> Arc<str> {
+        Self::get(&mut self.process, raw)
+    }
+
+    fn get(slot: &mut (Vec<u8>, Arc<str>), raw: &[u8]) -> Arc<str> {
+        if slot.0 != raw || slot.1.is_empty() {
+            slot.0.clear();
+            slot.0.extend_from_slice(raw);
+            slot.1 = Arc::from(lossy(raw));
+        }
+        Arc::clone(&slot.1)
+    }
 }
 
 /// sshd and its per-connection children, and Dropbear. Lines of any other
@@ -230,6 +260,7 @@ impl LineParser {
             last_time: None,
             tracker: Tracker::new(opts.max_connections),
             stats: ParseStats::default(),
+            names: NameCache::default(),
         }
     }
 
@@ -266,15 +297,17 @@ impl LineParser {
         if line.is_empty() {
             return self.skip(if start > 0 { SkipReason::Nul } else { SkipReason::Empty });
         }
-        if memchr::memchr(0, line).is_some() {
-            return self.skip(SkipReason::Nul);
-        }
         let Ok(envelope) = syslog::parse_envelope(line) else {
             return self.skip(SkipReason::MalformedEnvelope);
         };
         if !is_sshd_process(envelope.process) {
             self.stats.not_sshd += 1;
             return LineVerdict::NotSshd;
+        }
+        // sshd escapes what it logs, so a NUL in its line is corruption.
+        // (Checked only now: other programs' lines need not be scanned.)
+        if memchr::memchr(0, envelope.message).is_some() {
+            return self.skip(SkipReason::Nul);
         }
         self.handle_sshd(
             envelope.time,
@@ -388,8 +421,8 @@ impl LineParser {
                 }
                 let event = AuthEvent {
                     time: self.time_of(time),
-                    host: host.map(lossy),
-                    process: lossy(process),
+                    host: host.map(|h| self.names.host(h)),
+                    process: self.names.process(process),
                     pid,
                     kind,
                     outcome: kind.outcome(self.mode),
