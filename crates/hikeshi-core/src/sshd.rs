@@ -718,26 +718,40 @@ pub fn parse_source(token: &[u8]) -> Option<Option<Source>> {
 /// Dotted-quad IPv4, as strict as the standard library (no leading zeros,
 /// four octets), without its UTF-8 round trip: most sources are IPv4.
 fn parse_ipv4(token: &[u8]) -> Option<std::net::Ipv4Addr> {
-    if token.len() > 15 {
+    if token.len() < 7 || token.len() > 15 {
         return None;
     }
     let mut octets = [0u8; 4];
-    let mut parts = token.split(|&b| b == b'.');
-    for octet in &mut octets {
-        let part = parts.next()?;
-        if part.is_empty() || part.len() > 3 || (part.len() > 1 && part[0] == b'0') {
-            return None;
-        }
-        let mut n: u16 = 0;
-        for &d in part {
-            if !d.is_ascii_digit() {
+    let mut index = 0;
+    let mut value: u32 = 0;
+    let mut digits = 0;
+    for &b in token {
+        if b == b'.' {
+            if digits == 0 || index == 3 {
                 return None;
             }
-            n = n * 10 + u16::from(d - b'0');
+            octets[index] = u8::try_from(value).ok()?;
+            index += 1;
+            value = 0;
+            digits = 0;
+        } else if b.is_ascii_digit() {
+            if digits == 1 && value == 0 {
+                return None; // a leading zero
+            }
+            value = value * 10 + u32::from(b - b'0');
+            digits += 1;
+            if digits > 3 {
+                return None;
+            }
+        } else {
+            return None;
         }
-        *octet = u8::try_from(n).ok()?;
     }
-    parts.next().is_none().then_some(std::net::Ipv4Addr::from(octets))
+    if index != 3 || digits == 0 {
+        return None;
+    }
+    octets[3] = u8::try_from(value).ok()?;
+    Some(std::net::Ipv4Addr::from(octets))
 }
 
 #[cfg(test)]
