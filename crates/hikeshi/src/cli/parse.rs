@@ -302,7 +302,7 @@ fn write_summary(out: &mut impl Write, name: &str, mode: Mode, report: &Report) 
         writeln!(out, "  by kind:")?;
         for kind in kinds {
             let meaning = match kind.outcome(mode) {
-                Outcome::Pending => "pending: failure or context in context",
+                Outcome::Pending => "pending (decided by its connection)",
                 o => o.as_str(),
             };
             writeln!(out, "    {:<32} {:>9}  {meaning}", kind.as_str(), s.recognised(kind))?;
