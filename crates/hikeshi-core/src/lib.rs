@@ -12,6 +12,7 @@
 
 pub mod allowlist;
 pub mod correlate;
+pub mod eradicate;
 pub mod event;
 pub mod parse;
 pub mod sshd;
