@@ -8,5 +8,6 @@
 pub mod cli;
 pub mod config;
 pub mod data_dir;
+pub mod eradicate;
 pub mod exec;
 pub mod sources;

@@ -189,9 +189,47 @@ pub fn words(text: &str) -> impl Iterator<Item = &str> {
     })
 }
 
+/// Parses a look-back window such as `24h`, `1d`, `30m`, `2w` or `90s`
+/// into seconds. One number and one unit; the number must be positive.
+pub fn parse_window(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let unit_seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => {
+            return Err(format!(
+                "window {text:?}: expected a number and a unit s, m, h, d or w (e.g. 24h)"
+            ))
+        }
+    };
+    let n: i64 = number
+        .parse()
+        .map_err(|_| format!("window {text:?}: expected a number before the unit (e.g. 24h)"))?;
+    if n == 0 {
+        return Err(format!("window {text:?} is empty"));
+    }
+    n.checked_mul(unit_seconds).ok_or_else(|| format!("window {text:?} is too long"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn windows_parse() {
+        assert_eq!(parse_window("24h"), Ok(86_400));
+        assert_eq!(parse_window("1d"), Ok(86_400));
+        assert_eq!(parse_window("30m"), Ok(1_800));
+        assert_eq!(parse_window("2w"), Ok(1_209_600));
+        for bad in ["", "h", "24", "24x", "-1h", "0h", "1.5h", "99999999999999999999w"] {
+            assert!(parse_window(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn word_rule_matches_whole_words_only() {

@@ -14,7 +14,10 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 
+pub mod accounts;
 pub mod parse;
+pub mod persistence;
+pub mod recent;
 
 /// Incident response for Linux servers: detect SSH attacks, contain them,
 /// and carry each incident through to its report.
@@ -39,6 +42,12 @@ pub struct Cli {
 pub enum Command {
     /// Show how hikeshi reads sshd log lines (like fail2ban-regex, for every line).
     Parse(parse::Args),
+    /// Audit accounts: suspicious names, UID 0, empty passwords, sudo rights, keys, changes since a baseline.
+    Accounts(accounts::Args),
+    /// List files changed (mtime or ctime) in a window, like `find / -mtime -1 -exec ls -l`.
+    Recent(recent::Args),
+    /// Find what attackers use to come back: keys, cron, systemd units, preload, setuid files.
+    Persistence(persistence::Args),
 }
 
 /// What every command gets: the loaded configuration and where state lives.
@@ -82,6 +91,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctx = Context { config, config_path, data_dir };
     match cli.command {
         Command::Parse(args) => parse::run(&ctx, args),
+        Command::Accounts(args) => accounts::run(&ctx, args),
+        Command::Recent(args) => recent::run(&ctx, args),
+        Command::Persistence(args) => persistence::run(&ctx, args),
     }
 }
 
