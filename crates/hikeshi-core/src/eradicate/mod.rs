@@ -267,8 +267,8 @@ mod tests {
     fn canonical_hash_is_stable_and_sensitive() {
         let f =
             Finding::new("k", Severity::High, "s", "en", "ja", Evidence::file("/etc/x", "seen"));
-        let a = canonical_sha256(&[f.clone()]);
-        assert_eq!(a, canonical_sha256(&[f.clone()]));
+        let a = canonical_sha256(std::slice::from_ref(&f));
+        assert_eq!(a, canonical_sha256(std::slice::from_ref(&f)));
         assert_eq!(a.len(), 64);
         let mut g = f;
         g.subject = "t".into();

@@ -88,9 +88,8 @@ pub fn save<T: Serialize>(path: &Path, stored: &Stored<T>) -> Result<()> {
         std::fs::File::open(dir)?.sync_all()
     };
     write()
-        .map_err(|e| {
+        .inspect_err(|_| {
             let _ = std::fs::remove_file(&tmp);
-            e
         })
         .with_context(|| format!("cannot write baseline {}", path.display()))
 }
