@@ -420,7 +420,9 @@ fn recent_stays_on_one_filesystem() {
     assert_eq!(listed.len(), 1, "{listed:#?}");
     assert!(listed[0].ends_with("/a/fresh"));
     assert!(String::from_utf8_lossy(&out.stderr).contains("1 other filesystems not entered"));
-    // Given as a root of its own, the other filesystem is walked.
+    // Asked to, or given as a root of its own, the other filesystem is walked.
+    let out = env.run(&["recent", "--since", "1h", "--root", &root, "--all-filesystems"]);
+    assert_eq!(lines(&out).len(), 2);
     let out = env.run(&[
         "recent",
         "--since",
@@ -440,33 +442,40 @@ fn recent_reports_unreadable_directories_and_goes_on() {
     env.write("/closed/hidden", "x");
     fs::set_permissions(env.root().join("closed"), fs::Permissions::from_mode(0o000)).unwrap();
     // Root reads everything: run a copy of the binary as nobody.
+    // A hard link needs no write descriptor, which another test's fork
+    // could inherit and make exec fail with ETXTBSY; copy if on another fs.
     let bin = env.dir.path().join("hikeshi");
-    fs::copy(env!("CARGO_BIN_EXE_hikeshi"), &bin).unwrap();
+    if fs::hard_link(env!("CARGO_BIN_EXE_hikeshi"), &bin).is_err() {
+        fs::copy(env!("CARGO_BIN_EXE_hikeshi"), &bin).unwrap();
+    }
     let data = env.dir.path().join("nobody-data");
     fs::create_dir_all(&data).unwrap();
     chown(&data, Some(65534), Some(65534)).unwrap();
     let root = env.root().display().to_string();
-    let out = hikeshi::exec::command(
-        "setpriv",
-        [
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--",
-            &bin.display().to_string(),
-            "--data-dir",
-            &data.display().to_string(),
-            "--config",
-            &env.dir.path().join("hikeshi.toml").display().to_string(),
-            "recent",
-            "--since",
-            "1h",
-            "--root",
-            &root,
-        ],
-    )
-    .output()
-    .unwrap();
+    let args = [
+        "--reuid=65534".to_string(),
+        "--regid=65534".into(),
+        "--clear-groups".into(),
+        "--".into(),
+        bin.display().to_string(),
+        "--data-dir".into(),
+        data.display().to_string(),
+        "--config".into(),
+        env.dir.path().join("hikeshi.toml").display().to_string(),
+        "recent".into(),
+        "--since".into(),
+        "1h".into(),
+        "--root".into(),
+        root.clone(),
+    ];
+    let mut out = hikeshi::exec::command("setpriv", &args).output().unwrap();
+    for _ in 0..50 {
+        if !String::from_utf8_lossy(&out.stderr).contains("Text file busy") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        out = hikeshi::exec::command("setpriv", &args).output().unwrap();
+    }
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains(&format!("cannot read {root}/closed")), "{stderr}");

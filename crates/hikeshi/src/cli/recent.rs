@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use super::Context;
 use crate::eradicate::collect::default_roots;
-use crate::eradicate::ls::{ls_line, mode_string, Names};
+use crate::eradicate::ls::{ls_line, mode_string, DateCache, Names};
 use crate::eradicate::rootfs::{Meta, RootFs};
 use crate::eradicate::walk::{path_bytes, walk, WalkOptions};
 
@@ -50,6 +50,10 @@ pub struct Args {
     pub exclude: Vec<String>,
     #[arg(long, value_enum, default_value = "ls")]
     pub format: Format,
+    /// Also enter other filesystems mounted inside a root (default: one
+    /// filesystem per root, like `find -xdev`).
+    #[arg(long)]
+    pub all_filesystems: bool,
     /// Worker threads (default: one per CPU).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -114,8 +118,14 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
         }
     };
     let roots = default_roots(args.roots);
+    for root in &roots {
+        // A root that is not there is a usage error, not an unreadable subdirectory.
+        let meta = std::fs::metadata(root).with_context(|| format!("--root {}", root.display()))?;
+        anyhow::ensure!(meta.is_dir(), "--root {} is not a directory", root.display());
+    }
     let excludes = build_globs(ctx.config.eradicate.exclude.iter().chain(&args.exclude))?;
-    let options = WalkOptions { roots: roots.clone(), excludes };
+    let options =
+        WalkOptions { roots: roots.clone(), excludes, all_filesystems: args.all_filesystems };
     let select =
         |m: &Meta| after(m.mtime, m.mtime_nsec, start) || after(m.ctime, m.ctime_nsec, start);
     let result = match args.threads {
@@ -140,12 +150,15 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
     };
     let tz = TimeZone::system();
     let empty = Names::default();
+    let mut dates = DateCache::default();
     let mut out = BufWriter::with_capacity(256 * 1024, std::io::stdout().lock());
     for hit in &result.hits {
         let names = names_for(&hit.path).unwrap_or(&empty);
         let m = &hit.meta;
         match args.format {
-            Format::Ls => out.write_all(&ls_line(path_bytes(&hit.path), m, names, now, &tz))?,
+            Format::Ls => {
+                out.write_all(&ls_line(path_bytes(&hit.path), m, names, &mut dates, now, &tz))?
+            }
             Format::Jsonl => {
                 let bytes = path_bytes(&hit.path);
                 let utf8 = std::str::from_utf8(bytes).ok();

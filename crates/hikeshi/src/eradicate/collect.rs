@@ -259,8 +259,11 @@ pub fn persistence_items(
         }
     }
     if setuid_scan {
-        let options =
-            WalkOptions { roots: vec![root.root().to_path_buf()], excludes: excludes.clone() };
+        let options = WalkOptions {
+            roots: vec![root.root().to_path_buf()],
+            excludes: excludes.clone(),
+            all_filesystems: false,
+        };
         let result = walk(&options, |meta| meta.mode & 0o6000 != 0);
         for e in &result.errors {
             warnings.push(format!("{}: {}", e.path.display(), e.error));

@@ -110,8 +110,43 @@ pub fn push_escaped_name(out: &mut Vec<u8>, name: &[u8]) {
     }
 }
 
+/// Date columns already formatted, by minute: a listing of recent files
+/// has few distinct minutes, and time zone conversion is the costly part
+/// of a line.
+#[derive(Debug, Default)]
+pub struct DateCache {
+    by_minute: HashMap<i64, String>,
+    uncached: String,
+}
+
+impl DateCache {
+    /// [`ls_date`], memoised. Only whole-minute times are cached, except
+    /// around "now" and the six-month boundary where the rule itself
+    /// depends on the exact second. (A zone offset with seconds, only
+    /// historical LMT, could move a day boundary inside a minute; such
+    /// dates are centuries old.)
+    pub fn date(&mut self, mtime: i64, mtime_nsec: u32, now: Timestamp, tz: &TimeZone) -> &str {
+        let minute = mtime.div_euclid(60);
+        let now_minute = now.as_second().div_euclid(60);
+        let boundary = (now.as_second() - HALF_YEAR_SECONDS).div_euclid(60);
+        if minute == now_minute || minute == boundary {
+            // Rare; not cached (the rule depends on seconds here).
+            self.uncached = ls_date(mtime, mtime_nsec, now, tz);
+            return &self.uncached;
+        }
+        self.by_minute.entry(minute).or_insert_with(|| ls_date(minute * 60, 0, now, tz))
+    }
+}
+
 /// One `ls -l` line (with its newline) for a regular file.
-pub fn ls_line(path: &[u8], meta: &Meta, names: &Names, now: Timestamp, tz: &TimeZone) -> Vec<u8> {
+pub fn ls_line(
+    path: &[u8],
+    meta: &Meta,
+    names: &Names,
+    dates: &mut DateCache,
+    now: Timestamp,
+    tz: &TimeZone,
+) -> Vec<u8> {
     let mut out = format!(
         "{} {} {} {} {} {} ",
         mode_string(meta.mode),
@@ -119,7 +154,7 @@ pub fn ls_line(path: &[u8], meta: &Meta, names: &Names, now: Timestamp, tz: &Tim
         names.user(meta.uid),
         names.group(meta.gid),
         meta.size,
-        ls_date(meta.mtime, meta.mtime_nsec, now, tz)
+        dates.date(meta.mtime, meta.mtime_nsec, now, tz)
     )
     .into_bytes();
     push_escaped_name(&mut out, path);
@@ -150,6 +185,28 @@ mod tests {
         assert_eq!(ls_date(at("2026-11-05T09:03:00Z"), 0, now, &tz), "Nov  5 09:03");
         assert_eq!(ls_date(at("2025-11-05T09:03:00Z"), 0, now, &tz), "Nov  5  2025");
         assert_eq!(ls_date(at("2027-01-15T09:03:00Z"), 0, now, &tz), "Jan 15  2027");
+    }
+
+    #[test]
+    fn cached_dates_equal_computed_ones() {
+        let tz = TimeZone::get("Asia/Tokyo").unwrap();
+        let now: Timestamp = "2026-11-26T12:00:30Z".parse().unwrap();
+        let mut cache = DateCache::default();
+        let boundary = now.as_second() - HALF_YEAR_SECONDS;
+        for t in [
+            now.as_second() - 5,
+            now.as_second() + 20,
+            now.as_second() - 3_600,
+            boundary - 1,
+            boundary,
+            boundary + 1,
+            0,
+            -1,
+        ] {
+            assert_eq!(cache.date(t, 0, now, &tz), ls_date(t, 0, now, &tz), "at {t}");
+            // And again, from the cache.
+            assert_eq!(cache.date(t, 0, now, &tz), ls_date(t, 0, now, &tz), "at {t} (cached)");
+        }
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //! top of each root. Unreadable directories are collected as errors, never
 //! fatal.
 
+use std::cmp::Ordering as CmpOrdering;
 use std::ffi::OsStr;
+use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -18,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use globset::GlobSet;
-use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir};
 
 use super::rootfs::Meta;
 
@@ -33,6 +35,9 @@ pub struct WalkOptions {
     /// Paths (files or directories, as walked: `/root/x`) matching any of
     /// these are skipped; a skipped directory is not entered.
     pub excludes: GlobSet,
+    /// Also enter directories on other filesystems than their root's
+    /// (default: stay on one filesystem, like `find -xdev`).
+    pub all_filesystems: bool,
 }
 
 /// A regular file that the selector kept.
@@ -49,7 +54,8 @@ pub struct WalkError {
     pub error: std::io::Error,
 }
 
-/// The result of [`walk`]: hits sorted by path (each once), errors, counts.
+/// The result of [`walk`]: hits grouped by directory (directories in path
+/// order, files by name within each; each file once), errors, counts.
 #[derive(Debug, Default)]
 pub struct WalkResult {
     pub hits: Vec<FileHit>,
@@ -63,7 +69,8 @@ pub struct WalkResult {
 struct Shared<'a, F> {
     options: &'a WalkOptions,
     select: &'a F,
-    hits: Mutex<Vec<FileHit>>,
+    /// One batch per directory that had hits: (directory, its hits).
+    hits: Mutex<Vec<(PathBuf, Vec<FileHit>)>>,
     errors: Mutex<Vec<WalkError>>,
     files_seen: AtomicU64,
     dirs_seen: AtomicU64,
@@ -103,12 +110,19 @@ where
             }
         }
     });
-    let mut hits = shared.hits.into_inner().unwrap_or_else(|p| p.into_inner());
-    hits.sort_by(|a, b| a.path.cmp(&b.path));
-    // Nested roots (`--root / --root /home`) would list a file twice.
-    hits.dedup_by(|a, b| a.path == b.path);
+    // Sorting directories, then names inside each, is much cheaper than
+    // sorting every path against every other (they share long prefixes).
+    let mut batches = shared.hits.into_inner().unwrap_or_else(|p| p.into_inner());
+    batches.sort_by(|a, b| path_order(path_bytes(&a.0), path_bytes(&b.0)));
+    // Nested roots (`--root / --root /home`) would list a directory twice.
+    batches.dedup_by(|a, b| a.0 == b.0);
+    let mut hits = Vec::with_capacity(batches.iter().map(|b| b.1.len()).sum());
+    for (_, mut batch) in batches {
+        batch.sort_unstable_by(|a, b| path_bytes(&a.path).cmp(path_bytes(&b.path)));
+        hits.append(&mut batch);
+    }
     let mut errors = shared.errors.into_inner().unwrap_or_else(|p| p.into_inner());
-    errors.sort_by(|a, b| a.path.cmp(&b.path));
+    errors.sort_by(|a, b| path_order(path_bytes(&a.path), path_bytes(&b.path)));
     WalkResult {
         hits,
         errors,
@@ -133,15 +147,14 @@ fn walk_dir<'s, F>(
     F: Fn(&Meta) -> bool + Sync,
 {
     shared.dirs_seen.fetch_add(1, Ordering::Relaxed);
-    let dir = match rustix::fs::Dir::read_from(fd.as_fd()) {
-        Ok(dir) => dir,
-        Err(e) => return push_error(shared, path, e.into()),
-    };
     let fd = Arc::new(fd);
+    // RawDir lends names from this buffer: no allocation per entry.
+    let mut buf = [MaybeUninit::<u8>::uninit(); 16 * 1024];
+    let mut dir = RawDir::new(fd.as_fd(), &mut buf);
     let mut hits = Vec::new();
     let mut files = 0u64;
     let excludes = &shared.options.excludes;
-    for entry in dir {
+    while let Some(entry) = dir.next() {
         let entry = match entry {
             Ok(entry) => entry,
             Err(e) => {
@@ -176,7 +189,10 @@ fn walk_dir<'s, F>(
                     .and_then(|fd| Ok((rustix::fs::fstat(&fd)?, fd)));
                     drop(parent);
                     match opened {
-                        Ok((st, _)) if Meta::from_stat(&st).dev != dev => {
+                        Ok((st, _))
+                            if !shared.options.all_filesystems
+                                && Meta::from_stat(&st).dev != dev =>
+                        {
                             shared.other_filesystems.fetch_add(1, Ordering::Relaxed);
                         }
                         Ok((_, fd)) => walk_dir(scope, shared, fd, child, dev, false),
@@ -205,7 +221,7 @@ fn walk_dir<'s, F>(
                     }
                     FileType::Directory => {
                         // Only reached for d_type Unknown: walk it like any directory.
-                        if meta.dev != dev {
+                        if !shared.options.all_filesystems && meta.dev != dev {
                             shared.other_filesystems.fetch_add(1, Ordering::Relaxed);
                             continue;
                         }
@@ -233,11 +249,37 @@ fn walk_dir<'s, F>(
     }
     shared.files_seen.fetch_add(files, Ordering::Relaxed);
     if !hits.is_empty() {
-        shared.hits.lock().unwrap_or_else(|p| p.into_inner()).extend(hits);
+        shared.hits.lock().unwrap_or_else(|p| p.into_inner()).push((path, hits));
     }
+}
+
+/// Orders paths as bytes with `/` first, so a directory's files come
+/// together before `a-b` sorts between `a` and `a/b`. (Comparing bytes is
+/// several times cheaper than `Path`'s component-wise `Ord`, which showed
+/// in profiles of large listings.)
+pub fn path_order(a: &[u8], b: &[u8]) -> CmpOrdering {
+    let key = |c: u8| if c == b'/' { 0 } else { u16::from(c) + 1 };
+    for (x, y) in a.iter().zip(b) {
+        if x != y {
+            return key(*x).cmp(&key(*y));
+        }
+    }
+    a.len().cmp(&b.len())
 }
 
 /// The path of a hit as bytes (paths need not be UTF-8).
 pub fn path_bytes(path: &Path) -> &[u8] {
     path.as_os_str().as_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_sort_directory_first() {
+        let mut v: Vec<&[u8]> = vec![b"/a-b", b"/a/z", b"/a", b"/a/b/c", b"/b"];
+        v.sort_by(|a, b| path_order(a, b));
+        assert_eq!(v, [&b"/a"[..], b"/a/b/c", b"/a/z", b"/a-b", b"/b"]);
+    }
 }
