@@ -9,6 +9,8 @@
 //! Modules follow the data flow of the runbook: [`syslog`] envelopes →
 //! [`sshd`] messages → [`event`]s (with [`correlate`] for lines that need
 //! their connection) → detection and policy → incidents and reports.
+//! [`eradicate`] judges what an intruder left behind (accounts,
+//! persistence) from file bytes the application read.
 
 pub mod allowlist;
 pub mod correlate;

@@ -298,7 +298,7 @@ fn recent_fixture(env: &Env) -> PathBuf {
 }
 
 fn lines(out: &Output) -> Vec<String> {
-    String::from_utf8(out.stdout.clone()).unwrap().lines().map(String::from).collect()
+    String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect()
 }
 
 #[test]
@@ -593,4 +593,23 @@ fn persistence_window_without_baseline_and_symlinked_keys() {
         .unwrap();
     assert!(keys["evidence"][0]["text"].as_str().unwrap().contains("-> /etc/shadow"));
     assert!(!serde_json::to_string(&doc).unwrap().contains("root:"), "the link target was read");
+}
+
+#[test]
+fn recent_escapes_hostile_file_names() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let env = Env::new();
+    let name = OsStr::from_bytes(b"evil\n-rw-r--r-- 1 root root 0 Jan  1 00:00 forged\xff");
+    fs::write(env.root().join(name), "x").unwrap();
+    let root = env.root().display().to_string();
+    let out = env.run(&["recent", "--since", "1h", "--root", &root]);
+    let listed = lines(&out);
+    assert_eq!(listed.len(), 1, "a newline in a name must not forge a line: {listed:#?}");
+    assert!(out.stdout.ends_with(b"evil\\n-rw-r--r-- 1 root root 0 Jan  1 00:00 forged\xff\n"));
+    let out = env.run(&["recent", "--since", "1h", "--root", &root, "--format", "jsonl"]);
+    let file: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hex = file["path_hex"].as_str().unwrap();
+    assert!(hex.ends_with("666f72676564ff"), "{hex}");
+    assert!(file["path"].as_str().unwrap().ends_with(" forged\u{fffd}"));
 }

@@ -247,6 +247,29 @@ mod tests {
         assert!(!contains_word("anything", ""));
     }
 
+    /// The rule said differently: put a space before every upper-case
+    /// letter that follows a lower-case one, then split at non-letters.
+    fn naive_words(text: &str) -> Vec<String> {
+        let mut spaced = String::new();
+        let mut prev_lower = false;
+        for c in text.chars() {
+            if c.is_ascii_uppercase() && prev_lower {
+                spaced.push(' ');
+            }
+            prev_lower = c.is_ascii_lowercase();
+            spaced.push(if c.is_ascii_alphabetic() { c } else { ' ' });
+        }
+        spaced.split(' ').filter(|w| !w.is_empty()).map(String::from).collect()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn words_agree_with_the_naive_rule(text in "[a-zA-Z0-9 _.,é-]{0,40}") {
+            let ours: Vec<String> = words(&text).map(String::from).collect();
+            proptest::prop_assert_eq!(ours, naive_words(&text));
+        }
+    }
+
     #[test]
     fn words_split_on_non_letters_and_case_changes() {
         let w: Vec<&str> = words("testUser,Backup-2 ÄdminX").collect();
