@@ -88,7 +88,9 @@ pub fn ls_date(mtime: i64, mtime_nsec: u32, now: Timestamp, tz: &TimeZone) -> St
     let Ok(when) = Timestamp::new(mtime, mtime_nsec as i32) else {
         return mtime.to_string();
     };
-    let recent = now.as_second() - HALF_YEAR_SECONDS < mtime && when <= now;
+    // As coreutils: six_months_ago < when < current_time, with nanoseconds.
+    let six_months_ago = (now.as_second() - HALF_YEAR_SECONDS, now.subsec_nanosecond());
+    let recent = six_months_ago < (mtime, mtime_nsec as i32) && when < now;
     let zoned = when.to_zoned_datetime(tz.clone());
     if recent {
         zoned.strftime("%b %e %H:%M").to_string()
