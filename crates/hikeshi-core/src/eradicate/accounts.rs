@@ -1431,4 +1431,30 @@ ruled:x:1017:1017::/home/ruled:/bin/bash\n"
         assert_eq!(password_state("*"), PasswordState::Locked);
         assert_eq!(password_state("$y$abc"), PasswordState::Usable);
     }
+
+    proptest::proptest! {
+        /// Whatever the bytes, the audit returns (no panic), and every
+        /// malformed finding names a line that exists.
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            passwd in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+            shadow in "[a-z:$!*0-9\n]{0,200}",
+            group in "[a-z:,0-9\n]{0,200}",
+            sudoers in "[a-zA-Z%#@=(): ,\\\n_]{0,200}",
+        ) {
+            let lines = passwd.split(|&b| b == b'\n').count() as u64;
+            let input = AccountsInput {
+                passwd: Some(TextFile::new("/etc/passwd", passwd)),
+                shadow: Some(TextFile::new("/etc/shadow", shadow)),
+                group: Some(TextFile::new("/etc/group", group)),
+                sudoers: vec![TextFile::new("/etc/sudoers", sudoers)],
+                ..Default::default()
+            };
+            let a = audit(&input, &AccountsRules::default(), now());
+            for f in a.findings.iter().filter(|f| f.kind == "malformed_line" && f.subject == "/etc/passwd") {
+                let line = u64::from(f.evidence[0].line.unwrap());
+                proptest::prop_assert!(line >= 1 && line <= lines);
+            }
+        }
+    }
 }
