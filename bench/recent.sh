@@ -4,7 +4,8 @@
 #
 #   bench/recent.sh [ROOT]        (default /; RUNS=N sets hyperfine's runs)
 #
-# Prints both file counts and the speed ratio (find time / hikeshi time).
+# Prints both file counts, the speed ratio (find time / hikeshi time) and
+# the CPU-time ratio (meaningful when other work loads the machine).
 # The counts differ on purpose: hikeshi also lists files whose *ctime* is in
 # the window (a backdated mtime cannot hide a fresh ctime), so it prints
 # the mtime-only count too, which is the one to compare with find's. Small
@@ -49,4 +50,7 @@ h, f = r["hikeshi"], r["find"]
 print(f"hikeshi: mean {h['mean']*1000:.0f} ms ± {h['stddev']*1000:.0f}, median {h['median']*1000:.0f} ms")
 print(f"find:    mean {f['mean']*1000:.0f} ms ± {f['stddev']*1000:.0f}, median {f['median']*1000:.0f} ms")
 print(f"ratio (find / hikeshi): {f['mean']/h['mean']:.2f}x by mean, {f['median']/h['median']:.2f}x by median")
+# On a loaded machine wall time measures the scheduler; CPU time does not.
+cpu = lambda x: x["user"] + x["system"]
+print(f"CPU time (user+sys): hikeshi {cpu(h)*1000:.0f} ms, find {cpu(f)*1000:.0f} ms, ratio {cpu(f)/cpu(h):.2f}x")
 PY
