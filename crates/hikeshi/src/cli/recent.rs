@@ -17,11 +17,11 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use hikeshi_core::eradicate::parse_window;
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
-use serde::Serialize;
 
 use super::Context;
 use crate::eradicate::collect::default_roots;
-use crate::eradicate::ls::{ls_line, mode_string, DateCache, Names};
+use crate::eradicate::ls::{ls_line, DateCache, Names};
+use crate::eradicate::report::{after, rfc3339, RecentFile};
 use crate::eradicate::rootfs::{Meta, RootFs};
 use crate::eradicate::walk::{path_bytes, walk, WalkOptions};
 
@@ -78,33 +78,6 @@ pub fn mtime_of(file: &Path) -> Result<(Timestamp, i64, u32)> {
     Ok((t, meta.mtime(), nsec))
 }
 
-/// A file in `--format jsonl`.
-#[derive(Debug, Serialize)]
-struct JsonFile<'a> {
-    path: String,
-    /// Present when the path is not UTF-8: its bytes in hex.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    path_hex: Option<String>,
-    size: u64,
-    mode: String,
-    uid: u32,
-    gid: u32,
-    owner: &'a str,
-    group: &'a str,
-    mtime: String,
-    ctime: String,
-    /// Which time is in the window: `mtime`, `ctime` or both.
-    changed: Vec<&'static str>,
-}
-
-fn after(sec: i64, nsec: u32, start: (i64, u32)) -> bool {
-    (sec, nsec) > start
-}
-
-fn rfc3339(sec: i64, nsec: u32) -> String {
-    Timestamp::new(sec, nsec as i32).map_or_else(|_| sec.to_string(), |t| t.to_string())
-}
-
 pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
     let now = Timestamp::now();
     let start: (i64, u32) = match &args.newer_than {
@@ -142,6 +115,9 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
         .map(|r| (r.clone(), RootFs::open(r).map(|fs| Names::load(&fs)).unwrap_or_default()))
         .collect();
     let names_for = |path: &Path| {
+        if names.len() == 1 {
+            return names.first().map(|(_, n)| n);
+        }
         names
             .iter()
             .filter(|(r, _)| path.starts_with(r))
@@ -160,30 +136,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
                 out.write_all(&ls_line(path_bytes(&hit.path), m, names, &mut dates, now, &tz))?
             }
             Format::Jsonl => {
-                let bytes = path_bytes(&hit.path);
-                let utf8 = std::str::from_utf8(bytes).ok();
-                let mut changed = Vec::new();
-                if after(m.mtime, m.mtime_nsec, start) {
-                    changed.push("mtime");
-                }
-                if after(m.ctime, m.ctime_nsec, start) {
-                    changed.push("ctime");
-                }
-                let owner = names.user(m.uid);
-                let group = names.group(m.gid);
-                let file = JsonFile {
-                    path: String::from_utf8_lossy(bytes).into_owned(),
-                    path_hex: utf8.is_none().then(|| hikeshi_core::eradicate::hex(bytes)),
-                    size: m.size,
-                    mode: mode_string(m.mode),
-                    uid: m.uid,
-                    gid: m.gid,
-                    owner: &owner,
-                    group: &group,
-                    mtime: rfc3339(m.mtime, m.mtime_nsec),
-                    ctime: rfc3339(m.ctime, m.ctime_nsec),
-                    changed,
-                };
+                let file = RecentFile::new(path_bytes(&hit.path), m, names, start);
                 serde_json::to_writer(&mut out, &file)?;
                 out.write_all(b"\n")?;
             }

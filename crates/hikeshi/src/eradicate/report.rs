@@ -10,6 +10,9 @@ use hikeshi_core::Severity;
 use jiff::Timestamp;
 use serde::Serialize;
 
+use super::ls::{mode_string, Names};
+use super::rootfs::Meta;
+
 /// Which language the table's reasons are in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Lang {
@@ -115,4 +118,64 @@ pub fn write_table(out: &mut impl Write, findings: &[Finding], lang: Lang) -> st
 /// Exit code 1 when anything high or critical was found.
 pub fn needs_attention(findings: &[Finding]) -> bool {
     max_severity(findings).is_some_and(|s| s >= Severity::High)
+}
+
+/// One file of `hikeshi recent --format jsonl` (one JSON object per line;
+/// the SHA-256 of those lines is what `--incident` will record for it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecentFile {
+    /// The path, lossy UTF-8.
+    pub path: String,
+    /// Present when the path is not UTF-8: its bytes in hex.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_hex: Option<String>,
+    pub size: u64,
+    /// As `ls -l` shows it: `-rwsr-xr-x`.
+    pub mode: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub owner: String,
+    pub group: String,
+    pub mtime: String,
+    pub ctime: String,
+    /// Which time is in the window: `mtime`, `ctime` or both.
+    pub changed: Vec<&'static str>,
+}
+
+impl RecentFile {
+    /// Describes a hit of a walk whose window starts after `start` (seconds, nanoseconds).
+    pub fn new(path: &[u8], m: &Meta, names: &Names, start: (i64, u32)) -> RecentFile {
+        let mut changed = Vec::new();
+        if after(m.mtime, m.mtime_nsec, start) {
+            changed.push("mtime");
+        }
+        if after(m.ctime, m.ctime_nsec, start) {
+            changed.push("ctime");
+        }
+        RecentFile {
+            path: String::from_utf8_lossy(path).into_owned(),
+            path_hex: std::str::from_utf8(path)
+                .is_err()
+                .then(|| hikeshi_core::eradicate::hex(path)),
+            size: m.size,
+            mode: mode_string(m.mode),
+            uid: m.uid,
+            gid: m.gid,
+            owner: names.user(m.uid),
+            group: names.group(m.gid),
+            mtime: rfc3339(m.mtime, m.mtime_nsec),
+            ctime: rfc3339(m.ctime, m.ctime_nsec),
+            changed,
+        }
+    }
+}
+
+/// Whether `(sec, nsec)` is strictly after `start`.
+pub fn after(sec: i64, nsec: u32, start: (i64, u32)) -> bool {
+    (sec, nsec) > start
+}
+
+/// RFC 3339 in UTC, or the raw seconds if out of range.
+pub fn rfc3339(sec: i64, nsec: u32) -> String {
+    Timestamp::new(sec, nsec as i32).map_or_else(|_| sec.to_string(), |t| t.to_string())
 }
