@@ -9,12 +9,15 @@
 //! Modules follow the data flow of the runbook: [`syslog`] envelopes →
 //! [`sshd`] messages → [`event`]s (with [`correlate`] for lines that need
 //! their connection) → detection and policy → incidents, [`alert`]s and reports.
+//! [`eradicate`] judges what an intruder left behind (accounts,
+//! persistence) from file bytes the application read.
 
 pub mod alert;
 pub mod allowlist;
 pub mod contain;
 pub mod correlate;
 pub mod detect;
+pub mod eradicate;
 pub mod event;
 pub mod fim;
 pub mod incident;

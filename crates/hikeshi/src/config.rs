@@ -48,6 +48,9 @@ pub struct Config {
     /// Recovery checks (`hikeshi verify`).
     #[serde(default)]
     pub verify: VerifyConfig,
+    /// Eradication: the account audit, recent files, persistence.
+    #[serde(default)]
+    pub eradicate: EradicateConfig,
 }
 
 /// `[allowlist]`: networks hikeshi never acts against. Their events are
@@ -125,6 +128,52 @@ impl IncidentsConfig {
             max_users: self.max_users,
             evidence: hikeshi_core::incident::EvidenceCap::from_max_lines(self.evidence_max_lines),
             ..hikeshi_core::incident::Limits::default()
+        }
+    }
+}
+
+/// `[eradicate]`: the account audit, `recent` and `persistence`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EradicateConfig {
+    /// Words looked for in account names and GECOS fields, matched as whole
+    /// words (`admin` matches `web-admin` and `Admin User`, not `badminton`).
+    #[serde(default = "default_keywords")]
+    pub keywords: Vec<String>,
+    /// A usable password changed within this many days is reported.
+    #[serde(default = "default_recent_password_days")]
+    pub recent_password_days: u32,
+    /// Overrides `UID_MIN` from the audited system's `/etc/login.defs`.
+    #[serde(default)]
+    pub uid_min: Option<u32>,
+    /// Globs of paths `recent` and the setuid scan never enter (added to `--exclude`).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Whether `persistence` walks the whole root for setuid/setgid files.
+    #[serde(default = "default_true")]
+    pub setuid_scan: bool,
+}
+
+fn default_keywords() -> Vec<String> {
+    hikeshi_core::eradicate::accounts::DEFAULT_KEYWORDS.iter().map(|k| k.to_string()).collect()
+}
+
+fn default_recent_password_days() -> u32 {
+    7
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for EradicateConfig {
+    fn default() -> Self {
+        EradicateConfig {
+            keywords: default_keywords(),
+            recent_password_days: default_recent_password_days(),
+            uid_min: None,
+            exclude: Vec::new(),
+            setuid_scan: true,
         }
     }
 }
@@ -560,6 +609,18 @@ timeout_seconds = 3
         let bad = Config::from_toml("[parse]\ntimezone = \"Mars/Olympus\"\n", Path::new("x"));
         let err = format!("{:#}", bad.unwrap().parse.time_zone().unwrap_err());
         assert!(err.contains("Mars/Olympus"), "{err}");
+    }
+
+    #[test]
+    fn eradicate_defaults_match_the_example_and_the_runbook() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/hikeshi.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let config = Config::from_toml(&text, &path).unwrap();
+        assert_eq!(config.eradicate, EradicateConfig::default());
+        assert_eq!(config.eradicate.keywords, ["test", "admin", "backup", "temp"]);
+        let err =
+            Config::from_toml("[eradicate]\nkeyword = []\n", Path::new("x.toml")).unwrap_err();
+        assert!(err.to_string().contains("keyword"), "{err}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod contain;
 pub mod data_dir;
+pub mod eradicate;
 pub mod exec;
 pub mod fim;
 pub mod host;

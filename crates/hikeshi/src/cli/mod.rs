@@ -14,11 +14,14 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 
+pub mod accounts;
 pub mod ban;
 pub mod bans;
 pub mod fim;
 pub mod incident;
 pub mod parse;
+pub mod persistence;
+pub mod recent;
 pub mod verify;
 
 /// Incident response for Linux servers: detect SSH attacks, contain them,
@@ -58,6 +61,12 @@ pub enum Command {
     Fim(fim::Args),
     /// Recovery validation: units active, ports answering, commands and files as expected.
     Verify(verify::Args),
+    /// Audit accounts: suspicious names, UID 0, empty passwords, sudo rights, keys, changes since a baseline.
+    Accounts(accounts::Args),
+    /// List files changed (mtime or ctime) in a window, like `find / -mtime -1 -exec ls -l`.
+    Recent(recent::Args),
+    /// Find what attackers use to come back: keys, cron, systemd units, preload, setuid files.
+    Persistence(persistence::Args),
 }
 
 /// What every command gets: the loaded configuration and where state lives.
@@ -108,6 +117,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Incident(args) => incident::run(&ctx, args),
         Command::Fim(args) => fim::run(&ctx, args),
         Command::Verify(args) => verify::run(&ctx, args),
+        Command::Accounts(args) => accounts::run(&ctx, args),
+        Command::Recent(args) => recent::run(&ctx, args),
+        Command::Persistence(args) => persistence::run(&ctx, args),
     }
 }
 
