@@ -100,7 +100,7 @@ fn same_content(path: &Path, cursor: &Cursor) -> io::Result<bool> {
 
 /// Rotated siblings of `path`: `auth.log.1`, `auth.log-20260115`, ... in
 /// the same directory. Compressed ones cannot be read on and are skipped.
-fn siblings(path: &Path) -> Vec<PathBuf> {
+pub(crate) fn siblings(path: &Path) -> Vec<PathBuf> {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return Vec::new();
     };
