@@ -299,7 +299,9 @@ impl Tailer {
     /// Expands the patterns, starts following new matches, and checks
     /// every followed file (also verifying each file's first bytes, which
     /// catches a truncation that regrew past our offset).
-    pub fn rescan(&mut self, sink: &mut Sink<'_>) -> Result<(), Disconnected> {
+    /// Expands the patterns and starts following new matches (reading
+    /// nothing).
+    fn discover(&mut self) {
         let mut dirs = Vec::new();
         let mut found = Vec::new();
         for pattern in &self.patterns {
@@ -326,6 +328,32 @@ impl Tailer {
         dirs.sort();
         dirs.dedup();
         self.dirs = dirs;
+    }
+
+    /// Positions the files found now (per their cursor or `start`) without
+    /// reading them, so lines written after this returns are all seen.
+    pub fn prime(&mut self) {
+        self.discover();
+        let fresh: Vec<PathBuf> = self
+            .files
+            .iter()
+            .filter(|(_, f)| f.fresh && f.live.is_none())
+            .map(|(p, _)| p.clone())
+            .collect();
+        for path in fresh {
+            let Some(mut followed) = self.files.remove(&path) else { continue };
+            if std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+                followed.fresh = false;
+                let from_end = self.start == StartAt::End;
+                followed.live = self.open_live(&path, &followed.key.clone(), from_end);
+            }
+            self.files.insert(path, followed);
+        }
+        self.started = true;
+    }
+
+    pub fn rescan(&mut self, sink: &mut Sink<'_>) -> Result<(), Disconnected> {
+        self.discover();
         let paths: Vec<PathBuf> = self.files.keys().cloned().collect();
         let result = paths.iter().try_for_each(|path| self.check(path, sink));
         self.started = true;

@@ -192,7 +192,8 @@ impl FileSource {
         stats: Arc<SourceStats>,
     ) -> Result<FileSource, TailError> {
         let counters = Arc::new(TailCounters::default());
-        let tailer = Tailer::new(config, store.clone(), stats.clone(), counters.clone())?;
+        let mut tailer = Tailer::new(config, store.clone(), stats.clone(), counters.clone())?;
+        tailer.prime();
         let fd = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
             .map_err(|e| TailError::Inotify(e.into()))?;
         let mut watches =

@@ -107,18 +107,25 @@ impl PathPattern {
             let last = index + 1 == self.parts.len();
             let mut next = Vec::new();
             for dir in &current {
-                out.dirs.push(dir.clone());
                 match part {
                     Part::Literal(name) => {
                         let candidate = dir.join(name);
-                        // Literal components follow symlinks.
-                        match std::fs::metadata(&candidate) {
+                        // Literal components follow symlinks. Their
+                        // directory is watched only where a change there
+                        // matters: the file's own, or one whose next
+                        // directory does not exist yet.
+                        let meta = std::fs::metadata(&candidate);
+                        if last || !meta.as_ref().is_ok_and(|m| m.is_dir()) {
+                            out.dirs.push(dir.clone());
+                        }
+                        match meta {
                             Ok(meta) if meta.is_dir() && !last => next.push(candidate),
                             Ok(meta) if !meta.is_dir() && last => out.files.push(candidate),
                             _ => {}
                         }
                     }
                     Part::Glob(matcher) => {
+                        out.dirs.push(dir.clone());
                         let Ok(entries) = std::fs::read_dir(dir) else { continue };
                         for entry in entries.filter_map(Result::ok) {
                             if !matcher.is_match(entry.file_name()) {
