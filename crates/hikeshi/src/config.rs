@@ -51,6 +51,18 @@ pub struct Config {
     /// Eradication: the account audit, recent files, persistence.
     #[serde(default)]
     pub eradicate: EradicateConfig,
+    /// `[watch]`: what the daemon (`hikeshi watch`) reads live.
+    #[serde(default)]
+    pub watch: WatchConfig,
+}
+
+/// `[watch]`: the live sources of `hikeshi watch`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchConfig {
+    /// `[[watch.files]]`: log files followed (globs allowed).
+    #[serde(default)]
+    pub files: Vec<crate::sources::tail::FileSourceConfig>,
 }
 
 /// `[allowlist]`: networks hikeshi never acts against. Their events are
@@ -629,5 +641,39 @@ timeout_seconds = 3
             .unwrap_err()
             .to_string();
         assert!(err.contains("line 2") && err.contains("normal"), "{err}");
+    }
+
+    #[test]
+    fn watch_files_are_read_and_checked() {
+        let text = r#"
+[[watch.files]]
+paths = ["/var/log/central/*/auth.log"]
+host_from_path = "/var/log/central/{host}/auth.log"
+start = "beginning"
+max_line_bytes = 4096
+"#;
+        let config = Config::from_toml(text, Path::new("x.toml")).unwrap();
+        assert_eq!(config.watch.files.len(), 1);
+        assert_eq!(config.watch.files[0].start, crate::sources::tail::StartAt::Beginning);
+        assert_eq!(config.watch.files[0].max_line_bytes, 4096);
+        let typo = "[[watch.files]]\npaths = [\"/a\"]\nhost_form_path = \"x\"\n";
+        assert!(Config::from_toml(typo, Path::new("x.toml")).is_err());
+        assert!(Config::from_toml("", Path::new("x.toml")).unwrap().watch.files.is_empty());
+
+        // The commented example, uncommented, is valid.
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/hikeshi.toml");
+        let example = std::fs::read_to_string(&path).unwrap();
+        let section = &example[example.find("# [[watch.files]]").unwrap()..];
+        let uncommented: String = section
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.starts_with("[[") || l.contains(" = "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let config = Config::from_toml(&uncommented, &path).unwrap();
+        assert_eq!(config.watch.files.len(), 2, "{uncommented}");
+        let central = &config.watch.files[1];
+        assert_eq!(central.paths, ["/var/log/central/*/auth.log"]);
+        assert_eq!(config.watch.files[0].max_line_bytes, hikeshi_core::parse::DEFAULT_MAX_LINE_LEN);
     }
 }

@@ -18,7 +18,7 @@
 //! held (bounded by `max_line_bytes`) until its newline arrives, or
 //! emitted as it is when its file is finished for good.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
@@ -242,6 +242,9 @@ pub struct Tailer {
     reported: HashSet<PathBuf>,
     /// Symlink targets of followed paths, to the followed path.
     targets: HashMap<PathBuf, PathBuf>,
+    /// Paths that had more to read when their fair share was used up.
+    more: BTreeSet<PathBuf>,
+    fair_share_used: bool,
 }
 
 impl Tailer {
@@ -275,6 +278,8 @@ impl Tailer {
             dirs: Vec::new(),
             reported: HashSet::new(),
             targets: HashMap::new(),
+            more: BTreeSet::new(),
+            fair_share_used: false,
         })
     }
 
@@ -282,6 +287,18 @@ impl Tailer {
     /// directories of symlinked files' targets.
     pub fn watch_dirs(&self) -> &[PathBuf] {
         &self.dirs
+    }
+
+    /// True when some file has more to read right away (a busy file
+    /// yields after its fair share so others get a turn).
+    pub fn has_more(&self) -> bool {
+        !self.more.is_empty()
+    }
+
+    /// Reads on in the files that had more, one fair share each.
+    pub fn continue_reading(&mut self, sink: &mut Sink<'_>) -> Result<(), Disconnected> {
+        let paths = std::mem::take(&mut self.more);
+        paths.iter().try_for_each(|path| self.check(path, sink))
     }
 
     /// The followed paths.
@@ -633,7 +650,11 @@ impl Tailer {
 
     fn check(&mut self, path: &Path, sink: &mut Sink<'_>) -> Result<(), Disconnected> {
         let Some(mut followed) = self.files.remove(path) else { return Ok(()) };
+        self.fair_share_used = false;
         let result = self.check_followed(path, &mut followed, sink);
+        if self.fair_share_used {
+            self.more.insert(path.to_path_buf());
+        }
         self.files.insert(path.to_path_buf(), followed);
         result
     }
@@ -941,6 +962,7 @@ impl Tailer {
             }
             budget = budget.saturating_sub(n as u64);
             if budget == 0 {
+                self.fair_share_used = true;
                 break Ok(true);
             }
         };

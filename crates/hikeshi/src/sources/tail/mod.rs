@@ -289,7 +289,12 @@ fn run(
     let mut event_buf = vec![MaybeUninit::<u8>::uninit(); 64 * 1024];
     let mut entries: Vec<(PathBuf, OsString)> = Vec::new();
     while alive && !stopper.stop.load(Ordering::SeqCst) {
-        let wait = next_rescan.saturating_duration_since(Instant::now());
+        // A file with more to read: only look for events, do not wait.
+        let wait = if tailer.has_more() {
+            Duration::ZERO
+        } else {
+            next_rescan.saturating_duration_since(Instant::now())
+        };
         let timeout = rustix::event::Timespec {
             tv_sec: wait.as_secs() as _,
             tv_nsec: wait.subsec_nanos() as _,
@@ -343,6 +348,7 @@ fn run(
         } else {
             entries.iter().try_for_each(|(dir, name)| tailer.check_entry(dir, name, &mut sink))
         };
+        let result = result.and_then(|()| tailer.continue_reading(&mut sink));
         alive = result.is_ok();
         flush(&store, false);
     }
