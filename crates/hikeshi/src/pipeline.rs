@@ -22,6 +22,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 
+use hikeshi_core::allowlist::Allowlist;
 use hikeshi_core::detect::{Detector, Finding, Rule, Subject};
 use hikeshi_core::incident::{CampaignKey, Change, Evidence, IncidentId, Observation, SubjectKind};
 use hikeshi_core::{AuthEvent, Outcome, Severity, Source};
@@ -103,6 +104,7 @@ pub struct Pipeline {
     /// from many sources), whose every failure is one more attempt.
     attacked_accounts: HashSet<String>,
     bans: BanPlan,
+    allowlist: Allowlist,
     now: Timestamp,
     /// Addresses already asked for in this run.
     ban_asked: HashSet<IpAddr>,
@@ -118,10 +120,18 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// A pipeline around `detector`. `now` is the run's clock, used only
-    /// to decide whether an old attack still deserves a ban.
-    pub fn new(detector: Detector, bans: BanPlan, now: Timestamp) -> Pipeline {
+    /// A pipeline around `detector`. `allowlist` is checked before any ban
+    /// is asked for (and the firewall layer checks again). `now` is the
+    /// run's clock, used only to decide whether an old attack still
+    /// deserves a ban.
+    pub fn new(
+        detector: Detector,
+        allowlist: Allowlist,
+        bans: BanPlan,
+        now: Timestamp,
+    ) -> Pipeline {
         Pipeline {
+            allowlist,
             detector,
             findings: Vec::new(),
             pending: HashMap::new(),
@@ -251,6 +261,7 @@ impl Pipeline {
                         event.user.as_deref(),
                         evidence,
                     )?;
+                    self.note_update(batch, id)?;
                     self.follow_up_ban(batch, id, source, event.time)?;
                 }
                 None => self.buffer(source_key, event, line),
@@ -261,8 +272,25 @@ impl Pipeline {
                 if let Some(id) = batch.find_open_incident(&CampaignKey::for_user(user))? {
                     let evidence = Evidence::new(line.file, line.offset, line.bytes);
                     batch.record_attempt(id, event.time, event.host.as_deref(), None, evidence)?;
+                    self.note_update(batch, id)?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Notes a plain update (an attempt) of an incident no finding of this
+    /// run has touched yet.
+    fn note_update(&mut self, batch: &mut Batch<'_>, id: IncidentId) -> Result<(), StoreError> {
+        if let std::collections::btree_map::Entry::Vacant(entry) = self.touched.entry(id) {
+            let rule = batch.campaign(id)?.rule.clone();
+            entry.insert(Touched {
+                id,
+                opened: false,
+                escalated_from: None,
+                rule,
+                allowlisted: None,
+            });
         }
         Ok(())
     }
@@ -301,6 +329,12 @@ impl Pipeline {
     }
 
     fn ask_ban(&mut self, addr: IpAddr, incident: IncidentId, rule: &str, at: Timestamp) {
+        if self.allowlist.contains(addr) {
+            // Findings of allowlisted sources carry no ban target; this
+            // stops the follow-up bans of a campaign (an allowlisted
+            // address inside an attacking /64) too.
+            return;
+        }
         if self.now.duration_since(at) > self.bans.max_age {
             // A later, recent line of the same attack may still ban it.
             if !self.ban_asked.contains(&addr) && self.ban_too_old.insert(addr) {
@@ -328,9 +362,10 @@ impl Pipeline {
             return Ok(());
         }
         let campaign = batch.campaign(id)?;
-        let rule = campaign.rules.kept.iter().find_map(|name| {
-            Rule::from_name(name).filter(|rule| self.bans.rules.contains(rule))
-        });
+        let rule =
+            campaign.rules.kept.iter().find_map(|name| {
+                Rule::from_name(name).filter(|rule| self.bans.rules.contains(rule))
+            });
         if let Some(rule) = rule {
             self.ask_ban(addr, id, rule.as_str(), at);
         }

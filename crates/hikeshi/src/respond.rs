@@ -46,8 +46,8 @@ pub fn alert_facts(
     reason: Option<String>,
 ) -> AlertFacts {
     let source = campaign.key.subject.clone();
-    let contained = matches!(campaign.state, State::Contained)
-        || actions.iter().any(|a| a.starts_with("ban"));
+    let contained =
+        matches!(campaign.state, State::Contained) || actions.iter().any(|a| a.starts_with("ban"));
     AlertFacts {
         incident_id: id.0,
         kind,
@@ -95,8 +95,8 @@ pub fn enqueue_alerts(
         }
         let campaign = batch.campaign(touch.id)?.clone();
         let previous = if touch.opened { None } else { touch.escalated_from };
-        let reason =
-            previous.map(|from| format!("severity {from} → {} ({})", campaign.severity, touch.rule));
+        let reason = previous
+            .map(|from| format!("severity {from} → {} ({})", campaign.severity, touch.rule));
         let facts = alert_facts(touch.id, &campaign, kind, previous, actions, reason);
         if !notifier.enqueue(batch.conn(), &facts, now)?.is_empty() {
             enqueued += 1;
@@ -180,7 +180,9 @@ pub fn record_containment(
     for outcome in outcomes {
         let (incident, kind) = match outcome {
             ContainmentOutcome::Banned { incident_id, .. } => (incident_id, TimelineKind::Banned),
-            ContainmentOutcome::Failed { incident_id, .. } => (incident_id, TimelineKind::BanFailed),
+            ContainmentOutcome::Failed { incident_id, .. } => {
+                (incident_id, TimelineKind::BanFailed)
+            }
             ContainmentOutcome::Refused { incident_id, .. } => (incident_id, TimelineKind::Note),
             ContainmentOutcome::Unbanned { incident_id, .. } => {
                 (incident_id, TimelineKind::Unbanned)

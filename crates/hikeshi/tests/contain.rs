@@ -831,8 +831,12 @@ fn scan_bans_the_attacker_it_detects_and_records_it() {
     let id = attacker["id"].to_string();
     let show = lab.hikeshi_ok(&["incident", "show", &id, "--json"]);
     let detail: serde_json::Value = serde_json::from_str(&show).unwrap();
-    let kinds: Vec<&str> =
-        detail["timeline"].as_array().unwrap().iter().map(|t| t["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = detail["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["kind"].as_str().unwrap())
+        .collect();
     assert!(kinds.contains(&"banned") && kinds.contains(&"state_changed"), "{kinds:?}");
     assert_eq!(detail["evidence"].as_array().unwrap().len(), 6, "every attempt is evidence");
 

@@ -123,9 +123,12 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
     let mode = args.mode.unwrap_or(ctx.config.parse.mode);
     let zone = ctx.config.parse.time_zone()?;
     let text_out = args.format == Format::Text && !args.quiet;
-    let mut notifier =
-        Notifier::from_config(&ctx.config.team, &ctx.config.alert, ctx.config.alert.stdout && text_out)
-            .context("alert configuration")?;
+    let mut notifier = Notifier::from_config(
+        &ctx.config.team,
+        &ctx.config.alert,
+        ctx.config.alert.stdout && text_out,
+    )
+    .context("alert configuration")?;
     if let Some(subject) = &args.subject {
         notifier.set_subject(subject);
     }
@@ -174,14 +177,17 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
     }
 
     let intents = std::mem::take(&mut pipeline.ban_intents);
-    let outcomes = if args.no_ban { Vec::new() } else { crate::respond::contain(ctx, &mut store, &intents, now) };
+    let outcomes = if args.no_ban {
+        Vec::new()
+    } else {
+        crate::respond::contain(ctx, &mut store, &intents, now)
+    };
     crate::respond::record_containment(&mut store, &notifier, &outcomes, now)?;
-    let delivery = crate::respond::deliver(&mut store, &notifier, now)
-        .unwrap_or_else(|err| {
-            // Undelivered alerts stay in the outbox for the next run.
-            eprintln!("hikeshi: warning: {err:#}");
-            DeliveryReport::default()
-        });
+    let delivery = crate::respond::deliver(&mut store, &notifier, now).unwrap_or_else(|err| {
+        // Undelivered alerts stay in the outbox for the next run.
+        eprintln!("hikeshi: warning: {err:#}");
+        DeliveryReport::default()
+    });
 
     let incidents = incident_reports(&store, &pipeline)?;
     let attention = incidents.iter().any(|i| i.change != "updated")
@@ -220,11 +226,12 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
 
 /// A pipeline that goes on from the state the last committed run left.
 fn new_pipeline(ctx: &Context, store: &Store, now: Timestamp, no_ban: bool) -> Result<Pipeline> {
-    let allowlist = ctx.config.allowlist.build(
-        crate::host::own_addresses().context("cannot read this host's addresses")?,
-    );
-    let detector = restore_detector(ctx, store, allowlist)?;
-    let mut pipeline = Pipeline::new(detector, ban_plan(ctx, no_ban)?, now);
+    let allowlist = ctx
+        .config
+        .allowlist
+        .build(crate::host::own_addresses().context("cannot read this host's addresses")?);
+    let detector = restore_detector(ctx, store, allowlist.clone())?;
+    let mut pipeline = Pipeline::new(detector, allowlist, ban_plan(ctx, no_ban)?, now);
     if let Some(blob) = store.cursor(PENDING_STATE_KEY)? {
         if let Err(err) = pipeline.restore_pending(&blob) {
             eprintln!("hikeshi: warning: {err}; starting without them");
@@ -280,7 +287,9 @@ fn restore_detector(
                 return Ok(restored.detector);
             }
             Err(err) => {
-                eprintln!("hikeshi: warning: saved detection state unusable ({err}); starting afresh")
+                eprintln!(
+                    "hikeshi: warning: saved detection state unusable ({err}); starting afresh"
+                )
             }
         }
     }
@@ -315,7 +324,8 @@ fn scan_file(
     let mut live_end = 0;
     let touched_before: HashSet<IncidentId> = pipeline.touched.keys().copied().collect();
     for segment in &plan.segments {
-        let (end, segment_stats) = scan_segment(&mut batch, pipeline, segment, &name, parse.clone())?;
+        let (end, segment_stats) =
+            scan_segment(&mut batch, pipeline, segment, &name, parse.clone())?;
         counts.add(&segment_stats);
         if segment.live {
             live_end = end;
