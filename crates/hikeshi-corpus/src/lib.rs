@@ -292,7 +292,7 @@ impl Generator {
         self.now_micros += self.rng.below(self.max_gap_micros + 1) as i64;
         let envelope = match self.config.envelopes.as_slice() {
             [only] => *only,
-            many => *self.rng.pick(many),
+            many => self.rng.pick(many),
         };
 
         let session = &mut self.open[slot][index];

@@ -237,7 +237,7 @@ impl Scripter<'_> {
             let profile = if roll < 75 {
                 profile
             } else {
-                *self.rng.pick(&[
+                self.rng.pick(&[
                     Profile::Dictionary,
                     Profile::RootGuesser,
                     Profile::Scanner,
@@ -355,7 +355,7 @@ impl Scripter<'_> {
             }
             780..=819 => add(Msg::BadProtocolVersion { offered: "GET / HTTP/1.1" }),
             820..=909 => {
-                let (what, offer) = *self.rng.pick(NEGOTIATION);
+                let (what, offer) = self.rng.pick(NEGOTIATION);
                 add(Msg::UnableToNegotiate { what, offer });
             }
             910..=959 => add(Msg::AuthTimeout),
@@ -414,7 +414,7 @@ impl Scripter<'_> {
 
     /// A legitimate login and its whole session, from `addr`.
     pub fn legit(&mut self, addr: String) -> Session {
-        let (user, uid) = *self.rng.pick(LOCAL_USERS);
+        let (user, uid) = self.rng.pick(LOCAL_USERS);
         let port = self.rng.range(1024, 65535) as u16;
         let peer = Peer { addr, port, user: user.to_string(), uid };
         let mut lines = Vec::with_capacity(16);
@@ -486,7 +486,7 @@ impl Scripter<'_> {
         let (user, uid) = if activity < 80 && self.rng.chance(0.7) {
             ("root", 0)
         } else {
-            *self.rng.pick(LOCAL_USERS)
+            self.rng.pick(LOCAL_USERS)
         };
         let port = self.rng.range(1024, 65535) as u16;
         let peer = Peer { addr, port, user: user.to_string(), uid };
@@ -517,7 +517,7 @@ impl Scripter<'_> {
             _ => {
                 let logind =
                     Origin { process: "systemd-logind", pid: Some(410), priority: AUTHPRIV_INFO };
-                let text = *self.rng.pick(&[
+                let text = self.rng.pick(&[
                     "Watching system buttons on Power Button (/dev/input/event0)",
                     "New seat seat0.",
                     "Power key pressed short.",
