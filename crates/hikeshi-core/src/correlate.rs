@@ -1,1 +1,438 @@
-//! TODO(owner: parser work)
+//! Connection tracking: joins the lines of one sshd connection, known by
+//! its (host, PID).
+//!
+//! It owns two jobs the line-by-line parser cannot do alone:
+//! - lines without an address (`Disconnecting: Too many authentication
+//!   failures`, `User x not allowed because account is locked`,
+//!   `kex_exchange_identification: ...`, or a line whose address position
+//!   was ambiguous) take the source of an earlier or a later line of the
+//!   same connection; until then they wait (a few per connection);
+//! - `pam_unix(sshd:auth): authentication failure` is pending: it becomes
+//!   a failure when the connection closes without success, when another
+//!   failure or another `pam_unix` failure follows, or when another user
+//!   name is tried. The `Failed password` line of the same attempt absorbs
+//!   it (reported as context), so one attempt never counts twice.
+//!
+//! The table of open connections is bounded (least recently used first
+//! out): a flood of connections can neither exhaust memory nor make events
+//! disappear, because an evicted connection is resolved (its pending
+//! failure counts, its waiting lines are emitted without source) and
+//! counted.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+
+use jiff::{SignedDuration, Timestamp};
+
+use crate::event::{AuthEvent, Kind, Outcome, Source};
+use crate::parse::Parsed;
+
+/// After this long without a line, a PID is taken to be a new connection
+/// (PIDs are reused). Every line that needs its connection is written
+/// before authentication, within sshd's LoginGraceTime (2 minutes).
+pub const CONNECTION_IDLE_LIMIT: SignedDuration = SignedDuration::from_mins(10);
+
+/// Lines kept per connection while they wait for an address.
+const MAX_WAITING_PER_CONNECTION: usize = 8;
+
+/// Identifies a connection: the host of the header (hashed) and the PID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnectionKey {
+    host: u64,
+    pid: u32,
+}
+
+impl ConnectionKey {
+    pub fn new(host: Option<&[u8]>, pid: u32) -> Self {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        host.unwrap_or(b"").hash(&mut hasher);
+        ConnectionKey { host: hasher.finish(), pid }
+    }
+}
+
+/// Why a pending `pam_unix` failure became a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PendingResolution {
+    /// The connection closed without a success.
+    Closed,
+    /// Another failure (or `pam_unix` failure) followed.
+    AnotherFailure,
+    /// Another user name was tried.
+    OtherUser,
+    /// Pushed out of the bounded connection table, or idle too long.
+    Evicted,
+    /// The input ended (or [`Tracker::expire`] found it idle).
+    EndOfInput,
+}
+
+/// What the tracker did, for `hikeshi parse --format summary`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CorrelateStats {
+    /// Lines that got their source from an earlier line of the connection.
+    pub source_from_earlier: u64,
+    /// Lines that got their source from a later line.
+    pub source_from_later: u64,
+    /// Lines that needed a source and never got one.
+    pub source_never_found: u64,
+    /// Pending failures that became failures, by reason.
+    pub pending_closed: u64,
+    pub pending_another_failure: u64,
+    pub pending_other_user: u64,
+    pub pending_evicted: u64,
+    pub pending_end_of_input: u64,
+    /// Pending failures absorbed by the `Failed ...` line of the same attempt.
+    pub pending_absorbed: u64,
+    /// Pending failures dropped because the connection then succeeded.
+    pub pending_then_success: u64,
+    /// Connections pushed out of the full table.
+    pub connections_evicted: u64,
+    /// The most connections open at once.
+    pub connections_peak: u64,
+}
+
+#[derive(Debug)]
+struct Connection {
+    source: Option<Source>,
+    last_time: Timestamp,
+    touch: u64,
+    pending: Option<Parsed>,
+    waiting: Vec<Parsed>,
+    succeeded: bool,
+}
+
+/// The bounded table of open connections.
+#[derive(Debug)]
+pub struct Tracker {
+    connections: HashMap<ConnectionKey, Connection>,
+    /// Touch order for eviction: entries whose stamp is older than the
+    /// connection's `touch` are stale and skipped (lazy deletion).
+    order: VecDeque<(ConnectionKey, u64)>,
+    clock: u64,
+    capacity: usize,
+    stats: CorrelateStats,
+}
+
+/// Kinds after which sshd has closed the connection.
+pub fn closes_connection(kind: Kind) -> bool {
+    use Kind::*;
+    matches!(
+        kind,
+        ConnectionClosedPreauth
+            | ConnectionClosedUserPreauth
+            | DisconnectedUserPreauth
+            | Disconnected
+            | ReceivedDisconnect
+            | AuthFailDisconnect
+            | NoSupportedAuthMethods
+            | NoIdentification
+            | AuthTimeout
+            | BadProtocolVersion
+            | BannerInvalidFormat
+            | MacIncorrect
+            | UnableToNegotiate
+            | UsernameChange
+            | DropbearExitBeforeAuth
+    )
+}
+
+impl Tracker {
+    /// A tracker holding at most `capacity` open connections (at least 1).
+    pub fn new(capacity: usize) -> Self {
+        Tracker {
+            connections: HashMap::new(),
+            order: VecDeque::new(),
+            clock: 0,
+            capacity: capacity.max(1),
+            stats: CorrelateStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> &CorrelateStats {
+        &self.stats
+    }
+
+    /// Open connections right now.
+    pub fn len(&self) -> usize {
+        self.connections.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.connections.is_empty()
+    }
+
+    /// A line that is not an event but names the connection's peer
+    /// (`Connection from <addr> port <n> on ...`).
+    pub fn note_peer(
+        &mut self,
+        key: ConnectionKey,
+        source: Source,
+        time: Timestamp,
+        out: &mut Vec<Parsed>,
+    ) {
+        let mut conn = self.take_connection(key, time, Some(&source), out);
+        if conn.source.is_none() {
+            conn.source = Some(source);
+            self.flush_waiting(&mut conn, out);
+        }
+        self.store(key, conn, out);
+    }
+
+    /// Takes one event of connection `key` (`None`: a line without PID)
+    /// and appends to `out` what can be decided now: this event and the
+    /// earlier ones it resolves. An event may be held (pending, or waiting
+    /// for a source) and come out later; [`Tracker::finish`] flushes all.
+    pub fn push(&mut self, key: Option<ConnectionKey>, mut parsed: Parsed, out: &mut Vec<Parsed>) {
+        let kind = parsed.event.kind;
+        let closes = closes_connection(kind);
+        let Some(key) = key.filter(|k| !closes || self.connections.contains_key(k)) else {
+            // Nothing to join. A pending failure alone counts: nothing
+            // could ever resolve it otherwise.
+            if parsed.event.outcome == Outcome::Pending {
+                parsed.event.outcome = Outcome::Failure;
+                self.stats.pending_end_of_input += 1;
+            }
+            if parsed.event.source.is_none() {
+                self.stats.source_never_found += 1;
+            }
+            out.push(parsed);
+            return;
+        };
+        let time = parsed.event.time;
+        let mut conn = self.take_connection(key, time, parsed.event.source.as_ref(), out);
+
+        match (&parsed.event.source, &conn.source) {
+            (None, Some(known)) => {
+                parsed.event.source = Some(known.clone());
+                self.stats.source_from_earlier += 1;
+            }
+            (Some(new), None) => {
+                conn.source = Some(new.clone());
+                self.flush_waiting(&mut conn, out);
+            }
+            _ => {}
+        }
+
+        if let Some(pending) = conn.pending.take() {
+            match pending_fate(&pending.event, &parsed.event, closes, conn.succeeded) {
+                PendingFate::Keep => conn.pending = Some(pending),
+                PendingFate::Absorbed => {
+                    self.stats.pending_absorbed += 1;
+                    self.emit_pending(&conn, pending, Outcome::Context, out);
+                }
+                PendingFate::Succeeded => {
+                    self.stats.pending_then_success += 1;
+                    self.emit_pending(&conn, pending, Outcome::Context, out);
+                }
+                PendingFate::Fails(why) => {
+                    self.count_resolution(why);
+                    self.emit_pending(&conn, pending, Outcome::Failure, out);
+                }
+            }
+        }
+
+        if parsed.event.outcome == Outcome::Success {
+            conn.succeeded = true;
+        }
+        if parsed.event.outcome == Outcome::Pending {
+            conn.pending = Some(parsed);
+        } else if parsed.event.source.is_none() && conn.waiting.len() < MAX_WAITING_PER_CONNECTION {
+            conn.waiting.push(parsed);
+        } else {
+            if parsed.event.source.is_none() {
+                self.stats.source_never_found += 1;
+            }
+            out.push(parsed);
+        }
+
+        if closes {
+            self.resolve(conn, PendingResolution::Closed, out);
+        } else {
+            self.store(key, conn, out);
+        }
+    }
+
+    /// Resolves every open connection, oldest first: the input has ended.
+    pub fn finish(&mut self, out: &mut Vec<Parsed>) {
+        while let Some((key, touch)) = self.order.pop_front() {
+            if self.connections.get(&key).is_some_and(|c| c.touch == touch) {
+                if let Some(conn) = self.connections.remove(&key) {
+                    self.resolve(conn, PendingResolution::EndOfInput, out);
+                }
+            }
+        }
+        // Anything left is unreachable through `order`; resolve it too.
+        let rest: Vec<Connection> = self.connections.drain().map(|(_, c)| c).collect();
+        for conn in rest {
+            self.resolve(conn, PendingResolution::EndOfInput, out);
+        }
+    }
+
+    /// Resolves connections without a line since `now - CONNECTION_IDLE_LIMIT`
+    /// (for a long-running reader that never reaches the end of input).
+    pub fn expire(&mut self, now: Timestamp, out: &mut Vec<Parsed>) {
+        while let Some(&(key, touch)) = self.order.front() {
+            match self.connections.get(&key) {
+                Some(c) if c.touch == touch => {
+                    if now.duration_since(c.last_time) <= CONNECTION_IDLE_LIMIT {
+                        break;
+                    }
+                    self.order.pop_front();
+                    if let Some(conn) = self.connections.remove(&key) {
+                        self.resolve(conn, PendingResolution::EndOfInput, out);
+                    }
+                }
+                _ => {
+                    self.order.pop_front();
+                }
+            }
+        }
+    }
+
+    /// Removes and returns the connection of `key`, or a fresh one when
+    /// there is none or the old one is over (idle too long, or another
+    /// peer: the PID was reused).
+    fn take_connection(
+        &mut self,
+        key: ConnectionKey,
+        time: Timestamp,
+        source: Option<&Source>,
+        out: &mut Vec<Parsed>,
+    ) -> Connection {
+        if let Some(old) = self.connections.remove(&key) {
+            let idle = time.duration_since(old.last_time) > CONNECTION_IDLE_LIMIT;
+            let other_peer = matches!(
+                (source, &old.source),
+                (Some(Source::Addr(a)), Some(Source::Addr(b))) if a != b
+            );
+            if !idle && !other_peer {
+                let mut old = old;
+                old.last_time = old.last_time.max(time);
+                return old;
+            }
+            self.resolve(old, PendingResolution::Evicted, out);
+        }
+        Connection {
+            source: None,
+            last_time: time,
+            touch: 0,
+            pending: None,
+            waiting: Vec::new(),
+            succeeded: false,
+        }
+    }
+
+    /// Puts `conn` (back) in the table, evicting the least recently used
+    /// connection if the table is full.
+    fn store(&mut self, key: ConnectionKey, mut conn: Connection, out: &mut Vec<Parsed>) {
+        while self.connections.len() >= self.capacity {
+            let Some((old_key, touch)) = self.order.pop_front() else { break };
+            if self.connections.get(&old_key).is_some_and(|c| c.touch == touch) {
+                if let Some(old) = self.connections.remove(&old_key) {
+                    self.stats.connections_evicted += 1;
+                    self.resolve(old, PendingResolution::Evicted, out);
+                }
+            }
+        }
+        self.clock += 1;
+        conn.touch = self.clock;
+        self.order.push_back((key, self.clock));
+        self.connections.insert(key, conn);
+        self.stats.connections_peak =
+            self.stats.connections_peak.max(self.connections.len() as u64);
+        if self.order.len() > 2 * self.capacity + 1024 {
+            let connections = &self.connections;
+            self.order.retain(|(k, t)| connections.get(k).is_some_and(|c| c.touch == *t));
+        }
+    }
+
+    /// The connection is over: its pending failure is decided and its
+    /// waiting lines go out as they are.
+    fn resolve(&mut self, mut conn: Connection, why: PendingResolution, out: &mut Vec<Parsed>) {
+        if let Some(pending) = conn.pending.take() {
+            if conn.succeeded {
+                self.stats.pending_then_success += 1;
+                self.emit_pending(&conn, pending, Outcome::Context, out);
+            } else {
+                self.count_resolution(why);
+                self.emit_pending(&conn, pending, Outcome::Failure, out);
+            }
+        }
+        for parsed in conn.waiting.drain(..) {
+            self.stats.source_never_found += 1;
+            out.push(parsed);
+        }
+    }
+
+    fn flush_waiting(&mut self, conn: &mut Connection, out: &mut Vec<Parsed>) {
+        for mut parsed in conn.waiting.drain(..) {
+            parsed.event.source = conn.source.clone();
+            self.stats.source_from_later += 1;
+            out.push(parsed);
+        }
+    }
+
+    fn emit_pending(
+        &mut self,
+        conn: &Connection,
+        mut pending: Parsed,
+        outcome: Outcome,
+        out: &mut Vec<Parsed>,
+    ) {
+        pending.event.outcome = outcome;
+        if pending.event.source.is_none() {
+            if conn.source.is_some() {
+                pending.event.source = conn.source.clone();
+                self.stats.source_from_later += 1;
+            } else {
+                self.stats.source_never_found += 1;
+            }
+        }
+        out.push(pending);
+    }
+
+    fn count_resolution(&mut self, why: PendingResolution) {
+        let counter = match why {
+            PendingResolution::Closed => &mut self.stats.pending_closed,
+            PendingResolution::AnotherFailure => &mut self.stats.pending_another_failure,
+            PendingResolution::OtherUser => &mut self.stats.pending_other_user,
+            PendingResolution::Evicted => &mut self.stats.pending_evicted,
+            PendingResolution::EndOfInput => &mut self.stats.pending_end_of_input,
+        };
+        *counter += 1;
+    }
+}
+
+enum PendingFate {
+    Keep,
+    /// The `Failed ...` line of the same attempt: counted once, there.
+    Absorbed,
+    Succeeded,
+    Fails(PendingResolution),
+}
+
+fn pending_fate(
+    pending: &AuthEvent,
+    next: &AuthEvent,
+    closes: bool,
+    succeeded: bool,
+) -> PendingFate {
+    let same_user = match (&pending.user, &next.user) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
+    };
+    let same_attempt_kind =
+        matches!(next.kind, Kind::FailedAuth | Kind::PamAuthFailure | Kind::PamUserUnknown);
+    match next.outcome {
+        _ if next.kind == Kind::PamUnixAuthFailure => {
+            PendingFate::Fails(PendingResolution::AnotherFailure)
+        }
+        Outcome::Success => PendingFate::Succeeded,
+        Outcome::Failure if !same_user => PendingFate::Fails(PendingResolution::OtherUser),
+        Outcome::Failure if same_attempt_kind => PendingFate::Absorbed,
+        Outcome::Failure => PendingFate::Fails(PendingResolution::AnotherFailure),
+        _ if !same_user => PendingFate::Fails(PendingResolution::OtherUser),
+        _ if closes && succeeded => PendingFate::Succeeded,
+        _ if closes => PendingFate::Fails(PendingResolution::Closed),
+        _ => PendingFate::Keep,
+    }
+}
