@@ -215,6 +215,8 @@ pub struct Generator {
     v4_attackers: u32,
     v6_attackers: u32,
     stats: Stats,
+    /// The kind of the line written last (`None` for other daemons' lines).
+    last_kind: Option<Kind>,
     /// Kind of each variant of the message enum is computed per line;
     /// this table maps `Kind` to its index in `Stats::kinds` without a
     /// search.
@@ -255,6 +257,7 @@ impl Generator {
             v6_attackers: v6,
             stats: Stats { kinds: vec![0; Kind::ALL.len()], ..Stats::default() },
             kind_slots,
+            last_kind: None,
             rng,
             config,
         })
@@ -268,6 +271,13 @@ impl Generator {
     /// What has been written so far.
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// The [`Kind`] the specification gives the line written last, or
+    /// `None` for a line that is no sshd/Dropbear authentication message
+    /// (other daemons, PAM bookkeeping): the per-line ground truth.
+    pub fn last_kind(&self) -> Option<Kind> {
+        self.last_kind
     }
 
     /// Appends the next line (with its `\n`) to `out`; false once all lines
@@ -311,7 +321,8 @@ impl Generator {
             Category::Legit => stats.legit_lines += 1,
             Category::Noise => stats.noise_lines += 1,
         }
-        if let Some(kind) = step.msg.kind() {
+        self.last_kind = step.msg.kind();
+        if let Some(kind) = self.last_kind {
             stats.kinds[self.kind_slots[kind as usize]] += 1;
         }
         if step.msg.is_failed_password() {

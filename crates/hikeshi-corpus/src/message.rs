@@ -151,7 +151,11 @@ impl Msg {
             ReceivedDisconnect { code: 14, .. } => Kind::NoSupportedAuthMethods,
             ReceivedDisconnect { .. } => Kind::ReceivedDisconnect,
             DisconnectedUserPreauth { .. } => Kind::DisconnectedUserPreauth,
-            ConnectionClosedPreauth | ConnectionClosed => Kind::ConnectionClosedPreauth,
+            ConnectionClosedPreauth => Kind::ConnectionClosedPreauth,
+            // Without `[preauth]` the close carries no verdict of its own:
+            // the `kex_exchange_identification` line before it is the
+            // pre-auth event, and counting both would count it twice.
+            ConnectionClosed => Kind::Disconnected,
             ConnectionClosedUser { .. } => Kind::ConnectionClosedUserPreauth,
             KexExchangeIdentification { .. } => Kind::KexExchangeIdentification,
             NoIdentification => Kind::NoIdentification,
