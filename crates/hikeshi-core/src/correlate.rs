@@ -20,7 +20,7 @@
 //! counted.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use jiff::{SignedDuration, Timestamp};
 
@@ -44,11 +44,38 @@ pub struct ConnectionKey {
 
 impl ConnectionKey {
     pub fn new(host: Option<&[u8]>, pid: u32) -> Self {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        host.unwrap_or(b"").hash(&mut hasher);
-        ConnectionKey { host: hasher.finish(), pid }
+        // FNV-1a: host names are short, and this runs for every sshd line.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for &b in host.unwrap_or(b"") {
+            hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        ConnectionKey { host: hash, pid }
     }
 }
+
+/// A fast hasher for [`ConnectionKey`]s. PIDs are chosen by the kernel,
+/// not by the peer, so a DoS-resistant hash buys nothing here.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 29)
+    }
+}
+
+type KeyMap<V> = HashMap<ConnectionKey, V, BuildHasherDefault<KeyHasher>>;
 
 /// Why a pending `pam_unix` failure became a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +130,7 @@ struct Connection {
 /// The bounded table of open connections.
 #[derive(Debug)]
 pub struct Tracker {
-    connections: HashMap<ConnectionKey, Connection>,
+    connections: KeyMap<Connection>,
     /// Touch order for eviction: entries whose stamp is older than the
     /// connection's `touch` are stale and skipped (lazy deletion).
     order: VecDeque<(ConnectionKey, u64)>,
@@ -139,7 +166,7 @@ impl Tracker {
     /// A tracker holding at most `capacity` open connections (at least 1).
     pub fn new(capacity: usize) -> Self {
         Tracker {
-            connections: HashMap::new(),
+            connections: KeyMap::default(),
             order: VecDeque::new(),
             clock: 0,
             capacity: capacity.max(1),
@@ -191,7 +218,7 @@ impl Tracker {
                 parsed.event.outcome = Outcome::Failure;
                 self.stats.pending_end_of_input += 1;
             }
-            if parsed.event.source.is_none() {
+            if parsed.event.source.is_none() && wants_source(&parsed.event) {
                 self.stats.source_never_found += 1;
             }
             out.push(parsed);
@@ -199,6 +226,12 @@ impl Tracker {
         };
         let time = parsed.event.time;
         let mut conn = self.take_connection(key, time, parsed.event.source.as_ref(), out);
+        if kind == Kind::ConnectionClosedPreauth && conn.succeeded {
+            // `Connection closed by <addr> port <n>` without `[preauth]`
+            // also ends sessions: after a login it is a plain disconnect.
+            parsed.event.kind = Kind::Disconnected;
+            parsed.event.outcome = Outcome::Context;
+        }
 
         match (&parsed.event.source, &conn.source) {
             (None, Some(known)) => {
@@ -235,12 +268,14 @@ impl Tracker {
         }
         if parsed.event.outcome == Outcome::Pending {
             conn.pending = Some(parsed);
-        } else if parsed.event.source.is_none() && conn.waiting.len() < MAX_WAITING_PER_CONNECTION {
-            conn.waiting.push(parsed);
-        } else {
-            if parsed.event.source.is_none() {
+        } else if parsed.event.source.is_none() && wants_source(&parsed.event) {
+            if conn.waiting.len() < MAX_WAITING_PER_CONNECTION {
+                conn.waiting.push(parsed);
+            } else {
                 self.stats.source_never_found += 1;
+                out.push(parsed);
             }
+        } else {
             out.push(parsed);
         }
 
@@ -299,7 +334,9 @@ impl Tracker {
         out: &mut Vec<Parsed>,
     ) -> Connection {
         if let Some(old) = self.connections.remove(&key) {
-            let idle = time.duration_since(old.last_time) > CONNECTION_IDLE_LIMIT;
+            // A logged-in session may stay quiet for days; only pre-auth
+            // connections go stale.
+            let idle = !old.succeeded && time.duration_since(old.last_time) > CONNECTION_IDLE_LIMIT;
             let other_peer = matches!(
                 (source, &old.source),
                 (Some(Source::Addr(a)), Some(Source::Addr(b))) if a != b
@@ -400,6 +437,14 @@ impl Tracker {
         };
         *counter += 1;
     }
+}
+
+/// Whether a line without address waits for its connection's: the lines
+/// that need one by nature, and every failure or success (an ambiguous
+/// address, an address-less `User x not allowed`). A context line such as
+/// `session closed` goes out at once, as it is.
+fn wants_source(event: &AuthEvent) -> bool {
+    event.kind.needs_connection() || event.outcome != Outcome::Context
 }
 
 enum PendingFate {

@@ -168,7 +168,7 @@ pub fn classify(message: &[u8]) -> Classified<'_> {
         Some(b'k') => msg
             .starts_with(b"kex_exchange_identification: ")
             .then(|| Message::new(Kind::KexExchangeIdentification)),
-        Some(b'C') => connection_closed(message, msg),
+        Some(b'C') => connection_closed(msg),
         Some(b'P') => postponed_or_dropbear_success(msg),
         Some(b'i') => msg
             .strip_prefix(b"input_userauth_request: invalid user ")
@@ -451,19 +451,18 @@ fn disconnecting_or_disconnected(msg: &[u8]) -> Option<Message<'_>> {
 }
 
 /// `Connection (closed|reset) by [(invalid|authenticating) user <user> ]<addr> port <n>`.
-/// `original` still has its ` [preauth]` tail, which tells a pre-auth close
-/// from the end of a session.
-fn connection_closed<'a>(original: &[u8], msg: &'a [u8]) -> Option<Message<'a>> {
+fn connection_closed(msg: &[u8]) -> Option<Message<'_>> {
     let rest = msg
         .strip_prefix(b"Connection closed by ")
         .or_else(|| msg.strip_prefix(b"Connection reset by "))?;
     let (user, peer) = user_addr_port(rest)?;
+    // Without `[preauth]` this is still pre-auth after a failed banner
+    // exchange (sshd's listener writes it); after a login the connection
+    // tracker turns it into a plain `Disconnected`.
     let kind = if user.is_some() {
         Kind::ConnectionClosedUserPreauth
-    } else if original.ends_with(b" [preauth]") {
-        Kind::ConnectionClosedPreauth
     } else {
-        Kind::Disconnected
+        Kind::ConnectionClosedPreauth
     };
     Some(Message { user, ..Message::new(kind).peer(peer) })
 }
@@ -675,6 +674,9 @@ pub fn parse_source(token: &[u8]) -> Option<Option<Source>> {
     if token == b"UNKNOWN" {
         return Some(None);
     }
+    if let Some(v4) = parse_ipv4(token) {
+        return Some(Some(Source::Addr(IpAddr::V4(v4))));
+    }
     let text = std::str::from_utf8(token).ok()?;
     if token.iter().all(|&b| b.is_ascii_hexdigit() || b == b'.' || b == b':' || b == b'%') {
         let without_zone = text.split('%').next().unwrap_or(text);
@@ -688,6 +690,31 @@ pub fn parse_source(token: &[u8]) -> Option<Option<Source>> {
             && !token.starts_with(b"-")
             && !token.starts_with(b".");
     is_hostname.then(|| Some(Source::Hostname(text.to_ascii_lowercase())))
+}
+
+/// Dotted-quad IPv4, as strict as the standard library (no leading zeros,
+/// four octets), without its UTF-8 round trip: most sources are IPv4.
+fn parse_ipv4(token: &[u8]) -> Option<std::net::Ipv4Addr> {
+    if token.len() > 15 {
+        return None;
+    }
+    let mut octets = [0u8; 4];
+    let mut parts = token.split(|&b| b == b'.');
+    for octet in &mut octets {
+        let part = parts.next()?;
+        if part.is_empty() || part.len() > 3 || (part.len() > 1 && part[0] == b'0') {
+            return None;
+        }
+        let mut n: u16 = 0;
+        for &d in part {
+            if !d.is_ascii_digit() {
+                return None;
+            }
+            n = n * 10 + u16::from(d - b'0');
+        }
+        *octet = u8::try_from(n).ok()?;
+    }
+    parts.next().is_none().then_some(std::net::Ipv4Addr::from(octets))
 }
 
 #[cfg(test)]
@@ -733,6 +760,26 @@ mod tests {
         assert_eq!(m.source, None);
         let m = rec("Accepted publickey for alice from 2001:db8::1 port 22 ssh2: ED25519-CERT SHA256:z ID alice (serial 1) CA ED25519 SHA256:y");
         assert_eq!((m.kind, m.source), (Kind::Accepted, addr("2001:db8::1")));
+    }
+
+    #[test]
+    fn ipv4_fast_path_agrees_with_the_standard_library() {
+        for t in [
+            "1.2.3.4",
+            "255.255.255.255",
+            "0.0.0.0",
+            "01.2.3.4",
+            "1.2.3",
+            "1.2.3.4.5",
+            "256.1.1.1",
+            "1..2.3",
+            "1.2.3.4 ",
+            "a.b.c.d",
+            "1.2.3.04",
+            "999.1.1.1",
+        ] {
+            assert_eq!(parse_ipv4(t.as_bytes()), t.parse().ok(), "{t}");
+        }
     }
 
     #[test]

@@ -205,3 +205,25 @@ fn expire_resolves_idle_connections() {
     assert_eq!(out[0].event.outcome, Outcome::Failure);
     assert_eq!(p.open_connections(), 0);
 }
+
+#[test]
+fn connection_closed_after_a_login_is_a_plain_disconnect() {
+    let mut p = LineParser::new(ParseOptions::new(
+        Mode::Ddos,
+        TimeZone::UTC,
+        "2026-06-01T00:00:00Z".parse().unwrap(),
+    ));
+    let mut out = Vec::new();
+    for line in [
+        "Jan 15 10:00:00 h sshd[100]: Accepted password for alice from 192.0.2.10 port 4000 ssh2",
+        "Jan 15 10:30:00 h sshd[100]: Connection closed by 192.0.2.10 port 4000",
+        "Jan 15 10:31:00 h sshd[101]: Connection closed by 203.0.113.5 port 4001",
+    ] {
+        p.push_line(line.as_bytes(), Origin::default(), &mut out);
+    }
+    p.finish(&mut out);
+    assert_eq!(out[1].event.kind, Kind::Disconnected);
+    assert_eq!(out[1].event.outcome, Outcome::Context);
+    assert_eq!(out[2].event.kind, Kind::ConnectionClosedPreauth);
+    assert_eq!(out[2].event.outcome, Outcome::Failure);
+}

@@ -24,7 +24,7 @@ pub struct Config {
 }
 
 /// `[parse]`: how log lines are read and interpreted.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParseConfig {
     /// Which message kinds count as failures: normal, ddos, extra, aggressive.
@@ -34,6 +34,45 @@ pub struct ParseConfig {
     /// name such as "Asia/Tokyo" or "UTC". Default: the system's local zone.
     #[serde(default)]
     pub timezone: Option<String>,
+    /// Lines longer than this many bytes are skipped (and counted), never
+    /// buffered whole.
+    #[serde(default = "default_max_line_bytes")]
+    pub max_line_bytes: usize,
+    /// Open sshd connections tracked at once to join lines of the same
+    /// connection; the least recently used are resolved and dropped first.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+fn default_max_line_bytes() -> usize {
+    hikeshi_core::parse::DEFAULT_MAX_LINE_LEN
+}
+
+fn default_max_connections() -> usize {
+    hikeshi_core::parse::DEFAULT_MAX_CONNECTIONS
+}
+
+impl Default for ParseConfig {
+    fn default() -> Self {
+        ParseConfig {
+            mode: hikeshi_core::Mode::default(),
+            timezone: None,
+            max_line_bytes: default_max_line_bytes(),
+            max_connections: default_max_connections(),
+        }
+    }
+}
+
+impl ParseConfig {
+    /// The zone of classic syslog timestamps: the configured one, or the
+    /// system's local zone.
+    pub fn time_zone(&self) -> Result<jiff::tz::TimeZone> {
+        match &self.timezone {
+            Some(name) => jiff::tz::TimeZone::get(name)
+                .with_context(|| format!("[parse] timezone: unknown time zone {name:?}")),
+            None => Ok(jiff::tz::TimeZone::system()),
+        }
+    }
 }
 
 impl Config {
@@ -81,6 +120,23 @@ mod tests {
         assert!(err.contains("x.toml"), "{err}");
         assert!(err.contains("line 3"), "{err}");
         assert!(err.contains("mdoe"), "{err}");
+    }
+
+    #[test]
+    fn parse_limits_have_defaults_and_can_be_set() {
+        let config = Config::from_toml("", Path::new("x.toml")).unwrap();
+        assert_eq!(config.parse.max_line_bytes, 16 * 1024);
+        assert_eq!(config.parse.max_connections, 65_536);
+        let config = Config::from_toml(
+            "[parse]\nmax_line_bytes = 100\nmax_connections = 10\ntimezone = \"Asia/Tokyo\"\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        assert_eq!((config.parse.max_line_bytes, config.parse.max_connections), (100, 10));
+        assert_eq!(config.parse.time_zone().unwrap().iana_name(), Some("Asia/Tokyo"));
+        let bad = Config::from_toml("[parse]\ntimezone = \"Mars/Olympus\"\n", Path::new("x"));
+        let err = format!("{:#}", bad.unwrap().parse.time_zone().unwrap_err());
+        assert!(err.contains("Mars/Olympus"), "{err}");
     }
 
     #[test]
