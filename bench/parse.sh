@@ -133,7 +133,9 @@ fi
 # Warm the page cache: every tool then reads from memory.
 cat "$FILE" "$FILE" >/dev/null
 
-# Wall time and CPU time of one command, output discarded. CPU time is
+# Wall time and CPU time of one command. The output goes to a regular
+# file, never to /dev/null: GNU grep notices /dev/null and stops at the
+# first match, which would time nothing. CPU time is
 # user+sys of the finished children, read with the `times` builtin in this
 # shell (a subshell would see its own, empty, children). Sets WALL and CPU.
 TIMES_FILE="$OUT/.times"
@@ -141,7 +143,7 @@ cpu_seconds() { # "XmY.YYYs XmY.YYYs" -> seconds
   awk '{ s = 0; for (i = 1; i <= NF; i++) { split($i, p, "m"); sub("s", "", p[2]); s += p[1] * 60 + p[2] } printf "%.3f", s }' <<<"$1"
 }
 measure() { # function file [file for the output]
-  local c0 c1 t0 t1 sink=${3:-/dev/null}
+  local c0 c1 t0 t1 sink=${3:-$OUT/.output}
   times >"$TIMES_FILE"
   { read -r _; read -r c0; } <"$TIMES_FILE"
   t0=$EPOCHREALTIME
@@ -226,9 +228,9 @@ F2B_MATCHED=$(awk '/^Lines: / { for (i = 1; i <= NF; i++) if ($(i + 1) ~ /^match
 F2B_MATCHED=${F2B_MATCHED:-?}
 HIKESHI_COUNT="n/a"
 if ((HIKESHI_OK)); then
-  # The summary's failure count: the first number on a line that names
-  # failures (the format belongs to the parser; the full summary is kept).
-  HIKESHI_COUNT=$(grep -i -m1 -E '^[[:space:]]*"?failures?"?[[:space:]]*[:=]?[[:space:]]*[0-9]+' "$OUT/hikeshi-summary.txt" | grep -o -E '[0-9]+' | head -n1 || true)
+  # The summary's failure count, from its line
+  # "events  failure N, success N, context N" (the full summary is kept).
+  HIKESHI_COUNT=$(awk '$1 == "events" { for (i = 2; i < NF; i++) if ($i == "failure") print $(i + 1) }' "$OUT/hikeshi-summary.txt" | tr -d ',' | head -n1)
   HIKESHI_COUNT=${HIKESHI_COUNT:-"see $OUT/hikeshi-summary.txt"}
 fi
 

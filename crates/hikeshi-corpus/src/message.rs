@@ -151,11 +151,10 @@ impl Msg {
             ReceivedDisconnect { code: 14, .. } => Kind::NoSupportedAuthMethods,
             ReceivedDisconnect { .. } => Kind::ReceivedDisconnect,
             DisconnectedUserPreauth { .. } => Kind::DisconnectedUserPreauth,
-            ConnectionClosedPreauth => Kind::ConnectionClosedPreauth,
-            // Without `[preauth]` the close carries no verdict of its own:
-            // the `kex_exchange_identification` line before it is the
-            // pre-auth event, and counting both would count it twice.
-            ConnectionClosed => Kind::Disconnected,
+            // Without `[preauth]` (sshd's listener after a failed banner
+            // exchange) it is still a pre-auth close: the corpus writes it
+            // only for connections that never logged in.
+            ConnectionClosedPreauth | ConnectionClosed => Kind::ConnectionClosedPreauth,
             ConnectionClosedUser { .. } => Kind::ConnectionClosedUserPreauth,
             KexExchangeIdentification { .. } => Kind::KexExchangeIdentification,
             NoIdentification => Kind::NoIdentification,
