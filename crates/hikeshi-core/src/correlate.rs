@@ -109,6 +109,8 @@ pub struct CorrelateStats {
     pub pending_end_of_input: u64,
     /// Pending failures absorbed by the `Failed ...` line of the same attempt.
     pub pending_absorbed: u64,
+    /// Pending failures on lines without PID: left as context.
+    pub pending_unjoinable: u64,
     /// Pending failures dropped because the connection then succeeded.
     pub pending_then_success: u64,
     /// Connections pushed out of the full table.
@@ -122,7 +124,8 @@ struct Connection {
     source: Option<Source>,
     last_time: Timestamp,
     touch: u64,
-    pending: Option<Parsed>,
+    /// Boxed: most connections never hold one, and the table stays small.
+    pending: Option<Box<Parsed>>,
     waiting: Vec<Parsed>,
     succeeded: bool,
 }
@@ -196,12 +199,12 @@ impl Tracker {
         time: Timestamp,
         out: &mut Vec<Parsed>,
     ) {
-        let mut conn = self.take_connection(key, time, Some(&source), out);
+        self.open(key, time, Some(&source), out);
+        let Some(conn) = self.connections.get_mut(&key) else { return };
         if conn.source.is_none() {
             conn.source = Some(source);
-            self.flush_waiting(&mut conn, out);
+            flush_waiting(&mut self.stats, conn, out);
         }
-        self.store(key, conn, out);
     }
 
     /// Takes one event of connection `key` (`None`: a line without PID)
@@ -211,12 +214,18 @@ impl Tracker {
     pub fn push(&mut self, key: Option<ConnectionKey>, mut parsed: Parsed, out: &mut Vec<Parsed>) {
         let kind = parsed.event.kind;
         let closes = closes_connection(kind);
-        let Some(key) = key.filter(|k| !closes || self.connections.contains_key(k)) else {
-            // Nothing to join. A pending failure alone counts: nothing
-            // could ever resolve it otherwise.
+        let key = key.filter(|k| !closes || self.connections.contains_key(k));
+        if let Some(key) = key {
+            self.open(key, parsed.event.time, parsed.event.source.as_ref(), out);
+        }
+        let Some(conn) = key.and_then(|k| self.connections.get_mut(&k)) else {
+            // Nothing to join (a line without PID). A pending failure
+            // then stays context: the `Failed password` line that nearly
+            // always follows it counts the attempt, and counting both
+            // would halve every threshold for logs without PIDs.
             if parsed.event.outcome == Outcome::Pending {
-                parsed.event.outcome = Outcome::Failure;
-                self.stats.pending_end_of_input += 1;
+                parsed.event.outcome = Outcome::Context;
+                self.stats.pending_unjoinable += 1;
             }
             if parsed.event.source.is_none() && wants_source(&parsed.event) {
                 self.stats.source_never_found += 1;
@@ -224,8 +233,8 @@ impl Tracker {
             out.push(parsed);
             return;
         };
-        let time = parsed.event.time;
-        let mut conn = self.take_connection(key, time, parsed.event.source.as_ref(), out);
+        let stats = &mut self.stats;
+
         if kind == Kind::ConnectionClosedPreauth && conn.succeeded {
             // `Connection closed by <addr> port <n>` without `[preauth]`
             // also ends sessions: after a login it is a plain disconnect.
@@ -236,11 +245,11 @@ impl Tracker {
         match (&parsed.event.source, &conn.source) {
             (None, Some(known)) => {
                 parsed.event.source = Some(known.clone());
-                self.stats.source_from_earlier += 1;
+                stats.source_from_earlier += 1;
             }
             (Some(new), None) => {
                 conn.source = Some(new.clone());
-                self.flush_waiting(&mut conn, out);
+                flush_waiting(stats, conn, out);
             }
             _ => {}
         }
@@ -249,16 +258,16 @@ impl Tracker {
             match pending_fate(&pending.event, &parsed.event, closes, conn.succeeded) {
                 PendingFate::Keep => conn.pending = Some(pending),
                 PendingFate::Absorbed => {
-                    self.stats.pending_absorbed += 1;
-                    self.emit_pending(&conn, pending, Outcome::Context, out);
+                    stats.pending_absorbed += 1;
+                    emit_pending(stats, conn, *pending, Outcome::Context, out);
                 }
                 PendingFate::Succeeded => {
-                    self.stats.pending_then_success += 1;
-                    self.emit_pending(&conn, pending, Outcome::Context, out);
+                    stats.pending_then_success += 1;
+                    emit_pending(stats, conn, *pending, Outcome::Context, out);
                 }
                 PendingFate::Fails(why) => {
-                    self.count_resolution(why);
-                    self.emit_pending(&conn, pending, Outcome::Failure, out);
+                    count_resolution(stats, why);
+                    emit_pending(stats, conn, *pending, Outcome::Failure, out);
                 }
             }
         }
@@ -267,12 +276,12 @@ impl Tracker {
             conn.succeeded = true;
         }
         if parsed.event.outcome == Outcome::Pending {
-            conn.pending = Some(parsed);
+            conn.pending = Some(Box::new(parsed));
         } else if parsed.event.source.is_none() && wants_source(&parsed.event) {
             if conn.waiting.len() < MAX_WAITING_PER_CONNECTION {
                 conn.waiting.push(parsed);
             } else {
-                self.stats.source_never_found += 1;
+                stats.source_never_found += 1;
                 out.push(parsed);
             }
         } else {
@@ -280,9 +289,9 @@ impl Tracker {
         }
 
         if closes {
-            self.resolve(conn, PendingResolution::Closed, out);
-        } else {
-            self.store(key, conn, out);
+            if let Some(conn) = key.and_then(|k| self.connections.remove(&k)) {
+                resolve(&mut self.stats, conn, PendingResolution::Closed, out);
+            }
         }
     }
 
@@ -291,14 +300,14 @@ impl Tracker {
         while let Some((key, touch)) = self.order.pop_front() {
             if self.connections.get(&key).is_some_and(|c| c.touch == touch) {
                 if let Some(conn) = self.connections.remove(&key) {
-                    self.resolve(conn, PendingResolution::EndOfInput, out);
+                    resolve(&mut self.stats, conn, PendingResolution::EndOfInput, out);
                 }
             }
         }
         // Anything left is unreachable through `order`; resolve it too.
         let rest: Vec<Connection> = self.connections.drain().map(|(_, c)| c).collect();
         for conn in rest {
-            self.resolve(conn, PendingResolution::EndOfInput, out);
+            resolve(&mut self.stats, conn, PendingResolution::EndOfInput, out);
         }
     }
 
@@ -313,7 +322,7 @@ impl Tracker {
                     }
                     self.order.pop_front();
                     if let Some(conn) = self.connections.remove(&key) {
-                        self.resolve(conn, PendingResolution::EndOfInput, out);
+                        resolve(&mut self.stats, conn, PendingResolution::EndOfInput, out);
                     }
                 }
                 _ => {
@@ -323,120 +332,138 @@ impl Tracker {
         }
     }
 
-    /// Removes and returns the connection of `key`, or a fresh one when
-    /// there is none or the old one is over (idle too long, or another
-    /// peer: the PID was reused).
-    fn take_connection(
+    /// Makes sure `key` has a live connection in the table and marks it
+    /// used. An old one that is over (idle too long before a login, or
+    /// another peer: the PID was reused) is resolved and replaced; a new
+    /// one may push out the least recently used.
+    fn open(
         &mut self,
         key: ConnectionKey,
         time: Timestamp,
         source: Option<&Source>,
         out: &mut Vec<Parsed>,
-    ) -> Connection {
-        if let Some(old) = self.connections.remove(&key) {
+    ) {
+        self.clock += 1;
+        let touch = self.clock;
+        let mut stale = false;
+        if let Some(conn) = self.connections.get_mut(&key) {
             // A logged-in session may stay quiet for days; only pre-auth
             // connections go stale.
-            let idle = !old.succeeded && time.duration_since(old.last_time) > CONNECTION_IDLE_LIMIT;
+            let idle =
+                !conn.succeeded && time.duration_since(conn.last_time) > CONNECTION_IDLE_LIMIT;
             let other_peer = matches!(
-                (source, &old.source),
+                (source, &conn.source),
                 (Some(Source::Addr(a)), Some(Source::Addr(b))) if a != b
             );
             if !idle && !other_peer {
-                let mut old = old;
-                old.last_time = old.last_time.max(time);
-                return old;
+                conn.last_time = conn.last_time.max(time);
+                conn.touch = touch;
+                self.order.push_back((key, touch));
+                self.compact_order();
+                return;
             }
-            self.resolve(old, PendingResolution::Evicted, out);
+            stale = true;
         }
-        Connection {
-            source: None,
-            last_time: time,
-            touch: 0,
-            pending: None,
-            waiting: Vec::new(),
-            succeeded: false,
+        if stale {
+            if let Some(old) = self.connections.remove(&key) {
+                resolve(&mut self.stats, old, PendingResolution::Evicted, out);
+            }
         }
-    }
-
-    /// Puts `conn` (back) in the table, evicting the least recently used
-    /// connection if the table is full.
-    fn store(&mut self, key: ConnectionKey, mut conn: Connection, out: &mut Vec<Parsed>) {
         while self.connections.len() >= self.capacity {
-            let Some((old_key, touch)) = self.order.pop_front() else { break };
-            if self.connections.get(&old_key).is_some_and(|c| c.touch == touch) {
+            let Some((old_key, old_touch)) = self.order.pop_front() else { break };
+            if self.connections.get(&old_key).is_some_and(|c| c.touch == old_touch) {
                 if let Some(old) = self.connections.remove(&old_key) {
                     self.stats.connections_evicted += 1;
-                    self.resolve(old, PendingResolution::Evicted, out);
+                    resolve(&mut self.stats, old, PendingResolution::Evicted, out);
                 }
             }
         }
-        self.clock += 1;
-        conn.touch = self.clock;
-        self.order.push_back((key, self.clock));
-        self.connections.insert(key, conn);
+        self.connections.insert(
+            key,
+            Connection {
+                source: None,
+                last_time: time,
+                touch,
+                pending: None,
+                waiting: Vec::new(),
+                succeeded: false,
+            },
+        );
+        self.order.push_back((key, touch));
         self.stats.connections_peak =
             self.stats.connections_peak.max(self.connections.len() as u64);
-        if self.order.len() > 2 * self.capacity + 1024 {
+        self.compact_order();
+    }
+
+    /// Drops stale entries of the touch order once it has grown well past
+    /// the table (each touch adds one).
+    fn compact_order(&mut self) {
+        if self.order.len() > 4 * self.capacity + 1024 {
             let connections = &self.connections;
             self.order.retain(|(k, t)| connections.get(k).is_some_and(|c| c.touch == *t));
         }
     }
+}
 
-    /// The connection is over: its pending failure is decided and its
-    /// waiting lines go out as they are.
-    fn resolve(&mut self, mut conn: Connection, why: PendingResolution, out: &mut Vec<Parsed>) {
-        if let Some(pending) = conn.pending.take() {
-            if conn.succeeded {
-                self.stats.pending_then_success += 1;
-                self.emit_pending(&conn, pending, Outcome::Context, out);
-            } else {
-                self.count_resolution(why);
-                self.emit_pending(&conn, pending, Outcome::Failure, out);
-            }
-        }
-        for parsed in conn.waiting.drain(..) {
-            self.stats.source_never_found += 1;
-            out.push(parsed);
-        }
-    }
-
-    fn flush_waiting(&mut self, conn: &mut Connection, out: &mut Vec<Parsed>) {
-        for mut parsed in conn.waiting.drain(..) {
-            parsed.event.source = conn.source.clone();
-            self.stats.source_from_later += 1;
-            out.push(parsed);
+/// The connection is over: its pending failure is decided and its waiting
+/// lines go out as they are.
+fn resolve(
+    stats: &mut CorrelateStats,
+    mut conn: Connection,
+    why: PendingResolution,
+    out: &mut Vec<Parsed>,
+) {
+    if let Some(pending) = conn.pending.take() {
+        if conn.succeeded {
+            stats.pending_then_success += 1;
+            emit_pending(stats, &conn, *pending, Outcome::Context, out);
+        } else {
+            count_resolution(stats, why);
+            emit_pending(stats, &conn, *pending, Outcome::Failure, out);
         }
     }
+    for parsed in conn.waiting.drain(..) {
+        stats.source_never_found += 1;
+        out.push(parsed);
+    }
+}
 
-    fn emit_pending(
-        &mut self,
-        conn: &Connection,
-        mut pending: Parsed,
-        outcome: Outcome,
-        out: &mut Vec<Parsed>,
-    ) {
-        pending.event.outcome = outcome;
-        if pending.event.source.is_none() {
-            if conn.source.is_some() {
-                pending.event.source = conn.source.clone();
-                self.stats.source_from_later += 1;
-            } else {
-                self.stats.source_never_found += 1;
-            }
+fn flush_waiting(stats: &mut CorrelateStats, conn: &mut Connection, out: &mut Vec<Parsed>) {
+    for mut parsed in conn.waiting.drain(..) {
+        parsed.event.source = conn.source.clone();
+        stats.source_from_later += 1;
+        out.push(parsed);
+    }
+}
+
+fn emit_pending(
+    stats: &mut CorrelateStats,
+    conn: &Connection,
+    mut pending: Parsed,
+    outcome: Outcome,
+    out: &mut Vec<Parsed>,
+) {
+    pending.event.outcome = outcome;
+    if pending.event.source.is_none() {
+        if conn.source.is_some() {
+            pending.event.source = conn.source.clone();
+            stats.source_from_later += 1;
+        } else {
+            stats.source_never_found += 1;
         }
-        out.push(pending);
     }
+    out.push(pending);
+}
 
-    fn count_resolution(&mut self, why: PendingResolution) {
-        let counter = match why {
-            PendingResolution::Closed => &mut self.stats.pending_closed,
-            PendingResolution::AnotherFailure => &mut self.stats.pending_another_failure,
-            PendingResolution::OtherUser => &mut self.stats.pending_other_user,
-            PendingResolution::Evicted => &mut self.stats.pending_evicted,
-            PendingResolution::EndOfInput => &mut self.stats.pending_end_of_input,
-        };
-        *counter += 1;
-    }
+fn count_resolution(stats: &mut CorrelateStats, why: PendingResolution) {
+    let counter = match why {
+        PendingResolution::Closed => &mut stats.pending_closed,
+        PendingResolution::AnotherFailure => &mut stats.pending_another_failure,
+        PendingResolution::OtherUser => &mut stats.pending_other_user,
+        PendingResolution::Evicted => &mut stats.pending_evicted,
+        PendingResolution::EndOfInput => &mut stats.pending_end_of_input,
+    };
+    *counter += 1;
 }
 
 /// Whether a line without address waits for its connection's: the lines

@@ -410,10 +410,14 @@ impl LineParser {
             let i = OUTCOMES.iter().position(|o| *o == parsed.event.outcome).unwrap_or(0);
             self.stats.outcomes[i] += 1;
         }
-        self.stats.correlation = self.tracker.stats().clone();
+        self.stats.correlation = *self.tracker.stats();
     }
 }
 
+/// Bytes to text; invalid UTF-8 is replaced (U+FFFD), never an error.
 fn lossy(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
 }

@@ -657,10 +657,17 @@ fn leading_port(s: &[u8]) -> Option<u16> {
 }
 
 fn parse_port(s: &[u8]) -> Option<u16> {
-    if s.is_empty() || s.len() > 5 || !s.iter().all(u8::is_ascii_digit) {
+    if s.is_empty() || s.len() > 5 {
         return None;
     }
-    std::str::from_utf8(s).ok()?.parse().ok()
+    let mut n: u32 = 0;
+    for &d in s {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + u32::from(d - b'0');
+    }
+    u16::try_from(n).ok()
 }
 
 /// An address as sshd writes it: IPv4, IPv6 (maybe bracketed or with a

@@ -80,14 +80,14 @@ pub fn parse_envelope(line: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
 /// `host tag: msg` or `tag: msg` (no host: RFC 3164 from a local socket,
 /// `[sshd]:`). A token that ends with `:` or contains `[` is the tag.
 fn parse_host_and_tag(time: LineTime, rest: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
-    let first_end = memchr::memchr(b' ', rest).ok_or(EnvelopeError::NoTag)?;
+    let first_end = find_byte(rest, b' ').ok_or(EnvelopeError::NoTag)?;
     let first = &rest[..first_end];
     let (host, tag_and_msg) =
         if looks_like_tag(first) { (None, rest) } else { (Some(first), &rest[first_end + 1..]) };
     if host.is_some_and(<[u8]>::is_empty) {
         return Err(EnvelopeError::NoTag);
     }
-    let tag_end = memchr::memchr(b' ', tag_and_msg).unwrap_or(tag_and_msg.len());
+    let tag_end = find_byte(tag_and_msg, b' ').unwrap_or(tag_and_msg.len());
     let tag = &tag_and_msg[..tag_end];
     let tag = tag.strip_suffix(b":").ok_or(EnvelopeError::NoTag)?;
     let (process, pid) = split_tag(tag)?;
@@ -96,7 +96,14 @@ fn parse_host_and_tag(time: LineTime, rest: &[u8]) -> Result<Envelope<'_>, Envel
 }
 
 fn looks_like_tag(token: &[u8]) -> bool {
-    token.ends_with(b":") || memchr::memchr(b'[', token).is_some()
+    token.ends_with(b":") || token.contains(&b'[')
+}
+
+/// A plain scan: envelope fields are a few bytes long, too short for
+/// `memchr`'s setup to pay off.
+#[inline]
+fn find_byte(haystack: &[u8], needle: u8) -> Option<usize> {
+    haystack.iter().position(|&b| b == needle)
 }
 
 /// `sshd[2231]`, `sshd`, `[sshd]`, `/usr/sbin/sshd[1]`.
@@ -104,7 +111,7 @@ fn split_tag(tag: &[u8]) -> Result<(&[u8], Option<u32>), EnvelopeError> {
     if let Some(inner) = tag.strip_prefix(b"[").and_then(|t| t.strip_suffix(b"]")) {
         return Ok((basename(inner), None));
     }
-    let (name, pid) = match memchr::memchr(b'[', tag) {
+    let (name, pid) = match find_byte(tag, b'[') {
         Some(open) => {
             let digits = tag[open + 1..].strip_suffix(b"]").ok_or(EnvelopeError::NoTag)?;
             (&tag[..open], Some(parse_u32(digits).ok_or(EnvelopeError::NoTag)?))
@@ -118,7 +125,7 @@ fn split_tag(tag: &[u8]) -> Result<(&[u8], Option<u32>), EnvelopeError> {
 }
 
 fn basename(name: &[u8]) -> &[u8] {
-    match memchr::memrchr(b'/', name) {
+    match name.iter().rposition(|&b| b == b'/') {
         Some(slash) => &name[slash + 1..],
         None => name,
     }
@@ -209,12 +216,26 @@ fn skip_structured_data(sd: &[u8]) -> Result<&[u8], EnvelopeError> {
     Ok(rest.strip_prefix(b" ").unwrap_or(rest))
 }
 
-const MONTHS: [&[u8; 3]; 12] = [
-    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
-];
-
 fn is_month_prefix(s: &[u8]) -> bool {
-    s.len() >= 4 && s[3] == b' ' && MONTHS.iter().any(|m| &s[..3] == *m)
+    s.len() >= 4 && s[3] == b' ' && month_number(&s[..3]).is_some()
+}
+
+fn month_number(name: &[u8]) -> Option<i8> {
+    Some(match name {
+        b"Jan" => 1,
+        b"Feb" => 2,
+        b"Mar" => 3,
+        b"Apr" => 4,
+        b"May" => 5,
+        b"Jun" => 6,
+        b"Jul" => 7,
+        b"Aug" => 8,
+        b"Sep" => 9,
+        b"Oct" => 10,
+        b"Nov" => 11,
+        b"Dec" => 12,
+        _ => return None,
+    })
 }
 
 /// `Jan 15 10:33:14 ` or `Jan  5 10:33:14 ` (space-padded day).
@@ -223,7 +244,7 @@ fn parse_classic_time(s: &[u8]) -> Result<(LineTime, &[u8]), EnvelopeError> {
     if s.len() < 16 || s[15] != b' ' {
         return Err(bad);
     }
-    let month = MONTHS.iter().position(|m| &s[..3] == *m).ok_or(bad)? as i8 + 1;
+    let month = month_number(&s[..3]).ok_or(bad)?;
     let day = match (s[4], s[5]) {
         (b' ', d) if d.is_ascii_digit() => (d - b'0') as i8,
         (a, d) if a.is_ascii_digit() && d.is_ascii_digit() => ((a - b'0') * 10 + d - b'0') as i8,

@@ -20,9 +20,15 @@ fn parser() -> LineParser {
 fn parse_all(lines: &[Vec<u8>]) -> (Vec<LineVerdict>, Vec<Parsed>) {
     let mut p = parser();
     let mut out = Vec::new();
-    let verdicts = lines.iter().map(|l| p.push_line(l, Origin::default(), &mut out)).collect();
+    let verdicts: Vec<LineVerdict> =
+        lines.iter().map(|l| p.push_line(l, Origin::default(), &mut out)).collect();
     p.finish(&mut out);
     assert_eq!(p.stats().lines, lines.len() as u64);
+    // Every recognised line comes out exactly once, however it was held.
+    let recognised = verdicts.iter().filter(|v| matches!(v, LineVerdict::Recognised(_))).count();
+    assert_eq!(out.len(), recognised);
+    assert_eq!(p.stats().recognised_total(), recognised as u64);
+    assert_eq!(p.stats().outcome(hikeshi_core::Outcome::Pending), 0);
     (verdicts, out)
 }
 
@@ -105,6 +111,22 @@ const SHAPES: &[(&str, &str, bool, bool)] = &[
     ("dropbear", "Exit before auth from <{a}:{p}>: (user '{u}', 1 fails): Exited normally", false, false),
 ];
 
+const CONNECTION_LINES: &[&str] = &[
+    "pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost={a}  user=root",
+    "pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost={a}",
+    "Failed password for root from {a} port 22 ssh2",
+    "Failed password for invalid user admin from {a} port 22 ssh2",
+    "Accepted password for alice from {a} port 22 ssh2",
+    "Disconnecting: Too many authentication failures [preauth]",
+    "User carol not allowed because account is locked",
+    "kex_exchange_identification: Connection closed by remote host",
+    "Connection closed by {a} port 22 [preauth]",
+    "Connection closed by {a} port 22",
+    "Connection from {a} port 22 on 192.0.2.1 port 22 rdomain \"\"",
+    "Disconnected from user alice {a} port 22",
+    "input_userauth_request: invalid user admin [preauth]",
+];
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -122,6 +144,23 @@ proptest! {
         ]),
     ) {
         let lines: Vec<Vec<u8>> = msgs.into_iter().map(|m| [prefix.as_bytes(), &m].concat()).collect();
+        parse_all(&lines);
+    }
+
+    #[test]
+    fn every_recognised_line_comes_out_once_whatever_the_interleaving(
+        picks in prop::collection::vec((0..CONNECTION_LINES.len(), 1u32..20, 1u8..4, 0u32..7200), 0..200),
+    ) {
+        // Random connections (PIDs), peers and times over the lines that
+        // hold events (pending, waiting for an address) and close them.
+        let lines: Vec<Vec<u8>> = picks
+            .iter()
+            .map(|&(i, pid, peer, secs)| {
+                let body = CONNECTION_LINES[i].replace("{a}", &format!("203.0.113.{peer}"));
+                format!("Jan 15 {:02}:{:02}:{:02} h sshd[{pid}]: {body}", 10 + secs / 3600, secs / 60 % 60, secs % 60)
+                    .into_bytes()
+            })
+            .collect();
         parse_all(&lines);
     }
 

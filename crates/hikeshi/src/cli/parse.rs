@@ -321,11 +321,12 @@ fn write_summary(out: &mut impl Write, name: &str, mode: Mode, report: &Report) 
         + c.pending_other_user
         + c.pending_evicted
         + c.pending_end_of_input;
-    if pending_failed + c.pending_absorbed + c.pending_then_success > 0 {
+    if pending_failed + c.pending_absorbed + c.pending_then_success + c.pending_unjoinable > 0 {
         writeln!(
             out,
-            "  pam_unix pending       {pending_failed} became failures, {} counted by their Failed line, {} followed by success",
-            c.pending_absorbed, c.pending_then_success
+            "  pam_unix pending       {pending_failed} became failures, {} counted by their Failed line, \
+             {} followed by success, {} without PID (context)",
+            c.pending_absorbed, c.pending_then_success, c.pending_unjoinable
         )?;
     }
     if c.connections_evicted > 0 {
