@@ -278,6 +278,11 @@ REPORT="$OUT/parse-report.txt"
   echo "ground truth (hikeshi-corpus --stats): 'Failed password' lines $(truth failed_password_lines)," \
     "failure lines (normal mode) $(truth failure_lines.normal), pam_unix pending $(truth kind.pam_unix_auth_failure)," \
     "attack lines $(truth attack_lines) of $(truth lines)"
+  echo "what 'found' counts: grep, lines with 'Failed password' (one kind of failure); hikeshi, failure"
+  echo "events in normal mode; sshguard, attack lines it recognises (it also counts pre-auth closes such as"
+  echo "'Disconnected from invalid user ... [preauth]', which normal mode treats as context, and it skips"
+  echo "'Received disconnect ...:3: Auth fail', PAM and banner lines); fail2ban, lines sshd.conf matched"
+  echo "as failures in its normal mode."
   if [[ $F2B_FILE != "$FILE" ]] && ((PREFIX_LINES < LINES)); then
     echo "(fail2ban's count is for the $PREFIX_LINES-line prefix)"
   fi
