@@ -123,7 +123,10 @@ pub struct CorrelateStats {
 struct Connection {
     source: Option<Source>,
     last_time: Timestamp,
+    /// When it was last used (the tracker's clock).
     touch: u64,
+    /// The stamp of its entry in the eviction order.
+    queued: u64,
     /// Boxed: most connections never hold one, and the table stays small.
     pending: Option<Box<Parsed>>,
     waiting: Vec<Parsed>,
@@ -134,8 +137,11 @@ struct Connection {
 #[derive(Debug)]
 pub struct Tracker {
     connections: KeyMap<Connection>,
-    /// Touch order for eviction: entries whose stamp is older than the
-    /// connection's `touch` are stale and skipped (lazy deletion).
+    /// Eviction order (an LRU by second chance): one entry per open
+    /// connection, stamped with its `queued`. A connection used since it
+    /// was queued goes to the back instead of out; entries of closed
+    /// connections are stale and skipped. Using a connection costs no
+    /// queue operation.
     order: VecDeque<(ConnectionKey, u64)>,
     clock: u64,
     capacity: usize,
@@ -297,8 +303,8 @@ impl Tracker {
 
     /// Resolves every open connection, oldest first: the input has ended.
     pub fn finish(&mut self, out: &mut Vec<Parsed>) {
-        while let Some((key, touch)) = self.order.pop_front() {
-            if self.connections.get(&key).is_some_and(|c| c.touch == touch) {
+        while let Some((key, stamp)) = self.order.pop_front() {
+            if self.connections.get(&key).is_some_and(|c| c.queued == stamp) {
                 if let Some(conn) = self.connections.remove(&key) {
                     resolve(&mut self.stats, conn, PendingResolution::EndOfInput, out);
                 }
@@ -314,20 +320,23 @@ impl Tracker {
     /// Resolves connections without a line since `now - CONNECTION_IDLE_LIMIT`
     /// (for a long-running reader that never reaches the end of input).
     pub fn expire(&mut self, now: Timestamp, out: &mut Vec<Parsed>) {
-        while let Some(&(key, touch)) = self.order.front() {
-            match self.connections.get(&key) {
-                Some(c) if c.touch == touch => {
-                    if now.duration_since(c.last_time) <= CONNECTION_IDLE_LIMIT {
-                        break;
-                    }
-                    self.order.pop_front();
-                    if let Some(conn) = self.connections.remove(&key) {
-                        resolve(&mut self.stats, conn, PendingResolution::EndOfInput, out);
-                    }
+        // Each entry is looked at once at most: a bounded pass.
+        for _ in 0..self.order.len() {
+            let Some((key, stamp)) = self.order.pop_front() else { break };
+            let Some(conn) = self.connections.get_mut(&key).filter(|c| c.queued == stamp) else {
+                continue;
+            };
+            if now.duration_since(conn.last_time) > CONNECTION_IDLE_LIMIT {
+                if let Some(conn) = self.connections.remove(&key) {
+                    resolve(&mut self.stats, conn, PendingResolution::EndOfInput, out);
                 }
-                _ => {
-                    self.order.pop_front();
-                }
+            } else if conn.touch > stamp {
+                conn.queued = conn.touch;
+                self.order.push_back((key, conn.touch));
+            } else {
+                // The least recently used connection is not idle: none is.
+                self.order.push_front((key, stamp));
+                break;
             }
         }
     }
@@ -358,8 +367,6 @@ impl Tracker {
             if !idle && !other_peer {
                 conn.last_time = conn.last_time.max(time);
                 conn.touch = touch;
-                self.order.push_back((key, touch));
-                self.compact_order();
                 return;
             }
             stale = true;
@@ -370,12 +377,19 @@ impl Tracker {
             }
         }
         while self.connections.len() >= self.capacity {
-            let Some((old_key, old_touch)) = self.order.pop_front() else { break };
-            if self.connections.get(&old_key).is_some_and(|c| c.touch == old_touch) {
-                if let Some(old) = self.connections.remove(&old_key) {
-                    self.stats.connections_evicted += 1;
-                    resolve(&mut self.stats, old, PendingResolution::Evicted, out);
-                }
+            let Some((old_key, stamp)) = self.order.pop_front() else { break };
+            let Some(old) = self.connections.get_mut(&old_key).filter(|c| c.queued == stamp) else {
+                continue;
+            };
+            if old.touch > stamp {
+                // Used since it was queued: a second chance at the back.
+                old.queued = old.touch;
+                self.order.push_back((old_key, old.touch));
+                continue;
+            }
+            if let Some(old) = self.connections.remove(&old_key) {
+                self.stats.connections_evicted += 1;
+                resolve(&mut self.stats, old, PendingResolution::Evicted, out);
             }
         }
         self.connections.insert(
@@ -384,6 +398,7 @@ impl Tracker {
                 source: None,
                 last_time: time,
                 touch,
+                queued: touch,
                 pending: None,
                 waiting: Vec::new(),
                 succeeded: false,
@@ -395,12 +410,12 @@ impl Tracker {
         self.compact_order();
     }
 
-    /// Drops stale entries of the touch order once it has grown well past
-    /// the table (each touch adds one).
+    /// Drops the entries of closed connections once they outnumber the
+    /// open ones (amortised: each closed connection leaves one).
     fn compact_order(&mut self) {
-        if self.order.len() > 4 * self.capacity + 1024 {
+        if self.order.len() > 2 * self.connections.len() + 1024 {
             let connections = &self.connections;
-            self.order.retain(|(k, t)| connections.get(k).is_some_and(|c| c.touch == *t));
+            self.order.retain(|(k, t)| connections.get(k).is_some_and(|c| c.queued == *t));
         }
     }
 }

@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -410,9 +411,11 @@ pub struct AuthEvent {
     /// When sshd logged it (the log's timestamp, never the arrival time).
     pub time: Timestamp,
     /// The host from the syslog header, or from configuration (path).
-    pub host: Option<String>,
-    /// `sshd`, `sshd-session`, `sshd-auth`, `dropbear`, ...
-    pub process: String,
+    /// Shared (`Arc`): every event of a log repeats the same few names, so
+    /// the parser converts each once instead of allocating per event.
+    pub host: Option<Arc<str>>,
+    /// `sshd`, `sshd-session`, `sshd-auth`, `dropbear`, ... (shared too).
+    pub process: Arc<str>,
     /// The PID from `sshd[PID]`: identifies one connection.
     pub pid: Option<u32>,
     pub kind: Kind,

@@ -13,6 +13,8 @@
 //! whatever the input. Lines of other programs are rejected after a few
 //! comparisons, without allocating.
 
+use std::sync::Arc;
+
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 
@@ -211,6 +213,34 @@ pub struct LineParser {
     last_time: Option<Timestamp>,
     tracker: Tracker,
     stats: ParseStats,
+    names: NameCache,
+}
+
+/// The last host and process names seen: nearly every line repeats them,
+/// so they are converted to text once.
+#[derive(Debug, Default)]
+struct NameCache {
+    host: (Vec<u8>, Arc<str>),
+    process: (Vec<u8>, Arc<str>),
+}
+
+impl NameCache {
+    fn host(&mut self, raw: &[u8]) -> Arc<str> {
+        Self::get(&mut self.host, raw)
+    }
+
+    fn process(&mut self, raw: &[u8]) -> Arc<str> {
+        Self::get(&mut self.process, raw)
+    }
+
+    fn get(slot: &mut (Vec<u8>, Arc<str>), raw: &[u8]) -> Arc<str> {
+        if slot.0 != raw || slot.1.is_empty() {
+            slot.0.clear();
+            slot.0.extend_from_slice(raw);
+            slot.1 = Arc::from(lossy(raw));
+        }
+        Arc::clone(&slot.1)
+    }
 }
 
 /// sshd and its per-connection children, and Dropbear. Lines of any other
@@ -230,6 +260,7 @@ impl LineParser {
             last_time: None,
             tracker: Tracker::new(opts.max_connections),
             stats: ParseStats::default(),
+            names: NameCache::default(),
         }
     }
 
@@ -266,15 +297,17 @@ impl LineParser {
         if line.is_empty() {
             return self.skip(if start > 0 { SkipReason::Nul } else { SkipReason::Empty });
         }
-        if memchr::memchr(0, line).is_some() {
-            return self.skip(SkipReason::Nul);
-        }
         let Ok(envelope) = syslog::parse_envelope(line) else {
             return self.skip(SkipReason::MalformedEnvelope);
         };
         if !is_sshd_process(envelope.process) {
             self.stats.not_sshd += 1;
             return LineVerdict::NotSshd;
+        }
+        // sshd escapes what it logs, so a NUL in its line is corruption.
+        // (Checked only now: other programs' lines need not be scanned.)
+        if memchr::memchr(0, envelope.message).is_some() {
+            return self.skip(SkipReason::Nul);
         }
         self.handle_sshd(
             envelope.time,
@@ -388,8 +421,8 @@ impl LineParser {
                 }
                 let event = AuthEvent {
                     time: self.time_of(time),
-                    host: host.map(lossy),
-                    process: lossy(process),
+                    host: host.map(|h| self.names.host(h)),
+                    process: self.names.process(process),
                     pid,
                     kind,
                     outcome: kind.outcome(self.mode),
@@ -419,5 +452,113 @@ fn lossy(bytes: &[u8]) -> String {
     match std::str::from_utf8(bytes) {
         Ok(text) => text.to_owned(),
         Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn parser() -> LineParser {
+        let mut opts = ParseOptions::new(Mode::Normal, TimeZone::UTC, ts("2026-06-01T00:00:00Z"));
+        opts.max_line_len = 200;
+        LineParser::new(opts)
+    }
+
+    #[test]
+    fn journal_records_keep_their_fields_and_time() {
+        let mut p = parser();
+        let mut out = Vec::new();
+        let record = Record {
+            time: Some(ts("2026-01-15T10:33:14.5Z")),
+            host: Some(b"server1"),
+            process: b"sshd-session",
+            pid: Some(42),
+            message: b"Failed password for root from 203.0.113.5 port 22 ssh2",
+        };
+        let origin = Origin { line: 7, offset: 99 };
+        assert_eq!(
+            p.push_record(record, origin, &mut out),
+            LineVerdict::Recognised(Kind::FailedAuth)
+        );
+        let ev = &out[0].event;
+        assert_eq!(
+            (ev.time, ev.pid, &*ev.process),
+            (ts("2026-01-15T10:33:14.5Z"), Some(42), "sshd-session")
+        );
+        assert_eq!(out[0].origin, origin);
+        // A record without time takes the last time seen.
+        let record = Record { time: None, pid: Some(43), ..record };
+        p.push_record(record, origin, &mut out);
+        assert_eq!(out[1].event.time, ts("2026-01-15T10:33:14.5Z"));
+        let cron = Record { process: b"CRON", ..record };
+        assert_eq!(p.push_record(cron, origin, &mut out), LineVerdict::NotSshd);
+    }
+
+    #[test]
+    fn lines_without_time_use_the_reference_until_a_time_is_seen() {
+        let mut p = parser();
+        let mut out = Vec::new();
+        p.push_line(
+            b"h sshd[1]: Invalid user a from 203.0.113.5 port 1",
+            Origin::default(),
+            &mut out,
+        );
+        assert_eq!(out[0].event.time, ts("2026-06-01T00:00:00Z"));
+        p.set_reference_time(ts("2027-02-01T00:00:00Z"));
+        p.push_line(
+            b"Dec 24 10:00:00 h sshd[2]: Invalid user a from 203.0.113.5 port 1",
+            Origin::default(),
+            &mut out,
+        );
+        assert_eq!(out[1].event.time, ts("2026-12-24T10:00:00Z"));
+    }
+
+    #[test]
+    fn skipped_lines_are_counted_by_reason() {
+        let mut p = parser();
+        let mut out = Vec::new();
+        let long = [b'x'; 201];
+        let cases: [(&[u8], LineVerdict); 6] = [
+            (b"", LineVerdict::Skipped(SkipReason::Empty)),
+            (b"\r\n", LineVerdict::Skipped(SkipReason::Empty)),
+            (&long, LineVerdict::Skipped(SkipReason::TooLong)),
+            (b"\0\0\0", LineVerdict::Skipped(SkipReason::Nul)),
+            (b"h sshd[1]: Invalid\0user", LineVerdict::Skipped(SkipReason::Nul)),
+            (b"Jan 15 10:3", LineVerdict::Skipped(SkipReason::MalformedEnvelope)),
+        ];
+        for (line, verdict) in cases {
+            assert_eq!(p.push_line(line, Origin::default(), &mut out), verdict, "{line:?}");
+        }
+        // Leading NULs (left by a crash) are dropped, the line is parsed.
+        let verdict = p.push_line(
+            b"\0\0Jan 15 10:33:14 h sshd[1]: Invalid user a from 203.0.113.5 port 1\r\n",
+            Origin::default(),
+            &mut out,
+        );
+        assert_eq!(verdict, LineVerdict::Recognised(Kind::InvalidUser));
+        p.record_skipped(SkipReason::TooLong);
+        let s = p.stats();
+        assert_eq!(s.lines, 8);
+        assert_eq!(s.skipped(SkipReason::TooLong), 2);
+        assert_eq!(s.skipped(SkipReason::Empty), 2);
+        assert_eq!(s.skipped(SkipReason::Nul), 2);
+        assert_eq!(s.skipped_total(), 7);
+        assert_eq!(s.recognised(Kind::InvalidUser), 1);
+        assert_eq!(s.outcome(Outcome::Failure), 1);
+    }
+
+    #[test]
+    fn kind_indexes_match_the_table() {
+        for (i, kind) in Kind::ALL.iter().enumerate() {
+            assert_eq!(*kind as usize, i, "{kind}");
+        }
+        for (i, reason) in SkipReason::ALL.iter().enumerate() {
+            assert_eq!(reason.index(), i);
+        }
     }
 }

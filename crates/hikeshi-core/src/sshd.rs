@@ -157,7 +157,7 @@ pub fn classify(message: &[u8]) -> Classified<'_> {
             .map(|(p, _)| Message::new(Kind::BannerInvalidFormat).peer(p)),
         Some(b's') => {
             msg.strip_prefix(b"ssh_dispatch_run_fatal: Connection from ").and_then(|rest| {
-                let colon = memchr::memmem::rfind(rest, b": ")?;
+                let colon = rfind(rest, b": ")?;
                 if &rest[colon + 2..] != b"message authentication code incorrect" {
                     return None;
                 }
@@ -198,7 +198,7 @@ fn postponed_or_dropbear_success(msg: &[u8]) -> Option<Message<'_>> {
     } else if msg.starts_with(b"Password auth succeeded for '") {
         dropbear_user_from(msg, b"Password auth succeeded for ", Kind::DropbearAuthSucceeded)
     } else if let Some(rest) = msg.strip_prefix(b"Pubkey auth succeeded for '") {
-        let with = memchr::memmem::rfind(rest, b"' with ")?;
+        let with = rfind(rest, b"' with ")?;
         let (_, peer) = dropbear_tail(rest)?;
         Some(Message::new(Kind::DropbearAuthSucceeded).user(&rest[..with]).peer(peer))
     } else {
@@ -307,7 +307,7 @@ fn user_info_tail(body: &[u8], carries_info: bool) -> Option<Message<'_>> {
         return None;
     }
     let mut candidates: Vec<(&[u8], Peer, &[u8])> = Vec::new();
-    for at in memchr::memmem::find_iter(body, b" ssh2: ") {
+    for at in find_iter(body, b" ssh2: ") {
         if let Some((user, peer)) = tail(&body[..at + 5], b" from", true) {
             candidates.push((user, peer, &body[at + 7..]));
         }
@@ -346,7 +346,7 @@ fn is_well_formed_info(info: &[u8]) -> bool {
     let rest = &info[second..];
     if info[..space].ends_with(b"-CERT") {
         // Ends with ` (serial <n>) CA <type> <fp>`.
-        let Some(serial) = memchr::memmem::rfind(rest, b" (serial ") else { return false };
+        let Some(serial) = rfind(rest, b" (serial ") else { return false };
         let Some(close) = memchr::memchr(b')', &rest[serial..]).map(|c| c + serial) else {
             return false;
         };
@@ -359,7 +359,7 @@ fn is_well_formed_info(info: &[u8]) -> bool {
     let key = key.strip_suffix(b",").unwrap_or(key);
     is_plain_key_info(key)
         && rest.starts_with(b" client user \"")
-        && memchr::memmem::find(rest, b"\", client host \"").is_some()
+        && find(rest, b"\", client host \"").is_some()
         && rest.ends_with(b"\"")
 }
 
@@ -383,7 +383,7 @@ fn user_from_addr(rest: &[u8], kind: Kind) -> Option<Message<'_>> {
 /// `User <user> from <addr> not allowed because <reason>` and the shapes
 /// without address (`account is locked`, `shell ... does not exist`).
 fn user_not_allowed(rest: &[u8]) -> Option<Message<'_>> {
-    let because = memchr::memmem::rfind(rest, b" not allowed because ")?;
+    let because = rfind(rest, b" not allowed because ")?;
     let (head, reason) = (&rest[..because], &rest[because + 21..]);
     if reason == b"account is locked" {
         return Some(Message::new(Kind::AccountLocked).user(head));
@@ -419,7 +419,7 @@ fn disconnecting_or_disconnected(msg: &[u8]) -> Option<Message<'_>> {
         // only where both copies agree, and only if exactly one does.
         let mut found: Option<Message<'_>> = None;
         let mut count = 0;
-        for at in memchr::memmem::find_iter(rest, CHANGE) {
+        for at in find_iter(rest, CHANGE) {
             let Some((Some(user), peer)) = user_addr_port(&rest[..at]) else { continue };
             let pair = &rest[at + CHANGE.len()..];
             if pair
@@ -490,7 +490,7 @@ fn received_disconnect(rest: &[u8]) -> Option<Message<'_>> {
     let (peer, after) = match left_addr_port(rest) {
         Some((peer, after)) => (peer, after.strip_prefix(b":")?),
         None => {
-            let colon = memchr::memmem::find(rest, b": ")?;
+            let colon = find(rest, b": ")?;
             let source = parse_source(&rest[..colon])?;
             (Peer { source, port: None }, &rest[colon + 2..])
         }
@@ -518,7 +518,7 @@ fn tcp_wrappers(rest: &[u8]) -> Option<Message<'_>> {
 
 /// `<host> [<addr>] failed[ - POSSIBLE BREAK-IN ATTEMPT!]`.
 fn reverse_mapping(rest: &[u8]) -> Option<Message<'_>> {
-    let close = memchr::memmem::rfind(rest, b"] failed")?;
+    let close = rfind(rest, b"] failed")?;
     let open = memchr::memrchr(b'[', &rest[..close])?;
     let source = parse_source(&rest[open + 1..close])?;
     Some(Message::new(Kind::ReverseMappingFailed).peer(Peer { source, port: None }))
@@ -540,12 +540,12 @@ fn pam_unix(msg: &[u8]) -> Option<Message<'_>> {
     if let Some(rest) = msg.strip_prefix(b"pam_unix(sshd:auth): authentication failure; ") {
         // The fields before rhost are PAM's own (logname, uid, euid, tty,
         // ruser); the attacker's user name comes last.
-        let at = memchr::memmem::find(rest, b"rhost=")?;
+        let at = find(rest, b"rhost=")?;
         let value = &rest[at + 6..];
         let end = memchr::memchr(b' ', value).unwrap_or(value.len());
         let source = if end == 0 { None } else { parse_source(&value[..end])? };
         let after = &value[end..];
-        let user = memchr::memmem::find(after, b"user=").map(|u| &after[u + 5..]);
+        let user = find(after, b"user=").map(|u| &after[u + 5..]);
         return Some(Message {
             user,
             ..Message::new(Kind::PamUnixAuthFailure).peer(Peer { source, port: None })
@@ -555,11 +555,11 @@ fn pam_unix(msg: &[u8]) -> Option<Message<'_>> {
     let rest = rest
         .strip_prefix(b"opened for user ")
         .or_else(|| rest.strip_prefix(b"closed for user "))?;
-    let rest = match memchr::memmem::rfind(rest, b" by ") {
+    let rest = match rfind(rest, b" by ") {
         Some(by) => &rest[..by],
         None => rest,
     };
-    let user = match memchr::memmem::rfind(rest, b"(uid=") {
+    let user = match rfind(rest, b"(uid=") {
         Some(paren) if rest.ends_with(b")") => &rest[..paren],
         _ => rest,
     };
@@ -578,7 +578,7 @@ fn dropbear_user_from<'a>(msg: &'a [u8], prefix: &[u8], kind: Kind) -> Option<Me
 /// `Exit before auth from <<addr>:<port>>: ...`.
 fn dropbear_max_or_exit(msg: &[u8]) -> Option<Message<'_>> {
     const MAX: &[u8] = b"Max auth tries reached - user '";
-    if let Some(at) = memchr::memmem::rfind(msg, MAX) {
+    if let Some(at) = rfind(msg, MAX) {
         if let Some((head, peer)) = dropbear_tail(&msg[at + MAX.len() - 1..]) {
             if let Some(user) = strip_quotes(head) {
                 return Some(Message::new(Kind::DropbearMaxAuthTries).user(user).peer(peer));
@@ -597,7 +597,7 @@ fn dropbear_max_or_exit(msg: &[u8]) -> Option<Message<'_>> {
 
 /// `<head> from <addr>:<port>` at the end, split from the right.
 fn dropbear_tail(rest: &[u8]) -> Option<(&[u8], Peer)> {
-    let from = memchr::memmem::rfind(rest, b" from ")?;
+    let from = rfind(rest, b" from ")?;
     let head = &rest[..from];
     let peer = dropbear_peer(&rest[from + 6..])?;
     Some((head, peer))
@@ -670,6 +670,22 @@ fn parse_port(s: &[u8]) -> Option<u16> {
     u16::try_from(n).ok()
 }
 
+/// Substring search for sshd's short lines: `memmem` builds a searcher per
+/// call, which costs more than scanning a hundred bytes.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    find_iter(haystack, needle).next()
+}
+
+fn find_iter<'a>(haystack: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
+    let first = needle.first().copied().unwrap_or(0);
+    memchr::memchr_iter(first, haystack).filter(move |&i| haystack[i..].starts_with(needle))
+}
+
+fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    let first = needle.first().copied().unwrap_or(0);
+    memchr::memrchr_iter(first, haystack).find(|&i| haystack[i..].starts_with(needle))
+}
+
 /// An address as sshd writes it: IPv4, IPv6 (maybe bracketed or with a
 /// zone), or a host name (UseDNS). `Some(None)` for sshd's `UNKNOWN`;
 /// `None` when it is none of these (then the shape does not match).
@@ -702,26 +718,40 @@ pub fn parse_source(token: &[u8]) -> Option<Option<Source>> {
 /// Dotted-quad IPv4, as strict as the standard library (no leading zeros,
 /// four octets), without its UTF-8 round trip: most sources are IPv4.
 fn parse_ipv4(token: &[u8]) -> Option<std::net::Ipv4Addr> {
-    if token.len() > 15 {
+    if token.len() < 7 || token.len() > 15 {
         return None;
     }
     let mut octets = [0u8; 4];
-    let mut parts = token.split(|&b| b == b'.');
-    for octet in &mut octets {
-        let part = parts.next()?;
-        if part.is_empty() || part.len() > 3 || (part.len() > 1 && part[0] == b'0') {
-            return None;
-        }
-        let mut n: u16 = 0;
-        for &d in part {
-            if !d.is_ascii_digit() {
+    let mut index = 0;
+    let mut value: u32 = 0;
+    let mut digits = 0;
+    for &b in token {
+        if b == b'.' {
+            if digits == 0 || index == 3 {
                 return None;
             }
-            n = n * 10 + u16::from(d - b'0');
+            octets[index] = u8::try_from(value).ok()?;
+            index += 1;
+            value = 0;
+            digits = 0;
+        } else if b.is_ascii_digit() {
+            if digits == 1 && value == 0 {
+                return None; // a leading zero
+            }
+            value = value * 10 + u32::from(b - b'0');
+            digits += 1;
+            if digits > 3 {
+                return None;
+            }
+        } else {
+            return None;
         }
-        *octet = u8::try_from(n).ok()?;
     }
-    parts.next().is_none().then_some(std::net::Ipv4Addr::from(octets))
+    if index != 3 || digits == 0 {
+        return None;
+    }
+    octets[3] = u8::try_from(value).ok()?;
+    Some(std::net::Ipv4Addr::from(octets))
 }
 
 #[cfg(test)]

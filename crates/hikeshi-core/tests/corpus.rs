@@ -203,7 +203,7 @@ fn every_body_in_every_envelope_process_and_mode() {
                         };
                         assert_eq!(ev.outcome, outcome, "{ctx}");
                         assert_eq!(ev.time, ts(time), "{ctx}");
-                        assert_eq!(ev.process, *process, "{ctx}");
+                        assert_eq!(&*ev.process, *process, "{ctx}");
                         assert_eq!(ev.host.as_deref(), has_host.then_some("server1"), "{ctx}");
                         assert_eq!(ev.pid, has_pid.then_some(2231), "{ctx}");
                         assert_eq!(out[0].origin, Origin { line: 1, offset: 0 }, "{ctx}");
