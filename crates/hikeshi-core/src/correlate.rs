@@ -154,6 +154,7 @@ pub fn closes_connection(kind: Kind) -> bool {
     matches!(
         kind,
         ConnectionClosedPreauth
+            | TooManyAuthFailures
             | ConnectionClosedUserPreauth
             | DisconnectedUserPreauth
             | Disconnected
@@ -217,88 +218,58 @@ impl Tracker {
     /// and appends to `out` what can be decided now: this event and the
     /// earlier ones it resolves. An event may be held (pending, or waiting
     /// for a source) and come out later; [`Tracker::finish`] flushes all.
-    pub fn push(&mut self, key: Option<ConnectionKey>, mut parsed: Parsed, out: &mut Vec<Parsed>) {
-        let kind = parsed.event.kind;
-        let closes = closes_connection(kind);
-        let key = key.filter(|k| !closes || self.connections.contains_key(k));
-        if let Some(key) = key {
-            self.open(key, parsed.event.time, parsed.event.source.as_ref(), out);
-        }
-        let Some(conn) = key.and_then(|k| self.connections.get_mut(&k)) else {
-            // Nothing to join (a line without PID). A pending failure
-            // then stays context: the `Failed password` line that nearly
-            // always follows it counts the attempt, and counting both
-            // would halve every threshold for logs without PIDs.
-            if parsed.event.outcome == Outcome::Pending {
-                parsed.event.outcome = Outcome::Context;
-                self.stats.pending_unjoinable += 1;
-            }
-            if parsed.event.source.is_none() && wants_source(&parsed.event) {
-                self.stats.source_never_found += 1;
-            }
-            out.push(parsed);
+    pub fn push(&mut self, key: Option<ConnectionKey>, parsed: Parsed, out: &mut Vec<Parsed>) {
+        let closes = closes_connection(parsed.event.kind);
+        let Some(key) = key else {
+            self.unjoined(parsed, out);
             return;
         };
-        let stats = &mut self.stats;
-
-        if kind == Kind::ConnectionClosedPreauth && conn.succeeded {
-            // `Connection closed by <addr> port <n>` without `[preauth]`
-            // also ends sessions: after a login it is a plain disconnect.
-            parsed.event.kind = Kind::Disconnected;
-            parsed.event.outcome = Outcome::Context;
-        }
-
-        match (&parsed.event.source, &conn.source) {
-            (None, Some(known)) => {
-                parsed.event.source = Some(known.clone());
-                stats.source_from_earlier += 1;
-            }
-            (Some(new), None) => {
-                conn.source = Some(new.clone());
-                flush_waiting(stats, conn, out);
-            }
-            _ => {}
-        }
-
-        if let Some(pending) = conn.pending.take() {
-            match pending_fate(&pending.event, &parsed.event, closes, conn.succeeded) {
-                PendingFate::Keep => conn.pending = Some(pending),
-                PendingFate::Absorbed => {
-                    stats.pending_absorbed += 1;
-                    emit_pending(stats, conn, *pending, Outcome::Context, out);
+        // The common case, with one lookup: the connection is open and current.
+        if let Some(conn) = self.connections.get_mut(&key) {
+            if is_current(conn, parsed.event.time, parsed.event.source.as_ref()) {
+                self.clock += 1;
+                conn.touch = self.clock;
+                conn.last_time = conn.last_time.max(parsed.event.time);
+                apply(conn, &mut self.stats, parsed, closes, out);
+                if closes {
+                    if let Some(conn) = self.connections.remove(&key) {
+                        resolve(&mut self.stats, conn, PendingResolution::Closed, out);
+                    }
                 }
-                PendingFate::Succeeded => {
-                    stats.pending_then_success += 1;
-                    emit_pending(stats, conn, *pending, Outcome::Context, out);
-                }
-                PendingFate::Fails(why) => {
-                    count_resolution(stats, why);
-                    emit_pending(stats, conn, *pending, Outcome::Failure, out);
-                }
+                return;
             }
+        } else if closes || !worth_tracking(&parsed.event) {
+            // The end of a connection we never saw, or a line that neither
+            // gives nor needs anything (`session closed` after the close):
+            // nothing to join, and no entry to keep.
+            self.unjoined(parsed, out);
+            return;
         }
-
-        if parsed.event.outcome == Outcome::Success {
-            conn.succeeded = true;
+        self.open(key, parsed.event.time, parsed.event.source.as_ref(), out);
+        if let Some(conn) = self.connections.get_mut(&key) {
+            apply(conn, &mut self.stats, parsed, closes, out);
         }
-        if parsed.event.outcome == Outcome::Pending {
-            conn.pending = Some(Box::new(parsed));
-        } else if parsed.event.source.is_none() && wants_source(&parsed.event) {
-            if conn.waiting.len() < MAX_WAITING_PER_CONNECTION {
-                conn.waiting.push(parsed);
-            } else {
-                stats.source_never_found += 1;
-                out.push(parsed);
-            }
-        } else {
-            out.push(parsed);
-        }
-
         if closes {
-            if let Some(conn) = key.and_then(|k| self.connections.remove(&k)) {
+            if let Some(conn) = self.connections.remove(&key) {
                 resolve(&mut self.stats, conn, PendingResolution::Closed, out);
             }
         }
+    }
+
+    /// An event with no connection to join (a line without PID, or the
+    /// close of a connection never seen).
+    fn unjoined(&mut self, mut parsed: Parsed, out: &mut Vec<Parsed>) {
+        // A pending failure then stays context: the `Failed password` line
+        // that nearly always follows it counts the attempt, and counting
+        // both would halve every threshold for logs without PIDs.
+        if parsed.event.outcome == Outcome::Pending {
+            parsed.event.outcome = Outcome::Context;
+            self.stats.pending_unjoinable += 1;
+        }
+        if parsed.event.source.is_none() && wants_source(&parsed.event) {
+            self.stats.source_never_found += 1;
+        }
+        out.push(parsed);
     }
 
     /// Resolves every open connection, oldest first: the input has ended.
@@ -356,15 +327,7 @@ impl Tracker {
         let touch = self.clock;
         let mut stale = false;
         if let Some(conn) = self.connections.get_mut(&key) {
-            // A logged-in session may stay quiet for days; only pre-auth
-            // connections go stale.
-            let idle =
-                !conn.succeeded && time.duration_since(conn.last_time) > CONNECTION_IDLE_LIMIT;
-            let other_peer = matches!(
-                (source, &conn.source),
-                (Some(Source::Addr(a)), Some(Source::Addr(b))) if a != b
-            );
-            if !idle && !other_peer {
+            if is_current(conn, time, source) {
                 conn.last_time = conn.last_time.max(time);
                 conn.touch = touch;
                 return;
@@ -417,6 +380,82 @@ impl Tracker {
             let connections = &self.connections;
             self.order.retain(|(k, t)| connections.get(k).is_some_and(|c| c.queued == *t));
         }
+    }
+}
+
+/// Whether `conn` is still the connection a line at `time` from `source`
+/// belongs to: not idle too long before a login (a logged-in session may
+/// stay quiet for days), and not another peer (the PID was reused).
+fn is_current(conn: &Connection, time: Timestamp, source: Option<&Source>) -> bool {
+    let idle = !conn.succeeded && time.duration_since(conn.last_time) > CONNECTION_IDLE_LIMIT;
+    let other_peer = matches!(
+        (source, &conn.source),
+        (Some(Source::Addr(a)), Some(Source::Addr(b))) if a != b
+    );
+    !idle && !other_peer
+}
+
+/// One event applied to its open connection: sources shared both ways,
+/// the pending failure decided or kept, the event emitted or held.
+fn apply(
+    conn: &mut Connection,
+    stats: &mut CorrelateStats,
+    mut parsed: Parsed,
+    closes: bool,
+    out: &mut Vec<Parsed>,
+) {
+    let kind = parsed.event.kind;
+    if kind == Kind::ConnectionClosedPreauth && conn.succeeded {
+        // `Connection closed by <addr> port <n>` without `[preauth]`
+        // also ends sessions: after a login it is a plain disconnect.
+        parsed.event.kind = Kind::Disconnected;
+        parsed.event.outcome = Outcome::Context;
+    }
+
+    match (&parsed.event.source, &conn.source) {
+        (None, Some(known)) => {
+            parsed.event.source = Some(known.clone());
+            stats.source_from_earlier += 1;
+        }
+        (Some(new), None) => {
+            conn.source = Some(new.clone());
+            flush_waiting(stats, conn, out);
+        }
+        _ => {}
+    }
+
+    if let Some(pending) = conn.pending.take() {
+        match pending_fate(&pending.event, &parsed.event, closes, conn.succeeded) {
+            PendingFate::Keep => conn.pending = Some(pending),
+            PendingFate::Absorbed => {
+                stats.pending_absorbed += 1;
+                emit_pending(stats, conn, *pending, Outcome::Context, out);
+            }
+            PendingFate::Succeeded => {
+                stats.pending_then_success += 1;
+                emit_pending(stats, conn, *pending, Outcome::Context, out);
+            }
+            PendingFate::Fails(why) => {
+                count_resolution(stats, why);
+                emit_pending(stats, conn, *pending, Outcome::Failure, out);
+            }
+        }
+    }
+
+    if parsed.event.outcome == Outcome::Success {
+        conn.succeeded = true;
+    }
+    if parsed.event.outcome == Outcome::Pending {
+        conn.pending = Some(Box::new(parsed));
+    } else if parsed.event.source.is_none() && wants_source(&parsed.event) {
+        if conn.waiting.len() < MAX_WAITING_PER_CONNECTION {
+            conn.waiting.push(parsed);
+        } else {
+            stats.source_never_found += 1;
+            out.push(parsed);
+        }
+    } else {
+        out.push(parsed);
     }
 }
 
@@ -479,6 +518,12 @@ fn count_resolution(stats: &mut CorrelateStats, why: PendingResolution) {
         PendingResolution::EndOfInput => &mut stats.pending_end_of_input,
     };
     *counter += 1;
+}
+
+/// Whether a line may open a connection entry: it names the peer (for
+/// later lines), is pending, or needs an address itself.
+fn worth_tracking(event: &AuthEvent) -> bool {
+    event.source.is_some() || event.outcome == Outcome::Pending || wants_source(event)
 }
 
 /// Whether a line without address waits for its connection's: the lines
