@@ -323,8 +323,77 @@ mod tests {
         assert!(format!("{err:#}").contains("evidence"), "{err:#}");
     }
 
+    fn store_with_incident(dir: &Path) -> (Store, IncidentId) {
+        use hikeshi_core::incident::{CampaignKey, Observation};
+        let mut store = Store::open(&store::db_path(dir)).unwrap();
+        let obs = Observation::new(
+            CampaignKey::for_addr("192.0.2.1".parse().unwrap()),
+            "ssh-bruteforce",
+            hikeshi_core::Severity::High,
+            Timestamp::from_second(1_700_000_000).unwrap(),
+            5,
+        );
+        let (id, _) = store.open_or_update_incident(obs).unwrap();
+        (store, id)
+    }
+
+    fn doc(bytes: &[u8]) -> Document {
+        Document {
+            producer: "hikeshi test".into(),
+            bytes: bytes.to_vec(),
+            extension: "json",
+            summary: "test: 1 finding".into(),
+        }
+    }
+
+    #[test]
+    fn a_failure_after_attaching_leaves_no_trace() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, id) = store_with_incident(dir.path());
+        let before = store.get_incident(id).unwrap();
+        let mut target = Target { store, data_dir: dir.path().to_path_buf(), id };
+        let at = Timestamp::from_second(1_700_000_100).unwrap();
+        let err = target
+            .attach_with(&doc(b"{}"), at, &Actor::Automatic, |_, _| {
+                Err::<(), _>(StoreError::BadValue { path: "db".into(), what: "boom".into() })
+            })
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("boom"), "{err:#}");
+        assert_eq!(target.store.get_incident(id).unwrap(), before);
+        // And a normal attachment after it works.
+        let attached = target.attach(&doc(b"{}"), at, &Actor::Automatic).unwrap();
+        assert_eq!(attached.sha256, hex(&Sha256::digest(b"{}")));
+        assert_eq!(attached.storage, Storage::Inline);
+        assert_eq!(target.store.get_incident(id).unwrap().evidence.len(), 1);
+    }
+
+    #[test]
+    fn an_incident_closed_after_the_check_is_refused_in_the_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, id) = store_with_incident(dir.path());
+        let mut target = Target { store, data_dir: dir.path().to_path_buf(), id };
+        let at = Timestamp::from_second(1_700_000_100).unwrap();
+        // Closed by someone else between Target::open and the attachment.
+        let mut other = Store::open(&store::db_path(dir.path())).unwrap();
+        other.set_state(id, State::Closed, at, &Actor::Automatic).unwrap();
+        let before = other.get_incident(id).unwrap();
+        let big = vec![b' '; INLINE_MAX_BYTES + 1];
+        let err = target.attach(&doc(&big), at, &Actor::Automatic).unwrap_err();
+        assert!(format!("{err:#}").contains("is closed"), "{err:#}");
+        assert_eq!(other.get_incident(id).unwrap(), before);
+    }
+
     #[test]
     fn summaries_count_by_severity() {
+        use hikeshi_core::eradicate::{Evidence as Seen, Finding};
+        use hikeshi_core::Severity;
+        let seen = || Seen { file: "/etc/passwd".into(), line: Some(1), text: "x".into() };
+        let f = |s| Finding::new("k", s, "x", "en", "ja", seen());
+        assert_eq!(
+            findings_summary(&[f(Severity::Critical), f(Severity::Low), f(Severity::Low)]),
+            "3 findings (1 critical, 2 low)"
+        );
+        assert_eq!(findings_summary(&[f(Severity::High)]), "1 finding (1 high)");
         assert_eq!(findings_summary(&[]), "0 findings");
         assert_eq!(producer("accounts", &[("root", "/".into())]), "hikeshi accounts --root /");
     }

@@ -14,7 +14,7 @@ use anyhow::{bail, Result};
 use hikeshi_core::incident::{Actor, IncidentId, State, TimelineKind};
 
 use super::Context;
-use crate::evidence::{self, Document, Target};
+use crate::evidence::{Document, Target};
 use crate::verify::VerifyReport;
 
 #[derive(Debug, clap::Args)]
@@ -64,7 +64,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
 fn record(mut target: Target, report: &VerifyReport) -> Result<()> {
     let id = target.id();
     let doc = Document {
-        producer: evidence::producer("verify", &[("host", report.host.clone())]),
+        producer: format!("hikeshi verify on {}", report.host),
         bytes: report.to_canonical_json(),
         extension: "json",
         summary: format!(
