@@ -175,7 +175,10 @@ fn accounts_findings_are_attached_with_the_digest_of_the_json_output() {
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(doc["findings"].as_array().unwrap().iter().any(|f| f["subject"] == "toor"));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains(&format!("attached to incident {id} as evidence: sha256 ")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("attached to incident {id} as evidence: sha256 ")),
+        "{stderr}"
+    );
     let criticals =
         doc["findings"].as_array().unwrap().iter().filter(|f| f["severity"] == "critical").count();
     assert!(criticals > 0, "a second UID 0 account is critical: {doc:#}");

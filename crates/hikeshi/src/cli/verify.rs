@@ -28,12 +28,12 @@ pub struct Args {
     incident: Option<IncidentId>,
 }
 
-/// What recording the results did to the incident's state.
+/// Whether recording the results moved the incident to `recovered`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum StateOutcome {
-    MovedToRecovered { from: State },
-    AlreadyRecovered,
-    NotRecovered { failed: Vec<String> },
+enum Recovery {
+    Moved { from: State },
+    Already,
+    Stays { failed: Vec<String> },
 }
 
 pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
@@ -83,25 +83,25 @@ fn record(mut target: Target, report: &VerifyReport) -> Result<()> {
         if !report.all_passed {
             let failed =
                 report.results.iter().filter(|r| !r.passed).map(|r| r.name.clone()).collect();
-            return Ok(StateOutcome::NotRecovered { failed });
+            return Ok(Recovery::Stays { failed });
         }
         if state == State::Recovered {
-            return Ok(StateOutcome::AlreadyRecovered);
+            return Ok(Recovery::Already);
         }
         batch.set_state(id, State::Recovered, at, &actor)?;
-        Ok(StateOutcome::MovedToRecovered { from: state })
+        Ok(Recovery::Moved { from: state })
     })?;
     let mut err = std::io::stderr().lock();
     writeln!(err, "hikeshi: verify: {}", attached.describe())?;
     let said = match outcome {
-        StateOutcome::MovedToRecovered { from } => format!(
+        Recovery::Moved { from } => format!(
             "every check passed: incident {id} moved from {from} to recovered ({})",
             State::Recovered.nist_phase()
         ),
-        StateOutcome::AlreadyRecovered => {
+        Recovery::Already => {
             format!("every check passed: incident {id} was already recovered")
         }
-        StateOutcome::NotRecovered { failed } => format!(
+        Recovery::Stays { failed } => format!(
             "incident {id} stays where it is, not recovered: {} check(s) failed: {}",
             failed.len(),
             failed.join(", ")
