@@ -72,7 +72,8 @@ pub const DEFAULT_MAX_RECORD_BYTES: usize = 64 * 1024;
 
 /// The fields asked of journalctl (`__CURSOR` and `__REALTIME_TIMESTAMP`
 /// always come): less JSON to read and decode per record.
-const OUTPUT_FIELDS: &str = "MESSAGE,_HOSTNAME,SYSLOG_IDENTIFIER,_COMM,_PID,SYSLOG_PID,_EXE,_SYSTEMD_UNIT";
+const OUTPUT_FIELDS: &str =
+    "MESSAGE,_HOSTNAME,SYSLOG_IDENTIFIER,_COMM,_PID,SYSLOG_PID,_EXE,_SYSTEMD_UNIT";
 
 /// First and longest wait before journalctl is restarted.
 const RESTART_DELAY_MIN: Duration = Duration::from_millis(250);
@@ -405,7 +406,9 @@ pub enum Decoded {
     Sshd(JournalRecord),
     /// A record the trusted fields do not attribute to sshd (its cursor,
     /// so that reading can go on after it).
-    NotSshd { cursor: Option<String> },
+    NotSshd {
+        cursor: Option<String>,
+    },
 }
 
 /// Decodes one line of `journalctl -o json` and applies `filter`.
@@ -619,9 +622,8 @@ impl JournalSource {
     /// journalctl runs and the journal is readable.
     pub fn probe(&self, lines: u64) -> Result<(Vec<Incoming>, OnceSummary), JournalError> {
         let mut found = Vec::new();
-        let summary = self.read_once_with(self.args(false, None, Some(lines)), &mut |item| {
-            found.push(item)
-        })?;
+        let summary =
+            self.read_once_with(self.args(false, None, Some(lines)), &mut |item| found.push(item))?;
         Ok((found, summary))
     }
 
@@ -1150,8 +1152,13 @@ mod tests {
         let args = TrustFilter::new(&config).match_args();
         assert_eq!(
             args,
-            ["_SYSTEMD_UNIT=ssh.service", "+", "_EXE=/usr/sbin/sshd", "_EXE=/usr/lib/openssh/sshd-session"]
-                .map(OsString::from)
+            [
+                "_SYSTEMD_UNIT=ssh.service",
+                "+",
+                "_EXE=/usr/sbin/sshd",
+                "_EXE=/usr/lib/openssh/sshd-session"
+            ]
+            .map(OsString::from)
         );
         let only_exe = JournalConfig { units: vec![], ..config };
         assert!(!TrustFilter::new(&only_exe).match_args().contains(&OsString::from("+")));
@@ -1185,8 +1192,9 @@ mod tests {
         assert!(args.contains(&"--after-cursor=s=1".into()));
         assert!(!args.contains(&"--lines=0".into()));
         let dashdash = args.iter().position(|a| a == "--").unwrap();
-        assert!(args[dashdash + 1..].iter().all(|a| a.to_string_lossy().starts_with('_')
-            || a == "+"));
+        assert!(args[dashdash + 1..]
+            .iter()
+            .all(|a| a.to_string_lossy().starts_with('_') || a == "+"));
     }
 
     #[test]
@@ -1214,11 +1222,9 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let config = crate::config::Config::from_toml(&text, &path).unwrap();
         assert_eq!(config.watch.journal, JournalConfig::default());
-        let err = crate::config::Config::from_toml(
-            "[watch.journal]\nunit = []\n",
-            Path::new("x.toml"),
-        )
-        .unwrap_err();
+        let err =
+            crate::config::Config::from_toml("[watch.journal]\nunit = []\n", Path::new("x.toml"))
+                .unwrap_err();
         assert!(err.to_string().contains("unit"), "{err}");
     }
 }
