@@ -334,6 +334,10 @@ fn resuming_from_a_saved_cursor_yields_only_later_records() {
     assert_eq!(messages(&rest), messages(&all[3..]));
     let summary = source.read_once(Some(&cursor_of(&all[5])), |_| panic!("nothing after the end"));
     assert_eq!(summary.unwrap().records, 0);
+    // `doctor`'s probe: the newest sshd records, newest last.
+    let (newest, _) = source.probe(2).unwrap();
+    assert_eq!(messages(&newest), messages(&all[4..]));
+    assert_eq!(source.tail_cursor().unwrap(), Some(cursor_of(&all[5])));
 }
 
 #[test]
@@ -415,27 +419,13 @@ fn expected(from: u64, count: u64) -> Vec<String> {
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// Waits until the running journalctl watches its journal (it holds an
-/// inotify descriptor). journalctl opens it before seeking to the end, and
-/// learns of new files only through it, so a file written afterwards is
-/// followed: without a cursor, this is the moment following begins.
-fn wait_until_watching(handle: &JournalHandle) {
+/// Waits until `handle` runs a journalctl.
+fn wait_for_child(handle: &JournalHandle) {
     let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        if let Some(pid) = handle.child_pid() {
-            let watching = std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
-                fds.filter_map(Result::ok).any(|fd| {
-                    std::fs::read_link(fd.path())
-                        .is_ok_and(|target| target.to_string_lossy().contains("inotify"))
-                })
-            });
-            if watching {
-                return;
-            }
-        }
+    while handle.child_pid().is_none() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    panic!("journalctl never started watching");
+    assert!(handle.child_pid().is_some(), "journalctl was not started again");
 }
 
 #[test]
@@ -444,13 +434,14 @@ fn follow_a_directory_sees_records_in_new_files() {
     write_journal(&env.journal_file("a.journal"), &batch(0, 3));
     let source = env.dir_source();
     let (tx, rx) = mpsc::sync_channel(16);
-    // No cursor: following starts at the end; the first batch is history.
+    // No cursor: following starts after the newest entry at the time of
+    // the call; the first batch is history. A file written right after
+    // (before journalctl has even started, maybe) is followed.
     let handle = source.spawn(None, tx).unwrap();
-    wait_until_watching(&handle);
-    assert!(rx.recv_timeout(Duration::from_millis(300)).is_err(), "history is not followed");
     write_journal(&env.journal_file("b.journal"), &batch(10, 2));
     let got = receive(&rx, 2, WAIT);
     assert_eq!(messages(&got), expected(10, 2));
+    assert_eq!(handle.last_cursor(), Some(cursor_of(&got[1])));
     // Appending to an existing file is seen too.
     write_journal(&env.journal_file("a.journal"), &batch(20, 1));
     assert_eq!(messages(&receive(&rx, 1, WAIT)), expected(20, 1));
@@ -515,6 +506,19 @@ fn stop_is_prompt_while_blocked_on_a_full_channel() {
 }
 
 #[test]
+fn following_an_empty_journal_starts_at_its_beginning() {
+    let env = Env::new();
+    // No journal file yet: journalctl sees an empty journal.
+    let source = env.dir_source();
+    assert_eq!(source.tail_cursor().unwrap(), None);
+    let (tx, rx) = mpsc::sync_channel(16);
+    let handle = source.spawn(None, tx).unwrap();
+    write_journal(&env.journal_file("a.journal"), &batch(0, 2));
+    assert_eq!(messages(&receive(&rx, 2, WAIT)), expected(0, 2));
+    handle.stop();
+}
+
+#[test]
 fn a_refused_cursor_while_following_falls_back_to_the_end() {
     let env = Env::new();
     write_journal(&env.journal_file("a.journal"), &batch(0, 2));
@@ -527,10 +531,10 @@ fn a_refused_cursor_while_following_falls_back_to_the_end() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(stats.errors.load(Ordering::Relaxed) >= 1);
-    wait_until_watching(&handle);
-    assert!(rx.recv_timeout(Duration::from_millis(300)).is_err(), "history is not followed");
+    // Once the new journalctl exists it starts after the then newest entry.
+    wait_for_child(&handle);
     write_journal(&env.journal_file("b.journal"), &batch(10, 1));
-    assert_eq!(messages(&receive(&rx, 1, WAIT)), expected(10, 1));
-    assert!(handle.last_cursor().is_some());
+    assert_eq!(messages(&receive(&rx, 1, WAIT)), expected(10, 1), "no history, only new");
+    assert_ne!(handle.last_cursor().as_deref(), Some("garbage"));
     handle.stop();
 }

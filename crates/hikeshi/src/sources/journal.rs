@@ -450,6 +450,19 @@ pub fn decode_record(json: &[u8], filter: &TrustFilter) -> Result<Decoded, Recor
     Ok(Decoded::Sshd(JournalRecord { time, host, process, pid, message, cursor }))
 }
 
+/// Where journalctl starts reading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// The oldest entry.
+    Beginning,
+    /// Just after the entry with this cursor.
+    AfterCursor(String),
+    /// The last N entries (`doctor`).
+    Last(u64),
+    /// After the newest entry (`--lines=0`).
+    End,
+}
+
 /// Counters beyond [`SourceStats`], for `hikeshi status` and `doctor`.
 #[derive(Debug, Default)]
 pub struct JournalStats {
@@ -520,15 +533,29 @@ impl JournalSource {
         &self.journal_stats
     }
 
-    /// journalctl's arguments. `follow`: `-f`, and without a cursor start
-    /// at the end (`--lines=0`; history is `scan`'s job). `lines`: limit a
-    /// one-shot read to the last N entries (`doctor`).
-    pub fn args(
-        &self,
-        follow: bool,
-        after_cursor: Option<&str>,
-        lines: Option<u64>,
-    ) -> Vec<OsString> {
+    /// journalctl's arguments: JSON output of the fields read, the
+    /// configured journal, `--follow` if `follow`, where to start, and the
+    /// trusted-field matches (after `--`, so no configured value is ever
+    /// read as an option).
+    pub fn args(&self, follow: bool, start: &Start) -> Vec<OsString> {
+        let mut args = self.base_args();
+        if follow {
+            args.push("--follow".into());
+        }
+        match start {
+            Start::AfterCursor(cursor) => args.push(format!("--after-cursor={cursor}").into()),
+            Start::Last(n) => args.push(format!("--lines={n}").into()),
+            // `--follow` alone would show the last 10 entries first.
+            Start::Beginning if follow => args.push("--lines=all".into()),
+            Start::Beginning => {}
+            Start::End => args.push("--lines=0".into()),
+        }
+        args.push("--".into());
+        args.extend(self.filter.match_args());
+        args
+    }
+
+    fn base_args(&self) -> Vec<OsString> {
         let mut args: Vec<OsString> = vec![
             "--output=json".into(),
             "--no-pager".into(),
@@ -545,19 +572,38 @@ impl JournalSource {
             arg.push(dir);
             args.push(arg);
         }
-        if follow {
-            args.push("--follow".into());
-        }
-        match (after_cursor, lines) {
-            (Some(cursor), _) => args.push(format!("--after-cursor={cursor}").into()),
-            (None, Some(n)) => args.push(format!("--lines={n}").into()),
-            (None, None) if follow => args.push("--lines=0".into()),
-            (None, None) => {}
-        }
-        // After `--`, nothing a configured value holds is read as an option.
-        args.push("--".into());
-        args.extend(self.filter.match_args());
         args
+    }
+
+    /// The cursor of the journal's newest entry, whoever wrote it (`None`
+    /// for an empty journal). Following from it rather than with
+    /// `--lines=0` makes "from now on" exact: nothing written after this
+    /// call is missed however long journalctl takes to start.
+    pub fn tail_cursor(&self) -> Result<Option<String>, JournalError> {
+        let mut args = self.base_args();
+        // The smallest output: `__CURSOR` always comes with it.
+        args.retain(|a| !a.to_string_lossy().starts_with("--output-fields="));
+        args.extend(["--output-fields=_PID".into(), "--lines=1".into()]);
+        let output = exec::run(&self.config.journalctl, &args).map_err(|e| match e {
+            ExecError::Failed { program, status, stderr, .. } => {
+                JournalError::Failed { program, status, stderr }
+            }
+            other => JournalError::Exec(other),
+        })?;
+        let Some(line) = output.stdout.split(|&b| b == b'\n').find(|l| !l.is_empty()) else {
+            return Ok(None);
+        };
+        let value: Value = serde_json::from_slice(line).map_err(|e| JournalError::Read {
+            program: self.config.journalctl.clone(),
+            source: io::Error::new(io::ErrorKind::InvalidData, e),
+        })?;
+        match value.get("__CURSOR") {
+            Some(Value::String(c)) if valid_cursor(c) => Ok(Some(c.clone())),
+            _ => Err(JournalError::Read {
+                program: self.config.journalctl.clone(),
+                source: io::Error::new(io::ErrorKind::InvalidData, "newest entry has no cursor"),
+            }),
+        }
     }
 
     fn start(&self, args: &[OsString]) -> Result<Child, JournalError> {
@@ -615,15 +661,16 @@ impl JournalSource {
         after_cursor: Option<&str>,
         mut sink: impl FnMut(Incoming),
     ) -> Result<OnceSummary, JournalError> {
-        self.read_once_with(self.args(false, after_cursor, None), &mut sink)
+        let start = after_cursor.map_or(Start::Beginning, |c| Start::AfterCursor(c.to_string()));
+        self.read_once_with(self.args(false, &start), &mut sink)
     }
 
     /// The last `lines` sshd records (newest last), for `doctor`: proves
     /// journalctl runs and the journal is readable.
     pub fn probe(&self, lines: u64) -> Result<(Vec<Incoming>, OnceSummary), JournalError> {
         let mut found = Vec::new();
-        let summary =
-            self.read_once_with(self.args(false, None, Some(lines)), &mut |item| found.push(item))?;
+        let summary = self
+            .read_once_with(self.args(false, &Start::Last(lines)), &mut |item| found.push(item))?;
         Ok((found, summary))
     }
 
@@ -668,8 +715,9 @@ impl JournalSource {
     }
 
     /// Follows the journal on a new thread, from just after `after_cursor`
-    /// (the daemon's saved cursor) or else from its end, sending sshd
-    /// records into `tx`. Fails at once if journalctl cannot be started;
+    /// (the daemon's saved cursor) or else from its current end (see
+    /// [`JournalSource::tail_cursor`]; history is `scan`'s job), sending
+    /// sshd records into `tx`. Fails at once if journalctl cannot be run;
     /// later exits are logged, counted in `errors` and `restarts`, and
     /// journalctl is started again from the last record it delivered.
     pub fn spawn(
@@ -677,7 +725,12 @@ impl JournalSource {
         after_cursor: Option<String>,
         tx: SyncSender<Incoming>,
     ) -> Result<JournalHandle, JournalError> {
-        let child = self.start(&self.args(true, after_cursor.as_deref(), None))?;
+        let after_cursor = match after_cursor {
+            Some(cursor) => Some(cursor),
+            None => self.tail_cursor()?,
+        };
+        let start = after_cursor.clone().map_or(Start::Beginning, Start::AfterCursor);
+        let child = self.start(&self.args(true, &start))?;
         let current: Arc<Mutex<Option<Child>>> = Arc::new(Mutex::new(None));
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let stopping = Arc::new(AtomicBool::new(false));
@@ -689,6 +742,7 @@ impl JournalSource {
             stopping: Arc::clone(&stopping),
             last_cursor: Arc::clone(&last_cursor),
             tx,
+            without_cursor: Start::Beginning,
         };
         let thread = std::thread::Builder::new()
             .name("hikeshi-journal".into())
@@ -765,10 +819,14 @@ struct Follower {
     stopping: Arc<AtomicBool>,
     last_cursor: Arc<Mutex<Option<String>>>,
     tx: SyncSender<Incoming>,
+    /// Where a restart starts when there is no cursor: the beginning (the
+    /// journal was empty when following began: all of it is new), or the
+    /// end after a refused cursor whose place cannot be found.
+    without_cursor: Start,
 }
 
 impl Follower {
-    fn run(self, first: Child) {
+    fn run(mut self, first: Child) {
         let mut delay = RESTART_DELAY_MIN;
         let mut child = Some(first);
         loop {
@@ -802,16 +860,16 @@ impl Follower {
                 Some(Err(e)) => e.to_string(),
                 None => "unknown status".into(),
             };
-            let mut cursor = self.cursor();
             // A cursor journalctl refuses (a damaged cursor file) would
             // fail every restart: drop it and follow from the end.
-            if delivered == 0 && cursor.is_some() && stderr.contains("cursor") {
+            if delivered == 0 && self.cursor().is_some() && stderr.contains("cursor") {
                 tracing::error!(
                     "{}: journalctl refused the saved cursor ({stderr}); following from the end",
                     self.source.name
                 );
-                cursor = None;
-                *self.last_cursor.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                let tail = self.source.tail_cursor();
+                self.without_cursor = if tail.is_ok() { Start::Beginning } else { Start::End };
+                *self.last_cursor.lock().unwrap_or_else(|e| e.into_inner()) = tail.ok().flatten();
             } else {
                 tracing::error!(
                     "{}: `{}` exited ({status}): {stderr}; restarting in {delay:?}",
@@ -828,8 +886,7 @@ impl Follower {
             }
             delay = (delay * 2).min(RESTART_DELAY_MAX);
             // A stop between the wait and here is seen by the next start.
-            let args = self.source.args(true, cursor.as_deref(), None);
-            match self.source.start(&args) {
+            match self.source.start(&self.restart_args()) {
                 Ok(c) => {
                     SourceStats::add(&self.source.journal_stats.restarts);
                     child = Some(c);
@@ -856,8 +913,7 @@ impl Follower {
                 Ok(()) | Err(RecvTimeoutError::Disconnected) => return None,
             }
             *delay = (*delay * 2).min(RESTART_DELAY_MAX);
-            let args = self.source.args(true, self.cursor().as_deref(), None);
-            match self.source.start(&args) {
+            match self.source.start(&self.restart_args()) {
                 Ok(c) => return Some(c),
                 Err(e) => {
                     SourceStats::add(&self.source.stats.errors);
@@ -865,6 +921,11 @@ impl Follower {
                 }
             }
         }
+    }
+
+    fn restart_args(&self) -> Vec<OsString> {
+        let start = self.cursor().map_or_else(|| self.without_cursor.clone(), Start::AfterCursor);
+        self.source.args(true, &start)
     }
 
     fn cursor(&self) -> Option<String> {
@@ -1184,13 +1245,19 @@ mod tests {
     }
 
     #[test]
-    fn follow_without_cursor_starts_at_the_end() {
+    fn start_positions() {
         let source = JournalSource::new(&JournalConfig::default(), SourceStats::new()).unwrap();
-        let args = source.args(true, None, None);
+        let args = source.args(true, &Start::End);
         assert!(args.contains(&"--lines=0".into()) && args.contains(&"--follow".into()));
-        let args = source.args(true, Some("s=1"), None);
+        let args = source.args(true, &Start::Beginning);
+        assert!(args.contains(&"--lines=all".into()));
+        assert!(!source
+            .args(false, &Start::Beginning)
+            .iter()
+            .any(|a| a.to_string_lossy().starts_with("--lines")));
+        let args = source.args(true, &Start::AfterCursor("s=1".into()));
         assert!(args.contains(&"--after-cursor=s=1".into()));
-        assert!(!args.contains(&"--lines=0".into()));
+        assert!(!args.iter().any(|a| a.to_string_lossy().starts_with("--lines")));
         let dashdash = args.iter().position(|a| a == "--").unwrap();
         assert!(args[dashdash + 1..]
             .iter()
