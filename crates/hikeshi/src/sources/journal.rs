@@ -205,6 +205,7 @@ impl JournalConfig {
 /// What can go wrong reading the journal.
 #[derive(Debug, Error)]
 pub enum JournalError {
+    /// A configuration value that cannot work (the message names it).
     #[error("{0}")]
     Config(String),
     /// journalctl could not be started (missing, not executable).
@@ -228,10 +229,14 @@ pub enum JournalError {
 /// Why one line of journalctl's output was not a record.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum RecordError {
+    /// Not JSON, or not an object.
     #[error("not a JSON object: {0}")]
     Json(String),
+    /// A field the record needs is absent (or `null`).
     #[error("field {0} is missing")]
     Missing(&'static str),
+    /// A field is neither a string nor bytes, or repeated where it must
+    /// not be.
     #[error("field {0} has an unexpected form")]
     BadField(&'static str),
 }
@@ -241,6 +246,7 @@ pub enum RecordError {
 pub enum FieldValue {
     /// Absent, or `null` (journalctl's "too large to show").
     Missing,
+    /// Exactly one value.
     One(Vec<u8>),
     /// The field was given more than once in the record.
     Many(Vec<Vec<u8>>),
@@ -294,11 +300,14 @@ pub struct TrustFilter {
 /// The trusted fields of one record.
 #[derive(Debug, Clone, Copy)]
 pub struct TrustedFields<'a> {
+    /// `_EXE`.
     pub exe: &'a FieldValue,
+    /// `_SYSTEMD_UNIT`.
     pub unit: &'a FieldValue,
 }
 
 impl TrustFilter {
+    /// The filter of `config`'s units and executables.
     pub fn new(config: &JournalConfig) -> Self {
         TrustFilter {
             units: config.units.iter().map(|u| u.as_bytes().to_vec()).collect(),
@@ -355,6 +364,7 @@ pub struct JournalRecord {
     pub process: Vec<u8>,
     /// `_PID` (set by journald), else `SYSLOG_PID`.
     pub pid: Option<u32>,
+    /// `MESSAGE`, as bytes (it need not be UTF-8).
     pub message: Vec<u8>,
     /// `__CURSOR`: where to resume after this record.
     pub cursor: Option<String>,
@@ -372,6 +382,7 @@ impl JournalRecord {
         }
     }
 
+    /// The record as a live source hands it to the daemon.
     pub fn into_payload(self) -> Payload {
         Payload::Record {
             time: self.time,
@@ -403,12 +414,11 @@ pub fn parse_record_of(payload: &Payload) -> Option<hikeshi_core::parse::Record<
 /// What one line of journalctl's output turned out to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decoded {
+    /// A record of sshd's.
     Sshd(JournalRecord),
     /// A record the trusted fields do not attribute to sshd (its cursor,
     /// so that reading can go on after it).
-    NotSshd {
-        cursor: Option<String>,
-    },
+    NotSshd { cursor: Option<String> },
 }
 
 /// Decodes one line of `journalctl -o json` and applies `filter`.
@@ -482,8 +492,11 @@ pub struct JournalStats {
 pub struct OnceSummary {
     /// sshd records handed to the sink.
     pub records: u64,
+    /// Records refused by the trusted-field check.
     pub not_sshd: u64,
+    /// Lines that were not a record we understand.
     pub malformed: u64,
+    /// Records over `max_record_bytes`.
     pub oversized: u64,
     /// The cursor of the last record read (sshd's or not): resume here.
     pub last_cursor: Option<String>,
@@ -521,14 +534,17 @@ impl JournalSource {
         })
     }
 
+    /// The name carried by every [`Incoming`] of this source.
     pub fn name(&self) -> &Arc<str> {
         &self.name
     }
 
+    /// The shared counters (`lines` counts sshd records delivered).
     pub fn stats(&self) -> &Arc<SourceStats> {
         &self.stats
     }
 
+    /// The journal's own counters.
     pub fn journal_stats(&self) -> &Arc<JournalStats> {
         &self.journal_stats
     }
@@ -1068,6 +1084,7 @@ impl JournalCursorStore {
         JournalCursorStore { path: path.into() }
     }
 
+    /// The cursor file.
     pub fn path(&self) -> &Path {
         &self.path
     }
