@@ -14,6 +14,8 @@ pub mod exec;
 pub mod fim;
 pub mod host;
 pub mod notify;
+pub mod pipeline;
+pub mod respond;
 pub mod sources;
 pub mod store;
 pub mod verify;
