@@ -232,6 +232,114 @@ pub fn controls_for_evidence(file: &str) -> &'static [&'static str] {
     EvidenceOrigin::of_file(file).controls()
 }
 
+/// One recorded item that supports some controls (a timeline row, a
+/// ban, an alert, a group of evidence lines).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EvidenceEntry {
+    pub incident: i64,
+    /// When it happened; `None` for a group of evidence lines.
+    pub at: Option<jiff::Timestamp>,
+    /// Where it is recorded: `timeline`, `bans`, `alert_outbox`, `evidence`.
+    pub source: String,
+    /// The timeline kind, or `ban`, `alert`, `evidence`.
+    pub kind: String,
+    /// What it says (may be attacker-chosen: escape before printing).
+    pub detail: String,
+    pub controls: Vec<&'static str>,
+}
+
+/// The evidence for one control.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ControlReport<'a> {
+    pub number: &'static str,
+    pub title: &'static str,
+    pub hikeshi_records: &'static str,
+    pub entries: Vec<&'a EvidenceEntry>,
+}
+
+/// Groups `entries` by control, every catalogued control listed (a control
+/// with no entry shows that nothing supports it yet).
+pub fn by_control(entries: &[EvidenceEntry]) -> Vec<ControlReport<'_>> {
+    CATALOGUE
+        .iter()
+        .map(|c| ControlReport {
+            number: c.number,
+            title: c.title,
+            hikeshi_records: c.hikeshi_records,
+            entries: entries.iter().filter(|e| e.controls.contains(&c.number)).collect(),
+        })
+        .collect()
+}
+
+/// The ISMS evidence as JSON: the controls with their entries, and the
+/// runbook corrections.
+pub fn render_json(entries: &[EvidenceEntry]) -> String {
+    #[derive(Serialize)]
+    struct Out<'a> {
+        standard: &'static str,
+        controls: Vec<ControlReport<'a>>,
+        runbook_corrections: &'static [RunbookCorrection],
+    }
+    let out = Out {
+        standard: "ISO/IEC 27001:2022 Annex A",
+        controls: by_control(entries),
+        runbook_corrections: RUNBOOK_CORRECTIONS,
+    };
+    let mut text = serde_json::to_string_pretty(&out).expect("serialisable");
+    text.push('\n');
+    crate::report::escape_json_text(&text)
+}
+
+/// The ISMS evidence as Markdown, `escape` applied to every recorded text.
+pub fn render_markdown(entries: &[EvidenceEntry], escape: &dyn Fn(&str) -> String) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let _ = writeln!(o, "# ISMS evidence (ISO/IEC 27001:2022 Annex A)\n");
+    for c in by_control(entries) {
+        let _ = writeln!(o, "## A.{} {}\n", c.number, c.title);
+        let _ = writeln!(o, "hikeshi records: {}\n", c.hikeshi_records);
+        if c.entries.is_empty() {
+            let _ = writeln!(o, "No recorded evidence yet.\n");
+            continue;
+        }
+        let _ = writeln!(o, "| Incident | Time | Source | Event | Detail |\n|---|---|---|---|---|");
+        for e in &c.entries {
+            let at = e.at.map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string());
+            let _ = writeln!(
+                o,
+                "| #{} | {} | {} | {} | {} |",
+                e.incident,
+                at.as_deref().unwrap_or("-"),
+                e.source,
+                escape(&e.kind),
+                escape(&e.detail)
+            );
+        }
+        let _ = writeln!(o);
+    }
+    let _ = writeln!(o, "## Runbook control numbers corrected for the 2022 standard\n");
+    let _ = writeln!(
+        o,
+        "| Runbook cites | Meant | That number in 2022 | Control used |\n|---|---|---|---|"
+    );
+    for r in RUNBOOK_CORRECTIONS {
+        let used: Vec<String> = r
+            .correct_controls
+            .iter()
+            .map(|n| format!("A.{n} {}", control(n).map(|c| c.title).unwrap_or("?")))
+            .collect();
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} |",
+            r.runbook_cites,
+            r.runbook_meaning,
+            r.title_in_2022,
+            used.join("; ")
+        );
+    }
+    o
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,5 +400,28 @@ mod tests {
         assert_eq!(controls_for_evidence("hikeshi accounts"), ["5.28", "8.5"]);
         assert_eq!(controls_for_timeline(TimelineKind::Banned), ["5.26", "8.20"]);
         assert_eq!(controls_for_timeline(TimelineKind::AlertSent), ["6.8"]);
+    }
+
+    #[test]
+    fn entries_are_listed_under_each_control_they_support() {
+        let ban = EvidenceEntry {
+            incident: 2,
+            at: None,
+            source: "bans".into(),
+            kind: "ban".into(),
+            detail: "203.0.113.5 <b>".into(),
+            controls: vec!["5.26", "8.20"],
+        };
+        let entries = [ban];
+        let grouped = by_control(&entries);
+        let with: Vec<&str> =
+            grouped.iter().filter(|c| !c.entries.is_empty()).map(|c| c.number).collect();
+        assert_eq!(with, ["5.26", "8.20"]);
+        let md = render_markdown(&entries, &|s| s.replace('<', "&lt;"));
+        assert!(md.contains("## A.8.20 Networks security"));
+        assert!(md.contains("203.0.113.5 &lt;b>"));
+        assert!(md.contains("| A.8.23 | vulnerability management | Web filtering | A.8.8 Management of technical vulnerabilities |"));
+        let js = render_json(&entries);
+        assert!(js.contains("\"runbook_cites\": \"A.5.29\""));
     }
 }

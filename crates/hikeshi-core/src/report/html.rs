@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use super::text::{label, push_visible_escape, Lang};
+use super::text::{kept_of, label, push_visible_escape, Lang};
 use super::{fmt_duration, fmt_time, Line, Report};
 
 /// Escapes `s` for HTML text and attribute values.
@@ -156,11 +156,8 @@ pub fn html(r: &Report, lang: Lang) -> String {
     let _ = writeln!(o, "<h2>{}</h2>", l("evidence"));
     let _ = writeln!(
         o,
-        "<p>{} {} {}{}. {}: <code>{}</code></p>\n<table>",
-        r.evidence.len(),
-        l("evidence_kept"),
-        r.evidence_lines_total,
-        if lang == Lang::Ja { "）" } else { "" },
+        "<p>{}. {}: <code>{}</code></p>\n<table>",
+        esc(&kept_of(r.evidence.len(), r.evidence_lines_total, lang)),
         l("evidence_digest"),
         esc(&r.evidence_digest)
     );

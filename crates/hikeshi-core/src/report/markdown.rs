@@ -4,11 +4,11 @@
 
 use std::fmt::Write as _;
 
-use super::text::{label, push_visible_escape, Lang};
+use super::text::{kept_of, label, push_visible_escape, Lang};
 use super::{fmt_duration, fmt_time, Line, Report};
 
 /// Escapes `s` for Markdown text, table cells included.
-pub(super) fn esc(s: &str) -> String {
+pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
         match c {
@@ -115,11 +115,8 @@ pub fn markdown(r: &Report, lang: Lang) -> String {
     let _ = writeln!(o, "\n## {}\n", l("evidence"));
     let _ = writeln!(
         o,
-        "{} {} {}{}. {}: `{}`\n",
-        r.evidence.len(),
-        l("evidence_kept"),
-        r.evidence_lines_total,
-        if lang == Lang::Ja { "）" } else { "" },
+        "{}. {}: `{}`\n",
+        esc(&kept_of(r.evidence.len(), r.evidence_lines_total, lang)),
         l("evidence_digest"),
         r.evidence_digest
     );

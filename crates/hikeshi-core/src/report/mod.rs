@@ -29,8 +29,8 @@ mod text;
 
 pub use html::html;
 pub use lessons::{Lessons, ThresholdAdvice};
-pub use markdown::markdown;
-pub use text::{json, Lang};
+pub use markdown::{esc as markdown_escape, markdown};
+pub use text::{escape_json_text, json, Lang};
 
 /// The recorded facts about one incident, as the store holds them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -512,14 +512,19 @@ fn template_fields(input: &ReportInput) -> TemplateFields {
             )
         }
     };
-    let hosts = if inc.hosts.is_empty() { "-".to_string() } else { inc.hosts.join(", ") };
+    let hosts = if inc.hosts.is_empty() {
+        Text::new("a host not recorded", "（ホスト未記録）")
+    } else {
+        Text::new(inc.hosts.join(", "), inc.hosts.join(", "))
+    };
     let summary = Some(Line::Generated(Text::new(
         format!(
-            "SSH brute force: {} failed login attempt(s) from {} {} against {hosts}, {} to {}; {}. \
-             Severity {}, state {}.",
+            "Unauthorized SSH login attempts: {} failed attempt(s) from {} {} against {}, {} to \
+             {}; {}. Severity {}, state {}.",
             inc.attempts,
             inc.subject_kind,
             inc.subject,
+            hosts.en,
             fmt_time(inc.first_seen),
             fmt_time(inc.last_seen),
             users.en,
@@ -527,10 +532,11 @@ fn template_fields(input: &ReportInput) -> TemplateFields {
             inc.state
         ),
         format!(
-            "SSH 不正ログイン試行: {} {} から {hosts} へ {} 回の失敗ログイン（{} 〜 {}）。{}。\
+            "SSH 不正ログイン試行: {} {} から {} へ {} 回の失敗ログイン（{} 〜 {}）。{}。\
              深刻度 {}、状態 {}。",
             inc.subject_kind,
             inc.subject,
+            hosts.ja,
             inc.attempts,
             fmt_time(inc.first_seen),
             fmt_time(inc.last_seen),

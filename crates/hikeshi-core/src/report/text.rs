@@ -53,7 +53,6 @@ const LABELS: &[(&str, &str, &str)] = &[
     ("detail", "Detail", "詳細"),
     ("controls", "ISO/IEC 27001:2022", "ISO/IEC 27001:2022"),
     ("evidence", "Evidence", "証拠"),
-    ("evidence_kept", "lines kept of", "行を保全（全体"),
     ("evidence_digest", "Chained SHA-256 of all lines", "全行の連鎖 SHA-256"),
     ("file", "File", "ファイル"),
     ("offset", "Offset", "オフセット"),
@@ -96,6 +95,16 @@ pub(super) fn label(key: &str, lang: Lang) -> String {
         .find(|(k, _, _)| *k == key)
         .unwrap_or_else(|| panic!("report label {key:?} is missing from LABELS"));
     pick(en, ja, lang, " / ")
+}
+
+/// "7 of 9 lines kept" in `lang`.
+pub(super) fn kept_of(kept: usize, total: u64, lang: Lang) -> String {
+    pick(
+        &format!("{kept} of {total} line(s) kept"),
+        &format!("全 {total} 行中 {kept} 行を保全"),
+        lang,
+        " / ",
+    )
 }
 
 /// `en`, `ja`, or both joined by `sep`.
@@ -155,18 +164,23 @@ pub fn json(report: &Report, lang: Lang) -> String {
             Lang::Both => "both",
         }));
     }
-    let text = serde_json::to_string_pretty(&value).expect("a JSON value serialises");
-    let mut safe = String::with_capacity(text.len() + 1);
+    let mut text = serde_json::to_string_pretty(&value).expect("a JSON value serialises");
+    text.push('\n');
+    escape_json_text(&text)
+}
+
+/// Escapes, in serialised JSON, the characters serde_json leaves raw that
+/// a terminal might act on (DEL, C1 controls, invisible formatting). They
+/// can only occur inside strings, where `\uXXXX` means the same character.
+pub fn escape_json_text(text: &str) -> String {
+    let mut safe = String::with_capacity(text.len());
     for c in text.chars() {
-        // serde_json escapes C0 controls; the rest can only be inside
-        // strings, where `\uXXXX` means the same character.
         if c == '\u{7f}' || ('\u{80}'..='\u{9f}').contains(&c) || is_invisible_format(c) {
             let _ = write!(safe, "\\u{:04x}", c as u32);
         } else {
             safe.push(c);
         }
     }
-    safe.push('\n');
     safe
 }
 
