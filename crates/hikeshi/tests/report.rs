@@ -119,8 +119,8 @@ fn seed_full(data: &Path) -> IncidentId {
     let alice = Actor::person("alice").unwrap();
     let bob = Actor::person("bob").unwrap();
     let timeline = [
-        ("2026-11-01T10:40:00Z", &alice, TimelineKind::Assigned, "alice as Incident Manager"),
-        ("2026-11-01T10:40:30Z", &alice, TimelineKind::Assigned, "bob as Security Analyst"),
+        ("2026-11-01T10:40:00Z", &alice, TimelineKind::Assigned, "Incident Manager: alice"),
+        ("2026-11-01T10:40:30Z", &alice, TimelineKind::Assigned, "Security Analyst: bob"),
         ("2026-11-01T10:52:00Z", &bob, TimelineKind::Note, "admin exists on server1 and had a password login; no success from 203.0.113.5 in auth.log"),
         ("2026-11-01T13:00:00Z", &bob, TimelineKind::RootCause, "Password authentication open to the Internet; weak password on admin"),
         ("2026-11-01T13:05:00Z", &alice, TimelineKind::PreventiveMeasure, "Keys only: PasswordAuthentication no, KbdInteractiveAuthentication no"),

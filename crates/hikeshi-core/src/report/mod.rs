@@ -255,12 +255,15 @@ pub fn state_changed_to(detail: &str) -> Option<State> {
         .and_then(|w| w.parse().ok())
 }
 
-/// Parses an `assigned` entry's detail into (person, role). Accepts
-/// `NAME as ROLE`, `NAME (ROLE)` and `NAME: ROLE`; otherwise the whole
-/// detail is the person and the role is not recorded.
+/// Parses an `assigned` entry's detail into (person, role). The lifecycle
+/// commands write `ROLE: PERSON` (`Incident Manager: alice`); `PERSON as
+/// ROLE` and `PERSON (ROLE)` are read too; otherwise the whole detail is
+/// the person and the role is not recorded.
 pub fn parse_assignment(detail: &str) -> (String, Option<String>) {
     let detail = detail.trim();
-    let detail = detail.strip_prefix("assigned to ").unwrap_or(detail);
+    if let Some((role, who)) = detail.split_once(": ") {
+        return (who.trim().to_string(), Some(role.trim().to_string()));
+    }
     if let Some((who, role)) = detail.split_once(" as ") {
         return (who.trim().to_string(), Some(role.trim().to_string()));
     }
@@ -268,9 +271,6 @@ pub fn parse_assignment(detail: &str) -> (String, Option<String>) {
         if let Some(role) = detail[open + 2..].strip_suffix(')') {
             return (detail[..open].trim().to_string(), Some(role.trim().to_string()));
         }
-    }
-    if let Some((who, role)) = detail.split_once(": ") {
-        return (who.trim().to_string(), Some(role.trim().to_string()));
     }
     (detail.to_string(), None)
 }

@@ -96,6 +96,7 @@ fn state_and_assignment_details_are_read() {
     assert_eq!(state_changed_to("detected → analysing (Detection and Analysis)"), Some(State::Analysing));
     assert_eq!(state_changed_to("closed"), Some(State::Closed));
     assert_eq!(state_changed_to("nonsense"), None);
+    assert_eq!(parse_assignment("Incident Manager: alice"), ("alice".into(), Some("Incident Manager".into())));
     assert_eq!(parse_assignment("alice as Incident Manager"), ("alice".into(), Some("Incident Manager".into())));
     assert_eq!(parse_assignment("bob (Security Analyst)"), ("bob".into(), Some("Security Analyst".into())));
     assert_eq!(parse_assignment("carol"), ("carol".into(), None));

@@ -112,6 +112,7 @@ pub(super) fn pick(en: &str, ja: &str, lang: Lang, sep: &str) -> String {
     match lang {
         Lang::En => en.to_string(),
         Lang::Ja => ja.to_string(),
+        Lang::Both if en == ja => en.to_string(),
         Lang::Both => format!("{en}{sep}{ja}"),
     }
 }
