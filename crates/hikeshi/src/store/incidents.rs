@@ -356,6 +356,47 @@ impl<'s> Batch<'s> {
         Ok((id, change))
     }
 
+    /// One more attempt of an open incident's campaign, seen after the
+    /// finding that opened it: it adds to the attempts, widens the seen
+    /// window, joins the host and user to their bounded sets and its line
+    /// to the evidence. It never changes the severity and writes no
+    /// timeline row (the counters record it); this is the hot path of a
+    /// scan through a long attack, so it builds no [`Observation`].
+    pub fn record_attempt(
+        &mut self,
+        id: IncidentId,
+        at: Timestamp,
+        host: Option<&str>,
+        user: Option<&str>,
+        evidence: Evidence,
+    ) -> Result<(), StoreError> {
+        self.load(id)?;
+        let limits = self.options.limits;
+        let loaded = self.cache.loaded.get_mut(&id).expect("loaded above");
+        let campaign = &mut loaded.campaign;
+        campaign.attempts = campaign.attempts.saturating_add(1);
+        campaign.first_seen = campaign.first_seen.min(at);
+        campaign.last_seen = campaign.last_seen.max(at);
+        if let Some(host) = host {
+            if campaign.hosts.insert(host, limits.max_hosts) {
+                loaded.new_names.push((NameKind::Host, host.to_string()));
+            }
+        }
+        if let Some(user) = user {
+            if campaign.users.insert(user, limits.max_users) {
+                loaded.new_names.push((NameKind::User, user.to_string()));
+            }
+        }
+        self.record_lines(id, vec![evidence], false);
+        Ok(())
+    }
+
+    /// The aggregate of incident `id` as this batch has made it so far.
+    pub fn campaign(&mut self, id: IncidentId) -> Result<&Campaign, StoreError> {
+        self.load(id)?;
+        Ok(&self.cache.loaded.get(&id).expect("loaded above").campaign)
+    }
+
     fn record_lines(&mut self, id: IncidentId, lines: Vec<Evidence>, pin_last: bool) {
         let cap = self.options.limits.evidence;
         let last = lines.len().checked_sub(1);
