@@ -336,3 +336,36 @@ fn isms_lists_evidence_per_control_and_the_runbook_correction() {
     assert!(!md.contains("#1 |"), "only incident 2");
     insta::assert_snapshot!("isms_incident_2_md", md);
 }
+
+#[test]
+fn a_scanned_log_gives_a_report_from_what_the_pipeline_recorded() {
+    let env = env();
+    let log = env.tmp.path().join("auth.log");
+    let mut text = String::new();
+    for i in 0..10 {
+        text.push_str(&format!(
+            "Nov  1 10:3{i}:0{i} server1 sshd[22{i}]: Failed password for invalid user admin{i} from 203.0.113.5 port 5521{i} ssh2\n"
+        ));
+    }
+    std::fs::write(&log, text).unwrap();
+    let mtime = filetime::FileTime::from_unix_time(at("2026-11-01T11:00:00Z").as_second(), 0);
+    filetime::set_file_mtime(&log, mtime).unwrap();
+    let out = hikeshi(&env.data, &["scan", "--no-ban", "--quiet", log.to_str().unwrap()]);
+    assert!(out.status.code().is_some_and(|c| c < 2), "{out:?}");
+
+    let out = hikeshi(&env.data, &["report", "1", "--format", "json", "--lang", "en"]);
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["attempts"], 10);
+    assert_eq!(v["first_seen"], "2026-11-01T10:30:00Z");
+    assert_eq!(v["evidence"].as_array().unwrap().len(), 10);
+    assert_eq!(v["evidence"][0]["controls"], serde_json::json!(["5.28", "8.15"]));
+    let missing: Vec<&str> =
+        v["missing"].as_array().unwrap().iter().map(|m| m.as_str().unwrap()).collect();
+    for field in ["root_cause", "preventive_measures", "people", "time_to_recover", "time_to_close"] {
+        assert!(missing.contains(&field), "{field} not recorded: {missing:?}");
+    }
+    assert_eq!(v["lessons"]["attack"]["failures"], 10, "read back from the evidence");
+    assert!(v["lessons"]["legitimate"].is_null());
+    assert!(v["lessons"]["notes"][0].as_str().unwrap().contains("no successful login"));
+}

@@ -156,7 +156,7 @@ pub fn html(r: &Report, lang: Lang) -> String {
     let _ = writeln!(o, "<h2>{}</h2>", l("evidence"));
     let _ = writeln!(
         o,
-        "<p>{}. {}: <code>{}</code></p>\n<table>",
+        "<p>{} {}: <code>{}</code></p>\n<table>",
         esc(&kept_of(r.evidence.len(), r.evidence_lines_total, lang)),
         l("evidence_digest"),
         esc(&r.evidence_digest)

@@ -115,7 +115,7 @@ pub fn markdown(r: &Report, lang: Lang) -> String {
     let _ = writeln!(o, "\n## {}\n", l("evidence"));
     let _ = writeln!(
         o,
-        "{}. {}: `{}`\n",
+        "{} {}: `{}`\n",
         esc(&kept_of(r.evidence.len(), r.evidence_lines_total, lang)),
         l("evidence_digest"),
         r.evidence_digest

@@ -97,11 +97,11 @@ pub(super) fn label(key: &str, lang: Lang) -> String {
     pick(en, ja, lang, " / ")
 }
 
-/// "7 of 9 lines kept" in `lang`.
+/// "7 of 9 line(s) kept." in `lang`.
 pub(super) fn kept_of(kept: usize, total: u64, lang: Lang) -> String {
     pick(
-        &format!("{kept} of {total} line(s) kept"),
-        &format!("全 {total} 行中 {kept} 行を保全"),
+        &format!("{kept} of {total} line(s) kept."),
+        &format!("全 {total} 行中 {kept} 行を保全。"),
         lang,
         " / ",
     )
