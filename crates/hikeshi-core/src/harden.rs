@@ -268,10 +268,7 @@ fn split_keyword(line: &str) -> (&str, &str) {
 }
 
 fn unquote(value: &str) -> &str {
-    value
-        .strip_prefix('"')
-        .and_then(|v| v.strip_suffix('"'))
-        .unwrap_or(value)
+    value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value)
 }
 
 fn line_number(index: usize) -> u32 {
@@ -343,14 +340,15 @@ pub fn audit(settings: &SshdSettings, incident: Option<&IncidentContext>) -> Vec
             finding_en: "Password authentication is enabled: anyone on the network can guess \
                          passwords."
                 .into(),
-            finding_ja: "パスワード認証が有効です。ネットワーク上の誰でもパスワードを推測できます。"
-                .into(),
+            finding_ja:
+                "パスワード認証が有効です。ネットワーク上の誰でもパスワードを推測できます。".into(),
             recommendation_en: "Use keys only: `PasswordAuthentication no` once every user has \
                                 a key; until then, enforce strong passwords."
                 .into(),
-            recommendation_ja: "鍵認証のみにする（全ユーザーが鍵を登録後 `PasswordAuthentication no`）。\
+            recommendation_ja:
+                "鍵認証のみにする（全ユーザーが鍵を登録後 `PasswordAuthentication no`）。\
                                 それまでは強力なパスワードを強制する。"
-                .into(),
+                    .into(),
             controls: &["8.5"],
         });
     }
@@ -369,8 +367,9 @@ pub fn audit(settings: &SshdSettings, incident: Option<&IncidentContext>) -> Vec
             recommendation_en: "Set `KbdInteractiveAuthentication no` unless you use one-time \
                                 passwords through it."
                 .into(),
-            recommendation_ja: "ワンタイムパスワードで使わない限り `KbdInteractiveAuthentication no` にする。"
-                .into(),
+            recommendation_ja:
+                "ワンタイムパスワードで使わない限り `KbdInteractiveAuthentication no` にする。"
+                    .into(),
             controls: &["8.5"],
         });
     }
@@ -385,8 +384,9 @@ pub fn audit(settings: &SshdSettings, incident: Option<&IncidentContext>) -> Vec
             recommendation_en: "Set `PermitRootLogin no`; administrators log in as themselves \
                                 and use sudo."
                 .into(),
-            recommendation_ja: "`PermitRootLogin no` にし、管理者は個人アカウントでログインして sudo を使う。"
-                .into(),
+            recommendation_ja:
+                "`PermitRootLogin no` にし、管理者は個人アカウントでログインして sudo を使う。"
+                    .into(),
             controls: &["8.5"],
         }),
         Some("prohibit-password" | "without-password") => findings.push(Finding {
@@ -484,11 +484,13 @@ pub fn audit(settings: &SshdSettings, incident: Option<&IncidentContext>) -> Vec
                     "An unauthenticated connection may stay open for {shown}, tying up \
                      MaxStartups slots."
                 ),
-                finding_ja: format!("未認証の接続が {shown} 保持でき、MaxStartups の枠を占有されます。"),
-                recommendation_en: format!(
-                    "Set `LoginGraceTime {RECOMMENDED_LOGIN_GRACE_SECS}`."
+                finding_ja: format!(
+                    "未認証の接続が {shown} 保持でき、MaxStartups の枠を占有されます。"
                 ),
-                recommendation_ja: format!("`LoginGraceTime {RECOMMENDED_LOGIN_GRACE_SECS}` にする。"),
+                recommendation_en: format!("Set `LoginGraceTime {RECOMMENDED_LOGIN_GRACE_SECS}`."),
+                recommendation_ja: format!(
+                    "`LoginGraceTime {RECOMMENDED_LOGIN_GRACE_SECS}` にする。"
+                ),
                 controls: &["8.5", "8.20"],
             });
         }
@@ -510,7 +512,7 @@ pub fn audit(settings: &SshdSettings, incident: Option<&IncidentContext>) -> Vec
         incident_findings(settings, ctx, password || kbd, &mut findings);
     }
     // Most severe first; the sort is stable, so rule order breaks ties.
-    findings.sort_by(|a, b| b.severity.cmp(&a.severity));
+    findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
     findings
 }
 
@@ -548,9 +550,8 @@ fn incident_findings(
         });
     }
     let root_tried = ctx.attacked_users.iter().any(|u| u == "root");
-    let root_allowed = !settings
-        .get("permitrootlogin")
-        .is_some_and(|v| v.eq_ignore_ascii_case("no"));
+    let root_allowed =
+        !settings.get("permitrootlogin").is_some_and(|v| v.eq_ignore_ascii_case("no"));
     if root_tried && root_allowed {
         findings.push(Finding {
             id: "incident-root-targeted",
@@ -590,8 +591,9 @@ fn incident_findings(
                 ),
                 recommendation_en: "Make sure those accounts use keys; consider VPN-only access."
                     .into(),
-                recommendation_ja: "該当アカウントが鍵認証であることを確認し、VPN 経由のみの接続を検討する。"
-                    .into(),
+                recommendation_ja:
+                    "該当アカウントが鍵認証であることを確認し、VPN 経由のみの接続を検討する。"
+                        .into(),
                 controls: &["8.5", "8.20"],
             });
         }
@@ -730,10 +732,7 @@ mod tests {
         assert_eq!(s.list("port"), ["22", "2222"]);
         assert_eq!(s.list("allowusers"), ["alice", "bob"]);
         assert_eq!(s.get("kbdinteractiveauthentication"), None);
-        assert_eq!(
-            ids(&audit(&s, None)),
-            ["max-auth-tries", "default-port", "login-grace-time"]
-        );
+        assert_eq!(ids(&audit(&s, None)), ["max-auth-tries", "default-port", "login-grace-time"]);
     }
 
     #[test]

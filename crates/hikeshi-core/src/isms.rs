@@ -62,7 +62,8 @@ pub const CATALOGUE: &[Control] = &[
         title: "Collection of evidence",
         hikeshi_records: "raw log lines and attached findings with their SHA-256 digests and the \
                           incident's chained evidence digest",
-        hikeshi_records_ja: "生ログ行と添付された所見、その SHA-256 とインシデントの連鎖ダイジェスト",
+        hikeshi_records_ja:
+            "生ログ行と添付された所見、その SHA-256 とインシデントの連鎖ダイジェスト",
     },
     Control {
         number: "6.8",
@@ -75,7 +76,8 @@ pub const CATALOGUE: &[Control] = &[
         title: "Secure authentication",
         hikeshi_records: "sshd authentication settings audited by `hikeshi harden ssh`, accounts \
                           attacked, account audits",
-        hikeshi_records_ja: "`hikeshi harden ssh` による sshd 認証設定の監査、攻撃されたアカウント、アカウント監査",
+        hikeshi_records_ja:
+            "`hikeshi harden ssh` による sshd 認証設定の監査、攻撃されたアカウント、アカウント監査",
     },
     Control {
         number: "8.8",

@@ -67,9 +67,8 @@ fn expand_include(root: &Path, pattern: &str) -> Result<Vec<ConfigFile>, String>
     if !is_glob(name) {
         return read_config(root, &absolute).map(|f| vec![f]);
     }
-    let matcher = globset::Glob::new(name)
-        .map_err(|e| format!("bad glob {pattern}: {e}"))?
-        .compile_matcher();
+    let matcher =
+        globset::Glob::new(name).map_err(|e| format!("bad glob {pattern}: {e}"))?.compile_matcher();
     let real_dir = under(root, dir);
     let entries = match std::fs::read_dir(&real_dir) {
         Ok(entries) => entries,
@@ -101,11 +100,8 @@ pub fn incident_context(store: &Store, id: IncidentId, root: &Path) -> Result<In
         .with_context(|| format!("cannot read {}", passwd_path.display()))?;
     let (entries, _malformed) = parse_passwd(&TextFile::new("/etc/passwd", bytes));
     let attacked_users: Vec<String> = c.users.kept.iter().cloned().collect();
-    let existing_attacked_users = attacked_users
-        .iter()
-        .filter(|u| entries.iter().any(|e| &e.name == *u))
-        .cloned()
-        .collect();
+    let existing_attacked_users =
+        attacked_users.iter().filter(|u| entries.iter().any(|e| &e.name == *u)).cloned().collect();
     Ok(IncidentContext {
         incident: id.0,
         attacked_users,

@@ -184,8 +184,10 @@ fn logins_from_evidence(detail: &IncidentDetail, parsing: &LoginParsing) -> Vec<
 }
 
 fn logins_from_file(path: &Path, parsing: &LoginParsing) -> Result<Vec<LoginAttempt>> {
-    let file = File::open(path).with_context(|| format!("--auth-log: cannot read {}", path.display()))?;
-    let meta = file.metadata().with_context(|| format!("--auth-log: cannot read {}", path.display()))?;
+    let file =
+        File::open(path).with_context(|| format!("--auth-log: cannot read {}", path.display()))?;
+    let meta =
+        file.metadata().with_context(|| format!("--auth-log: cannot read {}", path.display()))?;
     if meta.is_dir() {
         anyhow::bail!("--auth-log: cannot read {}: is a directory", path.display());
     }

@@ -73,7 +73,12 @@ fn json(out: &Output) -> Value {
 }
 
 fn ids(v: &Value) -> Vec<String> {
-    v["findings"].as_array().unwrap().iter().map(|f| f["id"].as_str().unwrap().to_string()).collect()
+    v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
@@ -117,7 +122,8 @@ fn a_default_tree_gets_findings_with_recommendations_in_both_languages() {
             "login-grace-time"
         ]
     );
-    let out = hikeshi(&data, &["harden", "ssh", "--root", root.to_str().unwrap(), "--lang", "both"]);
+    let out =
+        hikeshi(&data, &["harden", "ssh", "--root", root.to_str().unwrap(), "--lang", "both"]);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("HIGH     passwordauthentication = yes"), "{text}");
     assert!(text.contains("→ Use keys only"), "{text}");

@@ -11,7 +11,9 @@ use hikeshi::notify::outbox::{enqueue, NewMessage};
 use hikeshi::notify::Channel;
 use hikeshi::report::{assemble, Extras};
 use hikeshi::store::{self, Store};
-use hikeshi_core::incident::{Actor, CampaignKey, Evidence, IncidentId, Observation, State, TimelineKind};
+use hikeshi_core::incident::{
+    Actor, CampaignKey, Evidence, IncidentId, Observation, State, TimelineKind,
+};
 use hikeshi_core::report::{self, Lang};
 use hikeshi_core::Severity;
 use jiff::Timestamp;
@@ -136,7 +138,11 @@ fn seed_full(data: &Path) -> IncidentId {
             id,
             at("2026-11-01T11:00:00Z"),
             &bob,
-            Evidence::new("hikeshi accounts", 0, b"no new accounts, no UID 0 besides root, admin: password changed"),
+            Evidence::new(
+                "hikeshi accounts",
+                0,
+                b"no new accounts, no UID 0 besides root, admin: password changed",
+            ),
         )
         .unwrap();
     store.set_state(id, State::Eradicated, at("2026-11-01T11:10:00Z"), &bob).unwrap();
@@ -318,8 +324,13 @@ fn isms_lists_evidence_per_control_and_the_runbook_correction() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let controls = v["controls"].as_array().unwrap();
     let numbers: Vec<&str> = controls.iter().map(|c| c["number"].as_str().unwrap()).collect();
-    assert_eq!(numbers, ["5.24", "5.25", "5.26", "5.27", "5.28", "6.8", "8.5", "8.8", "8.15", "8.16", "8.20"]);
-    let count = |n: &str| controls.iter().find(|c| c["number"] == n).unwrap()["entries"].as_array().unwrap().len();
+    assert_eq!(
+        numbers,
+        ["5.24", "5.25", "5.26", "5.27", "5.28", "6.8", "8.5", "8.8", "8.15", "8.16", "8.20"]
+    );
+    let count = |n: &str| {
+        controls.iter().find(|c| c["number"] == n).unwrap()["entries"].as_array().unwrap().len()
+    };
     assert_eq!(count("6.8"), 1, "one alert");
     assert_eq!(count("8.20"), 1, "one ban");
     assert_eq!(count("5.27"), 3, "root cause and two preventive measures");
@@ -331,7 +342,10 @@ fn isms_lists_evidence_per_control_and_the_runbook_correction() {
     let out = hikeshi(&env.data, &["isms", "--incident", "2"]);
     assert!(out.status.success(), "{out:?}");
     let md = String::from_utf8(out.stdout).unwrap();
-    assert!(md.contains("## A.8.23") || md.contains("| A.8.23 | vulnerability management | Web filtering |"));
+    assert!(
+        md.contains("## A.8.23")
+            || md.contains("| A.8.23 | vulnerability management | Web filtering |")
+    );
     assert!(md.contains("## A.5.28 Collection of evidence"));
     assert!(!md.contains("#1 |"), "only incident 2");
     insta::assert_snapshot!("isms_incident_2_md", md);
@@ -362,10 +376,47 @@ fn a_scanned_log_gives_a_report_from_what_the_pipeline_recorded() {
     assert_eq!(v["evidence"][0]["controls"], serde_json::json!(["5.28", "8.15"]));
     let missing: Vec<&str> =
         v["missing"].as_array().unwrap().iter().map(|m| m.as_str().unwrap()).collect();
-    for field in ["root_cause", "preventive_measures", "people", "time_to_recover", "time_to_close"] {
+    for field in ["root_cause", "preventive_measures", "people", "time_to_recover", "time_to_close"]
+    {
         assert!(missing.contains(&field), "{field} not recorded: {missing:?}");
     }
     assert_eq!(v["lessons"]["attack"]["failures"], 10, "read back from the evidence");
     assert!(v["lessons"]["legitimate"].is_null());
     assert!(v["lessons"]["notes"][0].as_str().unwrap().contains("no successful login"));
+}
+
+#[test]
+fn hardening_findings_become_suggested_measures_unless_already_recorded() {
+    let env = env();
+    seed_full(&env.data);
+    let root = env.tmp.path().join("root");
+    std::fs::create_dir_all(root.join("etc/ssh")).unwrap();
+    std::fs::write(root.join("etc/ssh/sshd_config"), "UsePAM yes\n").unwrap();
+    std::fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0::/root:/bin/bash\nadmin:x:1000:1000::/home/admin:/bin/sh\n",
+    )
+    .unwrap();
+    let out = hikeshi(
+        &env.data,
+        &["report", "1", "--format", "json", "--harden-root", root.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let suggested: Vec<&str> = v["fields"]["suggested_measures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert!(suggested.iter().any(|s| s.contains("MaxAuthTries 3")), "{suggested:?}");
+    assert!(
+        suggested.iter().any(|s| s.contains("Incident #1: attackers tried root")),
+        "{suggested:?}"
+    );
+    // alice already recorded "PasswordAuthentication no" as a measure.
+    assert!(!suggested.iter().any(|s| s.contains("PasswordAuthentication no")), "{suggested:?}");
+    let out = hikeshi(&env.data, &["report", "1", "--harden-root", root.to_str().unwrap()]);
+    let md = String::from_utf8(out.stdout).unwrap();
+    assert!(md.contains("Suggested measures (from the hardening audit; not yet recorded):"));
 }

@@ -104,7 +104,7 @@ pub(super) fn analyse(input: &ReportInput) -> Lessons {
             run.1.get_or_insert(l.at);
         }
     }
-    let legitimate = (!legit_sources.is_empty()).then(|| LegitimateLogins {
+    let legitimate = (!legit_sources.is_empty()).then_some(LegitimateLogins {
         sources: legit_sources.len(),
         successes,
         max_failures_before_success: max_before,

@@ -402,7 +402,9 @@ fn timeline_rows(input: &ReportInput) -> Vec<TimelineRow> {
     if !has(&[TimelineKind::AlertSent, TimelineKind::AlertFailed]) {
         for alert in &input.alerts {
             let (at, detail) = match alert.delivered_at {
-                Some(at) => (at, format!("alert delivered by {} to {}", alert.channel, alert.recipient)),
+                Some(at) => {
+                    (at, format!("alert delivered by {} to {}", alert.channel, alert.recipient))
+                }
                 None => (
                     alert.created_at,
                     format!(
@@ -448,8 +450,16 @@ fn recorded(input: &ReportInput, kind: TimelineKind) -> Option<Vec<Line>> {
 fn template_fields(input: &ReportInput) -> TemplateFields {
     let inc = &input.incident;
     let date = Some(Line::Generated(Text::new(
-        format!("{} (first attempt; opened {})", inc.first_seen.strftime("%Y-%m-%d"), fmt_time(inc.opened_at)),
-        format!("{}（初回試行。起票 {}）", inc.first_seen.strftime("%Y/%m/%d"), fmt_time(inc.opened_at)),
+        format!(
+            "{} (first attempt; opened {})",
+            inc.first_seen.strftime("%Y-%m-%d"),
+            fmt_time(inc.opened_at)
+        ),
+        format!(
+            "{}（初回試行。起票 {}）",
+            inc.first_seen.strftime("%Y/%m/%d"),
+            fmt_time(inc.opened_at)
+        ),
     )));
 
     let mut detected_by = Vec::new();
@@ -471,8 +481,18 @@ fn template_fields(input: &ReportInput) -> TemplateFields {
     for alert in &input.alerts {
         detected_by.push(Line::Generated(match alert.delivered_at {
             Some(at) => Text::new(
-                format!("alert by {} to {} delivered {}", alert.channel, alert.recipient, fmt_time(at)),
-                format!("{} で {} へアラート送信済み（{}）", alert.channel, alert.recipient, fmt_time(at)),
+                format!(
+                    "alert by {} to {} delivered {}",
+                    alert.channel,
+                    alert.recipient,
+                    fmt_time(at)
+                ),
+                format!(
+                    "{} で {} へアラート送信済み（{}）",
+                    alert.channel,
+                    alert.recipient,
+                    fmt_time(at)
+                ),
             ),
             None => Text::new(
                 format!(
@@ -502,8 +522,14 @@ fn template_fields(input: &ReportInput) -> TemplateFields {
         shown.clear();
         if more > 0 {
             Text::new(
-                format!("{} account name(s) tried: {list} and {more} more", inc.users.len() as u64 + inc.users_omitted),
-                format!("試行されたアカウント名 {} 件: {list} ほか {more} 件", inc.users.len() as u64 + inc.users_omitted),
+                format!(
+                    "{} account name(s) tried: {list} and {more} more",
+                    inc.users.len() as u64 + inc.users_omitted
+                ),
+                format!(
+                    "試行されたアカウント名 {} 件: {list} ほか {more} 件",
+                    inc.users.len() as u64 + inc.users_omitted
+                ),
             )
         } else {
             Text::new(
@@ -549,19 +575,29 @@ fn template_fields(input: &ReportInput) -> TemplateFields {
     let mut actions = Vec::new();
     for ban in &input.bans {
         let until = match (ban.removed_at, ban.expires_at) {
-            (Some(r), _) => Text::new(
-                format!("lifted {}", fmt_time(r)),
-                format!("{} に解除", fmt_time(r)),
-            ),
-            (None, Some(e)) => Text::new(
-                format!("expires {}", fmt_time(e)),
-                format!("{} に期限切れ", fmt_time(e)),
-            ),
+            (Some(r), _) => {
+                Text::new(format!("lifted {}", fmt_time(r)), format!("{} に解除", fmt_time(r)))
+            }
+            (None, Some(e)) => {
+                Text::new(format!("expires {}", fmt_time(e)), format!("{} に期限切れ", fmt_time(e)))
+            }
             (None, None) => Text::new("permanent", "無期限"),
         };
         actions.push(Line::Generated(Text::new(
-            format!("IP block: {} via {} at {} ({})", ban.address, ban.backend, fmt_time(ban.created_at), until.en),
-            format!("IP ブロック: {}（{}、{}、{}）", ban.address, ban.backend, fmt_time(ban.created_at), until.ja),
+            format!(
+                "IP block: {} via {} at {} ({})",
+                ban.address,
+                ban.backend,
+                fmt_time(ban.created_at),
+                until.en
+            ),
+            format!(
+                "IP ブロック: {}（{}、{}、{}）",
+                ban.address,
+                ban.backend,
+                fmt_time(ban.created_at),
+                until.ja
+            ),
         )));
     }
     for e in &input.timeline {
@@ -573,13 +609,26 @@ fn template_fields(input: &ReportInput) -> TemplateFields {
             TimelineKind::StateChanged => {
                 if let Some(to) = state_changed_to(&e.detail) {
                     actions.push(Line::Generated(Text::new(
-                        format!("state set to {to} by {} at {}", actor_name(&e.actor), fmt_time(e.at)),
-                        format!("状態を {to} に変更（{}、{}）", actor_name(&e.actor), fmt_time(e.at)),
+                        format!(
+                            "state set to {to} by {} at {}",
+                            actor_name(&e.actor),
+                            fmt_time(e.at)
+                        ),
+                        format!(
+                            "状態を {to} に変更（{}、{}）",
+                            actor_name(&e.actor),
+                            fmt_time(e.at)
+                        ),
                     )));
                 }
             }
             TimelineKind::EvidenceAdded => actions.push(Line::Generated(Text::new(
-                format!("evidence attached by {} at {}: {}", actor_name(&e.actor), fmt_time(e.at), e.detail),
+                format!(
+                    "evidence attached by {} at {}: {}",
+                    actor_name(&e.actor),
+                    fmt_time(e.at),
+                    e.detail
+                ),
                 format!("証拠を添付（{}、{}）: {}", actor_name(&e.actor), fmt_time(e.at), e.detail),
             ))),
             _ => {}
@@ -622,7 +671,9 @@ fn first_state_at(input: &ReportInput, state: State) -> Option<Timestamp> {
     input
         .timeline
         .iter()
-        .filter(|e| e.kind == TimelineKind::StateChanged && state_changed_to(&e.detail) == Some(state))
+        .filter(|e| {
+            e.kind == TimelineKind::StateChanged && state_changed_to(&e.detail) == Some(state)
+        })
         .map(|e| e.at)
         .min()
 }
@@ -630,7 +681,8 @@ fn first_state_at(input: &ReportInput, state: State) -> Option<Timestamp> {
 fn metrics(input: &ReportInput) -> Vec<Metric> {
     let inc = &input.incident;
     let first_ban = input.bans.iter().map(|b| b.created_at).min();
-    let contained = [first_ban, first_state_at(input, State::Contained)].into_iter().flatten().min();
+    let contained =
+        [first_ban, first_state_at(input, State::Contained)].into_iter().flatten().min();
     let metric = |name: &'static str, from: Timestamp, to: Option<Timestamp>| Metric {
         name,
         from,

@@ -64,7 +64,9 @@ fn nothing_recorded_is_reported_missing_never_invented() {
     assert_eq!(r.metrics[0].seconds, Some(194), "first line 10:30:00 → opened 10:33:14");
     let md = markdown(&r, Lang::Ja);
     assert!(md.contains("| 根本原因 | **未記録** |"), "{md}");
-    assert!(md.contains("| 封じ込めまでの時間 | 2026-11-01 10:33:14 UTC | **未記録** | **未記録** |"));
+    assert!(
+        md.contains("| 封じ込めまでの時間 | 2026-11-01 10:33:14 UTC | **未記録** | **未記録** |")
+    );
     let js = json(&r, Lang::En);
     assert!(js.contains("\"root_cause\": null"));
 }
@@ -83,8 +85,18 @@ fn metrics_come_from_bans_and_state_changes() {
     });
     let alice = Actor::Person("alice".into());
     i.timeline = vec![
-        entry("2026-11-01T10:50:00Z", alice.clone(), TimelineKind::StateChanged, "contained → recovered (Containment, Eradication, and Recovery)"),
-        entry("2026-11-01T12:00:00Z", alice.clone(), TimelineKind::StateChanged, "recovered → closed (Post-Incident Activity)"),
+        entry(
+            "2026-11-01T10:50:00Z",
+            alice.clone(),
+            TimelineKind::StateChanged,
+            "contained → recovered (Containment, Eradication, and Recovery)",
+        ),
+        entry(
+            "2026-11-01T12:00:00Z",
+            alice.clone(),
+            TimelineKind::StateChanged,
+            "recovered → closed (Post-Incident Activity)",
+        ),
     ];
     let r = build(&i);
     let secs: Vec<Option<i64>> = r.metrics.iter().map(|m| m.seconds).collect();
@@ -93,12 +105,24 @@ fn metrics_come_from_bans_and_state_changes() {
 
 #[test]
 fn state_and_assignment_details_are_read() {
-    assert_eq!(state_changed_to("detected → analysing (Detection and Analysis)"), Some(State::Analysing));
+    assert_eq!(
+        state_changed_to("detected → analysing (Detection and Analysis)"),
+        Some(State::Analysing)
+    );
     assert_eq!(state_changed_to("closed"), Some(State::Closed));
     assert_eq!(state_changed_to("nonsense"), None);
-    assert_eq!(parse_assignment("Incident Manager: alice"), ("alice".into(), Some("Incident Manager".into())));
-    assert_eq!(parse_assignment("alice as Incident Manager"), ("alice".into(), Some("Incident Manager".into())));
-    assert_eq!(parse_assignment("bob (Security Analyst)"), ("bob".into(), Some("Security Analyst".into())));
+    assert_eq!(
+        parse_assignment("Incident Manager: alice"),
+        ("alice".into(), Some("Incident Manager".into()))
+    );
+    assert_eq!(
+        parse_assignment("alice as Incident Manager"),
+        ("alice".into(), Some("Incident Manager".into()))
+    );
+    assert_eq!(
+        parse_assignment("bob (Security Analyst)"),
+        ("bob".into(), Some("Security Analyst".into()))
+    );
     assert_eq!(parse_assignment("carol"), ("carol".into(), None));
 }
 
@@ -117,9 +141,15 @@ fn thresholds_come_from_legitimate_users_versus_the_attack() {
     }
     let r = build(&i);
     let legit = r.lessons.legitimate.clone().unwrap();
-    assert_eq!((legit.sources, legit.max_failures_before_success, legit.longest_failure_run_seconds), (1, 2, 40));
+    assert_eq!(
+        (legit.sources, legit.max_failures_before_success, legit.longest_failure_run_seconds),
+        (1, 2, 40)
+    );
     let advice = r.lessons.advice.clone().unwrap();
-    assert_eq!((advice.maxretry, advice.separates, advice.attack_window_seconds), (4, true, Some(30)));
+    assert_eq!(
+        (advice.maxretry, advice.separates, advice.attack_window_seconds),
+        (4, true, Some(30))
+    );
     assert_eq!(advice.findtime_seconds, 600);
     assert!(r.lessons.notes.iter().any(|n| n.en.contains("maxretry = 4")));
 }

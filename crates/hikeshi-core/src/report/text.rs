@@ -159,11 +159,14 @@ pub fn json(report: &Report, lang: Lang) -> String {
         localise(&mut value, lang);
     }
     if let Value::Object(map) = &mut value {
-        map.insert("lang".into(), Value::from(match lang {
-            Lang::En => "en",
-            Lang::Ja => "ja",
-            Lang::Both => "both",
-        }));
+        map.insert(
+            "lang".into(),
+            Value::from(match lang {
+                Lang::En => "en",
+                Lang::Ja => "ja",
+                Lang::Both => "both",
+            }),
+        );
     }
     let mut text = serde_json::to_string_pretty(&value).expect("a JSON value serialises");
     text.push('\n');

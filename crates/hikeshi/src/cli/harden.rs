@@ -134,7 +134,13 @@ fn render_text(settings: &SshdSettings, findings: &[Finding], lang: LangArg) -> 
         let _ = writeln!(o, "  {key:<30} {}", escape_text(&shown));
     }
     for d in &settings.diagnostics {
-        let _ = writeln!(o, "warning: {}:{}: {}", escape_text(&d.file), d.line, escape_text(&d.message));
+        let _ = writeln!(
+            o,
+            "warning: {}:{}: {}",
+            escape_text(&d.file),
+            d.line,
+            escape_text(&d.message)
+        );
     }
     for m in &settings.match_blocks {
         let _ = writeln!(

@@ -281,8 +281,9 @@ pub fn active_bans_of(conn: &Connection, addresses: &[IpAddr]) -> rusqlite::Resu
 
 /// Every ban recorded for incident `incident_id`, oldest first (reports).
 pub fn bans_of_incident(conn: &Connection, incident_id: i64) -> rusqlite::Result<Vec<BanRecord>> {
-    let mut stmt = conn
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM bans WHERE incident_id = ?1 ORDER BY id"))?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM bans WHERE incident_id = ?1 ORDER BY id"
+    ))?;
     let rows = stmt.query_map([incident_id], from_row)?;
     rows.collect()
 }
