@@ -7,7 +7,8 @@
 #   (3) /usr/libexec/sshguard/sshg-parser < FILE      hikeshi >= 10x faster
 #   (4) fail2ban-regex FILE .../filter.d/sshd.conf    hikeshi >= 100x faster
 #
-# and the peak RSS of (2) on N and 4N lines (memory must stay flat).
+# and the peak RSS of (2) on N and 4N lines (memory must stay flat: at most
+# 10% or 2 MiB more), plus 16N lines streamed through a pipe for the record.
 #
 # Method: release build; a classic-envelope corpus from hikeshi-corpus with
 # a fixed seed in bench/out/ (gitignored); warm page cache; every command
@@ -18,7 +19,10 @@
 # drift, so the RATIOS from one run are what to compare. fail2ban-regex is
 # slow and runs once: first on a prefix to estimate, then on the whole file
 # unless that would exceed the budget (--fail2ban-budget), in which case the
-# prefix time is scaled linearly and the output says so.
+# prefix time is scaled linearly and the output says so. Each tool's wall
+# time and CPU time (user+sys) are reported; the verdict follows CPU time,
+# which on a shared machine does not count waiting for other processes.
+# The report also goes to bench/out/parse-report.txt.
 #
 # Usage: bench/parse.sh [--lines N] [--runs N] [--seed S] [--no-build]
 #                       [--fail2ban-budget SECONDS]

@@ -217,9 +217,8 @@ pub struct Generator {
     stats: Stats,
     /// The kind of the line written last (`None` for other daemons' lines).
     last_kind: Option<Kind>,
-    /// Kind of each variant of the message enum is computed per line;
-    /// this table maps `Kind` to its index in `Stats::kinds` without a
-    /// search.
+    /// Maps `kind as usize` to the kind's index in `Stats::kinds` (its
+    /// position in `Kind::ALL`), so that counting a line needs no search.
     kind_slots: Vec<usize>,
 }
 

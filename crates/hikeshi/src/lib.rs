@@ -10,6 +10,7 @@ pub mod config;
 pub mod contain;
 pub mod data_dir;
 pub mod eradicate;
+pub mod evidence;
 pub mod exec;
 pub mod fim;
 pub mod harden;

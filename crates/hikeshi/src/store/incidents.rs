@@ -425,6 +425,22 @@ impl<'s> Batch<'s> {
         actor: &Actor,
         evidence: Evidence,
     ) -> Result<u64, StoreError> {
+        let detail =
+            format!("{}:{} sha256 {}", evidence.file, evidence.offset, evidence.sha256_hex());
+        self.add_evidence_described(id, at, actor, evidence, &detail)
+    }
+
+    /// [`Batch::add_evidence`] with the timeline entry's sentence chosen by
+    /// the caller (a summary of what the evidence shows), so that one
+    /// attachment is one `evidence_added` entry.
+    pub fn add_evidence_described(
+        &mut self,
+        id: IncidentId,
+        at: Timestamp,
+        actor: &Actor,
+        evidence: Evidence,
+        detail: &str,
+    ) -> Result<u64, StoreError> {
         self.load(id)?;
         let loaded = self.cache.loaded.get_mut(&id).expect("loaded above");
         let seq = loaded.campaign.note_evidence(&evidence.sha256);
@@ -432,10 +448,14 @@ impl<'s> Batch<'s> {
         let mut chunk = ChunkBuilder::default();
         chunk.push(seq, &evidence);
         insert_chunk(self.conn, INSERT_EVIDENCE, id, &chunk).map_err(|e| self.error(e))?;
-        let detail =
-            format!("{}:{} sha256 {}", evidence.file, evidence.offset, evidence.sha256_hex());
-        self.insert_timeline(id, at, actor, TimelineKind::EvidenceAdded, &detail)?;
+        self.insert_timeline(id, at, actor, TimelineKind::EvidenceAdded, detail)?;
         Ok(seq)
+    }
+
+    /// The lifecycle state of an incident, as this transaction sees it.
+    pub fn incident_state(&mut self, id: IncidentId) -> Result<State, StoreError> {
+        self.load(id)?;
+        Ok(self.cache.loaded[&id].campaign.state)
     }
 
     /// Appends a timeline entry; returns its id.
@@ -845,6 +865,11 @@ impl super::Store {
         let timeline = self.read_timeline(id)?;
         let evidence = self.read_evidence(&incident)?;
         Ok(IncidentDetail { incident, timeline, evidence })
+    }
+
+    /// One incident's aggregate, without its timeline and evidence.
+    pub fn incident(&self, id: IncidentId) -> Result<Incident, StoreError> {
+        read_incident(self.conn(), self.path(), id)?.ok_or(StoreError::NoSuchIncident(id))
     }
 
     /// The open incident of `key`, if any.
