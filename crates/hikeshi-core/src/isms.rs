@@ -170,7 +170,7 @@ pub fn controls_for_timeline(kind: TimelineKind) -> &'static [&'static str] {
         TimelineKind::Banned | TimelineKind::BanFailed | TimelineKind::Unbanned => {
             &["5.26", "8.20"]
         }
-        TimelineKind::StateChanged | TimelineKind::Note => &["5.26"],
+        TimelineKind::StateChanged | TimelineKind::Note | TimelineKind::RecoveryCheck => &["5.26"],
         TimelineKind::EvidenceAdded => &["5.28"],
         TimelineKind::Assigned => &["5.24", "5.26"],
         TimelineKind::RootCause => &["5.27"],

@@ -622,6 +622,10 @@ fn template_fields(input: &ReportInput) -> TemplateFields {
                     )));
                 }
             }
+            TimelineKind::RecoveryCheck => actions.push(Line::Generated(Text::new(
+                format!("recovery check at {}: {}", fmt_time(e.at), e.detail),
+                format!("復旧確認（{}）: {}", fmt_time(e.at), e.detail),
+            ))),
             TimelineKind::EvidenceAdded => actions.push(Line::Generated(Text::new(
                 format!(
                     "evidence attached by {} at {}: {}",
