@@ -98,9 +98,18 @@ fn metrics_come_from_bans_and_state_changes() {
             "recovered → closed (Post-Incident Activity)",
         ),
     ];
+    i.timeline.push(entry(
+        "2026-11-01T10:55:00Z",
+        Actor::Automatic,
+        TimelineKind::RecoveryCheck,
+        "verify: 3 checks passed",
+    ));
     let r = build(&i);
     let secs: Vec<Option<i64>> = r.metrics.iter().map(|m| m.seconds).collect();
     assert_eq!(secs, [Some(194), Some(46), Some(1006), Some(5206)]);
+    let actions = markdown(&r, Lang::En);
+    assert!(actions.contains("recovery check at 2026-11-01 10:55:00 UTC: verify: 3 checks passed"));
+    assert!(r.timeline.iter().any(|t| t.kind == "recovery_check" && t.controls == ["5.26"]));
 }
 
 #[test]
