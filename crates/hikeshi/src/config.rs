@@ -51,6 +51,18 @@ pub struct Config {
     /// Eradication: the account audit, recent files, persistence.
     #[serde(default)]
     pub eradicate: EradicateConfig,
+    /// `hikeshi watch`: the live sources.
+    #[serde(default)]
+    pub watch: WatchConfig,
+}
+
+/// `[watch]`: what `hikeshi watch` reads live.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchConfig {
+    /// `[[watch.syslog]]`: network syslog receivers.
+    #[serde(default)]
+    pub syslog: Vec<crate::sources::syslog_server::SyslogConfig>,
 }
 
 /// `[allowlist]`: networks hikeshi never acts against. Their events are

@@ -16,6 +16,7 @@ use jiff::Timestamp;
 
 pub mod cursor;
 pub mod lines;
+pub mod syslog_server;
 
 /// One unit of input from a live source.
 #[derive(Debug, Clone, PartialEq, Eq)]
