@@ -466,7 +466,8 @@ fn a_full_channel_drops_udp_and_counts() {
 
 #[test]
 fn stop_is_prompt_with_connections_open_and_tcp_waiting_for_room() {
-    let (server, rx) = start(vec![ListenAddr::udp(v4()), ListenAddr::tcp(v4()), ListenAddr::tcp(v6())], 1);
+    let (server, rx) =
+        start(vec![ListenAddr::udp(v4()), ListenAddr::tcp(v4()), ListenAddr::tcp(v6())], 1);
     let tcp = listener(&server, 1);
     let _idle = tcp_connect(tcp.local_addr);
     let mut busy = tcp_connect(tcp.local_addr);

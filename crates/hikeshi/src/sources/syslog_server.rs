@@ -256,7 +256,9 @@ impl TryFrom<SyslogConfigFields> for SyslogConfig {
 /// What is wrong with a `[[watch.syslog]]` entry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SyslogConfigError {
-    #[error("watch.syslog: listen is empty: give at least one \"udp://IP:PORT\" or \"tcp://IP:PORT\"")]
+    #[error(
+        "watch.syslog: listen is empty: give at least one \"udp://IP:PORT\" or \"tcp://IP:PORT\""
+    )]
     NoListen,
     #[error("watch.syslog: listen: {0} is given twice")]
     DuplicateListen(ListenAddr),
@@ -385,7 +387,10 @@ struct ListenerContext {
 impl SyslogServer {
     /// Validates `config`, binds every listen address (all or none) and
     /// starts the threads. Messages go to `tx`.
-    pub fn start(config: &SyslogConfig, tx: SyncSender<Incoming>) -> Result<SyslogServer, SyslogError> {
+    pub fn start(
+        config: &SyslogConfig,
+        tx: SyncSender<Incoming>,
+    ) -> Result<SyslogServer, SyslogError> {
         config.validate()?;
         let mut sockets = Vec::with_capacity(config.listen.len());
         for &listen in &config.listen {
@@ -403,7 +408,8 @@ impl SyslogServer {
         });
         let mut server = SyslogServer { listeners: Vec::new(), shared, threads: Vec::new() };
         for (listen, socket) in sockets {
-            let local_addr = socket.local_addr().map_err(|source| SyslogError::Bind { listen, source })?;
+            let local_addr =
+                socket.local_addr().map_err(|source| SyslogError::Bind { listen, source })?;
             let source: Arc<str> =
                 format!("syslog-{}:{}", listen.transport.as_str(), local_addr).into();
             if !local_addr.ip().is_loopback() && config.allowed_senders.is_empty() {
@@ -501,7 +507,8 @@ fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     if rustix::net::sockopt::set_socket_recv_buffer_size_force(&socket, UDP_RECEIVE_BUFFER_BYTES)
         .is_err()
     {
-        let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&socket, UDP_RECEIVE_BUFFER_BYTES);
+        let _ =
+            rustix::net::sockopt::set_socket_recv_buffer_size(&socket, UDP_RECEIVE_BUFFER_BYTES);
     }
     socket.set_read_timeout(Some(POLL_INTERVAL))?;
     Ok(socket)
@@ -539,7 +546,10 @@ fn run_udp(socket: UdpSocket, cx: ListenerContext) {
         let peer = canonical(peer);
         if !cx.shared.config.allows(peer.ip()) {
             SourceStats::add(&cx.stats.rejected);
-            cx.warnings.warn(&cx.source, format_args!("ignored a datagram from {peer}: not in allowed_senders"));
+            cx.warnings.warn(
+                &cx.source,
+                format_args!("ignored a datagram from {peer}: not in allowed_senders"),
+            );
             continue;
         }
         let message = trim_terminators(&buf[..len]);
@@ -621,7 +631,10 @@ fn admit(stream: TcpStream, peer: SocketAddr, idle: Duration, cx: &ListenerConte
     let config = &cx.shared.config;
     if !config.allows(peer.ip()) {
         SourceStats::add(&cx.stats.rejected);
-        cx.warnings.warn(&cx.source, format_args!("refused a connection from {peer}: not in allowed_senders"));
+        cx.warnings.warn(
+            &cx.source,
+            format_args!("refused a connection from {peer}: not in allowed_senders"),
+        );
         return;
     }
     let setup = stream
@@ -675,7 +688,10 @@ fn admit(stream: TcpStream, peer: SocketAddr, idle: Duration, cx: &ListenerConte
             connections.open.remove(&id);
             drop(connections);
             SourceStats::add(&cx.stats.errors);
-            cx.warnings.warn(&cx.source, format_args!("connection from {peer}: cannot start a thread: {e}"));
+            cx.warnings.warn(
+                &cx.source,
+                format_args!("connection from {peer}: cannot start a thread: {e}"),
+            );
         }
     }
 }
@@ -729,13 +745,18 @@ fn deliver_frame(frame: Frame<'_>, peer: SocketAddr, cx: &ListenerContext) -> bo
             SourceStats::add(&cx.stats.rejected);
             cx.warnings.warn(
                 &cx.source,
-                format_args!("dropped a message from {peer}: longer than max_message_bytes ({max})"),
+                format_args!(
+                    "dropped a message from {peer}: longer than max_message_bytes ({max})"
+                ),
             );
             return true;
         }
         Frame::Truncated => {
             SourceStats::add(&cx.stats.rejected);
-            cx.warnings.warn(&cx.source, format_args!("{peer} closed the connection in the middle of a message"));
+            cx.warnings.warn(
+                &cx.source,
+                format_args!("{peer} closed the connection in the middle of a message"),
+            );
             return true;
         }
     };
@@ -858,7 +879,11 @@ impl Framer {
 
     /// Feeds the next bytes of the stream; calls `out` for each complete
     /// frame. After an error the stream must be abandoned.
-    pub fn push(&mut self, mut data: &[u8], out: &mut dyn FnMut(Frame<'_>)) -> Result<(), FramingError> {
+    pub fn push(
+        &mut self,
+        mut data: &[u8],
+        out: &mut dyn FnMut(Frame<'_>),
+    ) -> Result<(), FramingError> {
         while let Some(&first) = data.first() {
             match self.state {
                 FrameState::Start => {
@@ -867,7 +892,8 @@ impl Framer {
                         // Empty frames (blank lines, CRLF leftovers).
                         b'\n' | b'\r' | 0 => {}
                         b'0'..=b'9' => {
-                            self.state = FrameState::Length { value: u64::from(first - b'0'), digits: 1 }
+                            self.state =
+                                FrameState::Length { value: u64::from(first - b'0'), digits: 1 }
                         }
                         _ => {
                             self.buf.clear();
@@ -955,9 +981,9 @@ impl Framer {
         match std::mem::replace(&mut self.state, FrameState::Start) {
             FrameState::Start | FrameState::SkipLine => {}
             FrameState::Line => out(Frame::Message(&self.buf)),
-            FrameState::Length { .. } | FrameState::Counted { .. } | FrameState::SkipCounted { .. } => {
-                out(Frame::Truncated)
-            }
+            FrameState::Length { .. }
+            | FrameState::Counted { .. }
+            | FrameState::SkipCounted { .. } => out(Frame::Truncated),
         }
         self.buf.clear();
     }
@@ -976,7 +1002,10 @@ impl WarnLimiter {
         let last = self.last_unix.load(Ordering::Relaxed);
         let due = last == 0 || now >= last + WARN_INTERVAL_SECONDS;
         if due
-            && self.last_unix.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+            && self
+                .last_unix
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
         {
             tracing::warn!("{source}: {what} (further warnings of this listener are held back for {WARN_INTERVAL_SECONDS}s; its counters keep the tally)");
         } else {
@@ -1052,9 +1081,16 @@ mod tests {
 
     #[test]
     fn bad_octet_counts_abandon_the_stream() {
-        for bad in [&b"12x <1>a"[..], b"0 <1>", b"12345678901 x", b"2026-01-01T00:00:00Z host sshd: x"] {
+        for bad in
+            [&b"12x <1>a"[..], b"0 <1>", b"12345678901 x", b"2026-01-01T00:00:00Z host sshd: x"]
+        {
             let (_, result) = frames(100, &[bad]);
-            assert_eq!(result, Err(FramingError::BadOctetCount), "{:?}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                result,
+                Err(FramingError::BadOctetCount),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
@@ -1088,7 +1124,9 @@ mod tests {
         assert_eq!(udp, ListenAddr::udp("127.0.0.1:5514".parse().unwrap()));
         let tcp: ListenAddr = "tcp://[::1]:514".parse().unwrap();
         assert_eq!(tcp.to_string(), "tcp://[::1]:514");
-        for bad in ["127.0.0.1:5514", "udp://localhost:5514", "sctp://127.0.0.1:1", "tcp://[::1]", ""] {
+        for bad in
+            ["127.0.0.1:5514", "udp://localhost:5514", "sctp://127.0.0.1:1", "tcp://[::1]", ""]
+        {
             let err = bad.parse::<ListenAddr>().unwrap_err().to_string();
             assert!(err.contains("is not a listen address"), "{err}");
         }
@@ -1122,7 +1160,10 @@ mod tests {
         assert!(config.allows("192.0.2.9".parse().unwrap()));
         assert!(config.allows("2001:db8::1".parse().unwrap()));
         assert!(!config.allows("198.51.100.1".parse().unwrap()));
-        assert_eq!((config.max_message_bytes, config.max_connections, config.idle_timeout_seconds), (4096, 10, 60));
+        assert_eq!(
+            (config.max_message_bytes, config.max_connections, config.idle_timeout_seconds),
+            (4096, 10, 60)
+        );
     }
 
     #[test]
