@@ -51,15 +51,18 @@ pub struct Config {
     /// Eradication: the account audit, recent files, persistence.
     #[serde(default)]
     pub eradicate: EradicateConfig,
-    /// `hikeshi watch`: the live sources.
+    /// `[watch]`: the live sources `hikeshi watch` reads.
     #[serde(default)]
     pub watch: WatchConfig,
 }
 
-/// `[watch]`: what `hikeshi watch` reads live.
+/// `[watch]`: where `hikeshi watch` reads sshd's messages live.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WatchConfig {
+    /// `[watch.journal]`: the systemd journal.
+    #[serde(default)]
+    pub journal: crate::sources::journal::JournalConfig,
     /// `[[watch.syslog]]`: network syslog receivers.
     #[serde(default)]
     pub syslog: Vec<crate::sources::syslog_server::SyslogConfig>,
@@ -436,7 +439,7 @@ mod tests {
         assert_eq!(config.fim.exclude, default_fim_excludes());
         assert!(config.watch.syslog.is_empty());
         // The commented [[watch.syslog]] example, uncommented, is the default.
-        let example: String = text[text.find("# [[watch.syslog]]").unwrap()..]
+        let example: String = text[text.find("\n# [[watch.syslog]]\n").unwrap() + 1..]
             .lines()
             .take_while(|line| !line.trim().is_empty() && *line != "#")
             .map(|line| format!("{}\n", line.strip_prefix("# ").unwrap_or(line)))

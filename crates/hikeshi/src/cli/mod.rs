@@ -22,6 +22,7 @@ pub mod incident;
 pub mod parse;
 pub mod persistence;
 pub mod recent;
+pub mod scan;
 pub mod verify;
 
 /// Incident response for Linux servers: detect SSH attacks, contain them,
@@ -47,6 +48,8 @@ pub struct Cli {
 pub enum Command {
     /// Show how hikeshi reads sshd log lines (like fail2ban-regex, for every line).
     Parse(parse::Args),
+    /// Read what is new in log files, detect attacks, record incidents, ban and alert (for cron).
+    Scan(scan::Args),
     /// Ban sources in the firewall (the runbook's `iptables -A INPUT -s ADDR -j DROP`).
     Ban(ban::BanArgs),
     /// Lift bans.
@@ -110,6 +113,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctx = Context { config, config_path, data_dir };
     match cli.command {
         Command::Parse(args) => parse::run(&ctx, args),
+        Command::Scan(args) => scan::run(&ctx, args),
         Command::Ban(args) => ban::run_ban(&ctx, args),
         Command::Unban(args) => ban::run_unban(&ctx, args),
         Command::Bans(args) => bans::run_bans(&ctx, args),

@@ -172,20 +172,33 @@ pub fn enqueue(
     Ok((inserted == 1).then(|| conn.last_insert_rowid()))
 }
 
-/// Stores several messages in one transaction (all or none). Returns the
-/// ids of those stored (see [`enqueue`] for the ones that are not).
+/// Stores several messages, all or none. Returns the ids of those stored
+/// (see [`enqueue`] for the ones that are not). It uses a savepoint, so it
+/// can run inside the caller's transaction (the incidents the alerts
+/// describe commit with them) or on its own.
 pub fn enqueue_all(
     conn: &Connection,
     messages: &[NewMessage],
     now: Timestamp,
 ) -> rusqlite::Result<Vec<i64>> {
-    let tx = conn.unchecked_transaction()?;
-    let mut ids = Vec::with_capacity(messages.len());
-    for message in messages {
-        ids.extend(enqueue(&tx, message, now)?);
+    conn.execute_batch("SAVEPOINT enqueue_all")?;
+    let stored = (|| {
+        let mut ids = Vec::with_capacity(messages.len());
+        for message in messages {
+            ids.extend(enqueue(conn, message, now)?);
+        }
+        Ok(ids)
+    })();
+    match stored {
+        Ok(ids) => {
+            conn.execute_batch("RELEASE enqueue_all")?;
+            Ok(ids)
+        }
+        Err(err) => {
+            let _ = conn.execute_batch("ROLLBACK TO enqueue_all; RELEASE enqueue_all");
+            Err(err)
+        }
     }
-    tx.commit()?;
-    Ok(ids)
 }
 
 const COLUMNS: &str = "id, incident_id, created_at, channel, recipient, subject, body, attempts,
