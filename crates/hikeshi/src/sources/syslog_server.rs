@@ -9,8 +9,9 @@
 //! one, as one line of bytes, to the daemon as an [`Incoming`] over the
 //! shared bounded channel.
 //!
-//! What it does with what it cannot keep, each counted in the listener's
-//! [`SourceStats`]:
+//! `lines` and `bytes` of the listener's [`SourceStats`] count every
+//! message read (bytes without framing), delivered or not. What it does
+//! with what it cannot keep, each counted in those stats:
 //! - `rejected`: a datagram or frame longer than `max_message_bytes`, a
 //!   sender outside `allowed_senders`, a connection beyond
 //!   `max_connections`, a malformed octet count (that connection is
@@ -564,7 +565,7 @@ fn run_udp(socket: UdpSocket, cx: ListenerContext) {
         if message.is_empty() {
             continue;
         }
-        cx.stats.read(len, Timestamp::now());
+        cx.stats.read(message.len(), Timestamp::now());
         match cx.tx.try_send(incoming(&cx.source, message, peer)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => SourceStats::add(&cx.stats.dropped),
