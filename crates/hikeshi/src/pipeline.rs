@@ -358,7 +358,11 @@ impl Pipeline {
         at: Timestamp,
     ) -> Result<(), StoreError> {
         let Some(addr) = source.addr() else { return Ok(()) };
-        if !self.bans.enabled || self.ban_asked.contains(&addr) {
+        if !self.bans.enabled
+            || self.ban_asked.contains(&addr)
+            || self.now.duration_since(at) > self.bans.max_age
+        {
+            // Already asked, or a line too old for any ban to still run.
             return Ok(());
         }
         let campaign = batch.campaign(id)?;

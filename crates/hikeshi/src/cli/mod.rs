@@ -18,10 +18,13 @@ pub mod accounts;
 pub mod ban;
 pub mod bans;
 pub mod fim;
+pub mod harden;
 pub mod incident;
+pub mod isms;
 pub mod parse;
 pub mod persistence;
 pub mod recent;
+pub mod report;
 pub mod scan;
 pub mod verify;
 
@@ -70,6 +73,12 @@ pub enum Command {
     Recent(recent::Args),
     /// Find what attackers use to come back: keys, cron, systemd units, preload, setuid files.
     Persistence(persistence::Args),
+    /// Write an incident's report (runbook template, timeline, evidence, lessons, metrics): md, html, json; en, ja, both.
+    Report(report::Args),
+    /// Audit hardening: `harden ssh` checks sshd's effective configuration.
+    Harden(harden::Args),
+    /// ISO/IEC 27001:2022 Annex A evidence, per control.
+    Isms(isms::Args),
 }
 
 /// What every command gets: the loaded configuration and where state lives.
@@ -124,6 +133,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Accounts(args) => accounts::run(&ctx, args),
         Command::Recent(args) => recent::run(&ctx, args),
         Command::Persistence(args) => persistence::run(&ctx, args),
+        Command::Report(args) => report::run(&ctx, args),
+        Command::Harden(args) => harden::run(&ctx, args),
+        Command::Isms(args) => isms::run(&ctx, args),
     }
 }
 

@@ -403,7 +403,7 @@ fn scan_segment(
                 end = line.end_offset();
                 events.clear();
                 parser.push_line(bytes, Origin { line: number, offset }, &mut events);
-                for parsed in &events {
+                for parsed in events.iter().filter(|p| counts(&p.event)) {
                     let evidence_line = if parsed.origin.offset == offset {
                         bytes
                     } else {
@@ -419,7 +419,7 @@ fn scan_segment(
     }
     events.clear();
     parser.finish(&mut events);
-    for parsed in &events {
+    for parsed in events.iter().filter(|p| counts(&p.event)) {
         read_line_at(&file, parsed.origin.offset, max_line, &mut lookup)?;
         let line_ref = LineRef { file: name, offset: parsed.origin.offset, bytes: &lookup };
         pipeline.handle(batch, &parsed.event, line_ref)?;
@@ -427,18 +427,31 @@ fn scan_segment(
     Ok((end, parser.stats().clone()))
 }
 
+/// Whether an event can matter to detection (only these need their line).
+fn counts(event: &hikeshi_core::AuthEvent) -> bool {
+    matches!(event.outcome, hikeshi_core::Outcome::Failure | hikeshi_core::Outcome::Success)
+}
+
 /// Reads back the line starting at `offset` (an event the parser released
 /// after its line had gone by: a pending failure resolved at the end of
 /// its connection).
 fn read_line_at(file: &File, offset: u64, max: usize, buf: &mut Vec<u8>) -> Result<()> {
-    buf.clear();
-    buf.resize(max + 1, 0);
-    let n = file.read_at(buf, offset).context("cannot read back an evidence line")?;
-    buf.truncate(n);
-    if let Some(end) = memchr::memchr(b'\n', buf) {
-        buf.truncate(end);
+    // sshd lines are short: read a little, and more only if needed.
+    let mut want = 512.min(max + 1);
+    loop {
+        buf.clear();
+        buf.resize(want, 0);
+        let n = file.read_at(buf, offset).context("cannot read back an evidence line")?;
+        buf.truncate(n);
+        if let Some(end) = memchr::memchr(b'\n', buf) {
+            buf.truncate(end);
+            return Ok(());
+        }
+        if n < want || want > max {
+            return Ok(());
+        }
+        want = (want * 8).min(max + 1);
     }
-    Ok(())
 }
 
 /// The counts a scan reports for a file, summed over its segments.

@@ -236,6 +236,15 @@ pub fn pending(conn: &Connection) -> rusqlite::Result<Vec<OutboxRow>> {
     rows
 }
 
+/// Every row about incident `incident_id`, oldest first (reports).
+pub fn of_incident(conn: &Connection, incident_id: i64) -> rusqlite::Result<Vec<OutboxRow>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM alert_outbox WHERE incident_id = ?1 ORDER BY id"
+    ))?;
+    let rows = stmt.query_map([incident_id], read_row)?.collect();
+    rows
+}
+
 /// The earliest time a pending row is due, if any: when the daemon's alert
 /// worker should wake up next.
 pub fn next_due(conn: &Connection) -> rusqlite::Result<Option<Timestamp>> {
@@ -320,7 +329,8 @@ fn mark_delivered(
     Ok(())
 }
 
-fn shown_recipient(channel: &str, recipient: &str) -> String {
+/// `recipient` as it may be shown: a webhook URL reduced to scheme and host.
+pub fn shown_recipient(channel: &str, recipient: &str) -> String {
     match Channel::from_name(channel) {
         Some(Channel::WebhookJson | Channel::WebhookSlack) => super::webhook::redact_url(recipient),
         _ => recipient.to_string(),

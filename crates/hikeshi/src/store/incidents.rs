@@ -352,7 +352,7 @@ impl<'s> Batch<'s> {
             }
         };
         let pin_last = matches!(change, Change::Escalated { .. });
-        self.record_lines(id, obs.evidence, pin_last);
+        self.record_lines(id, obs.evidence.into_iter(), pin_last);
         Ok((id, change))
     }
 
@@ -387,7 +387,7 @@ impl<'s> Batch<'s> {
                 loaded.new_names.push((NameKind::User, user.to_string()));
             }
         }
-        self.record_lines(id, vec![evidence], false);
+        self.record_lines(id, std::iter::once(evidence), false);
         Ok(())
     }
 
@@ -397,11 +397,16 @@ impl<'s> Batch<'s> {
         Ok(&self.cache.loaded.get(&id).expect("loaded above").campaign)
     }
 
-    fn record_lines(&mut self, id: IncidentId, lines: Vec<Evidence>, pin_last: bool) {
+    fn record_lines(
+        &mut self,
+        id: IncidentId,
+        lines: impl ExactSizeIterator<Item = Evidence>,
+        pin_last: bool,
+    ) {
         let cap = self.options.limits.evidence;
         let last = lines.len().checked_sub(1);
         let loaded = self.cache.loaded.get_mut(&id).expect("incident loaded before its evidence");
-        for (i, ev) in lines.into_iter().enumerate() {
+        for (i, ev) in lines.enumerate() {
             let seq = loaded.campaign.note_evidence(&ev.sha256);
             if cap.keeps_first(seq) || (pin_last && Some(i) == last) {
                 loaded.kept.push(seq, &ev);
