@@ -13,6 +13,7 @@
 //! persistence) from file bytes the application read.
 
 pub mod alert;
+pub mod audit;
 pub mod allowlist;
 pub mod contain;
 pub mod correlate;
@@ -21,6 +22,7 @@ pub mod eradicate;
 pub mod event;
 pub mod fim;
 pub mod incident;
+pub mod lifecycle;
 pub mod parse;
 pub mod sshd;
 pub mod syslog;
