@@ -293,10 +293,24 @@ pub fn verify_chain(entries: &[ChainEntry]) -> Result<(), ChainBreak> {
                 BreakKind::Edited,
                 i,
                 e,
-                format!("it links to the entry before but is numbered {}, not {expected_seq}", e.seq),
+                format!(
+                    "it links to the entry before but is numbered {}, not {expected_seq}",
+                    e.seq
+                ),
             ));
         }
         if !e.is_self_consistent() {
+            // The next entry links past it: it was slipped in.
+            if entries.get(i + 1).is_some_and(|next| next.prev == prev_digest) {
+                return Err(entry_break(
+                    BreakKind::Inserted,
+                    i,
+                    e,
+                    "the entry after it was chained directly after the one before it: \
+                     this one was added between them"
+                        .to_string(),
+                ));
+            }
             return Err(entry_break(
                 BreakKind::Edited,
                 i,
@@ -319,7 +333,8 @@ fn classify_link_break(
     prev_digest: &Sha256Digest,
 ) -> ChainBreak {
     let e = &entries[i];
-    let shown_prev = if i == 0 { "the start".to_string() } else { format!("entry {}", entries[i - 1].seq) };
+    let shown_prev =
+        if i == 0 { "the start".to_string() } else { format!("entry {}", entries[i - 1].seq) };
     // It links to an entry that comes later: the two were swapped.
     if let Some(later) = entries[i + 1..].iter().find(|l| l.digest == e.prev) {
         return entry_break(
@@ -514,7 +529,15 @@ mod tests {
         for seq in 1..=n {
             let prev = out.last().map_or(GENESIS, |e| e.digest);
             let rd = row_digest("timeline", &[Value::Integer(seq), Value::Text(b"x")]);
-            out.push(ChainEntry::new(seq, "2026-01-01T00:00:00Z", Action::Insert, "timeline", seq, rd, prev));
+            out.push(ChainEntry::new(
+                seq,
+                "2026-01-01T00:00:00Z",
+                Action::Insert,
+                "timeline",
+                seq,
+                rd,
+                prev,
+            ));
         }
         out
     }
@@ -569,12 +592,24 @@ mod tests {
     fn an_inserted_entry_is_named() {
         let mut c = chain(5);
         // A well-formed entry slipped in after entry 2, the rest renumbered.
-        let forged = ChainEntry::new(3, "2026-01-01T00:00:00Z", Action::Insert, "timeline", 77, [7; 32], c[1].digest);
+        let forged = ChainEntry::new(
+            3,
+            "2026-01-01T00:00:00Z",
+            Action::Insert,
+            "timeline",
+            77,
+            [7; 32],
+            c[1].digest,
+        );
         c.insert(2, forged);
         for e in &mut c[3..] {
             e.seq += 1;
         }
         let b = verify_chain(&c).unwrap_err();
+        // A clumsier forgery (its own digest wrong) is named too.
+        let mut clumsy = c.clone();
+        clumsy[2].digest = [9; 32];
+        assert_eq!(kind_at(&clumsy), (BreakKind::Inserted, Some(3)));
         // The forged one links correctly; the one after it does not, and
         // links to the one before the forgery.
         assert_eq!(b.kind, BreakKind::Inserted);

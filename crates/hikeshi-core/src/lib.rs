@@ -13,8 +13,8 @@
 //! persistence) from file bytes the application read.
 
 pub mod alert;
-pub mod audit;
 pub mod allowlist;
+pub mod audit;
 pub mod contain;
 pub mod correlate;
 pub mod detect;

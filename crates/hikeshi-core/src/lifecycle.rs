@@ -82,7 +82,9 @@ impl Phase {
     /// (Improvement, ID.IM).
     pub fn csf_functions(self) -> &'static [CsfFunction] {
         match self {
-            Phase::Preparation => &[CsfFunction::Govern, CsfFunction::Identify, CsfFunction::Protect],
+            Phase::Preparation => {
+                &[CsfFunction::Govern, CsfFunction::Identify, CsfFunction::Protect]
+            }
             Phase::DetectionAndAnalysis => &[CsfFunction::Detect, CsfFunction::Respond],
             Phase::ContainmentEradicationRecovery => &[CsfFunction::Respond, CsfFunction::Recover],
             Phase::PostIncident => &[CsfFunction::Identify],
@@ -268,7 +270,10 @@ pub const PLAYBOOK: &[Step] = &[
         role: Role::SecurityAnalyst,
         title: "Validate the alert and determine scope and severity",
         command: "hikeshi incident show N; hikeshi incident advance N --to analysing",
-        satisfied_by: &[Satisfier::Reached(State::Analysing), Satisfier::Timeline(TimelineKind::Note)],
+        satisfied_by: &[
+            Satisfier::Reached(State::Analysing),
+            Satisfier::Timeline(TimelineKind::Note),
+        ],
     },
     Step {
         id: "contain.block",
@@ -322,7 +327,10 @@ pub const PLAYBOOK: &[Step] = &[
         role: Role::SystemAdministrator,
         title: "Validate system operations and resume monitoring",
         command: "hikeshi verify --incident N",
-        satisfied_by: &[Satisfier::EvidenceFrom("hikeshi verify"), Satisfier::Reached(State::Recovered)],
+        satisfied_by: &[
+            Satisfier::EvidenceFrom("hikeshi verify"),
+            Satisfier::Reached(State::Recovered),
+        ],
     },
     Step {
         id: "post.root_cause",
@@ -489,6 +497,69 @@ pub fn state_changed_to(detail: &str) -> Option<State> {
     to.parse().ok()
 }
 
+/// Whether an automatic transition (a ban → contained, a passing verify
+/// → recovered) should move an incident now in `from` to `to`: only
+/// forwards, and never a closed incident. A person's moves are checked by
+/// [`State::check_transition`] alone.
+pub fn auto_advances(from: State, to: State) -> bool {
+    from.is_open() && to > from
+}
+
+/// The longest name a person may give (`--by`, `assign`).
+pub const MAX_PERSON_NAME: usize = 128;
+/// The longest free text (a note, a root cause, a preventive measure).
+pub const MAX_TEXT: usize = 16 * 1024;
+
+/// Checks a person's name as given on the command line: trimmed, not
+/// empty, at most [`MAX_PERSON_NAME`] characters, and no control or
+/// invisible formatting characters (it is printed in reports and
+/// terminals).
+pub fn check_person_name(name: &str) -> Result<&str, String> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err("the name is empty".to_string());
+    }
+    if name.chars().count() > MAX_PERSON_NAME {
+        return Err(format!("the name is longer than {MAX_PERSON_NAME} characters"));
+    }
+    if let Some(c) = name.chars().find(|c| c.is_control() || is_invisible(*c)) {
+        return Err(format!(
+            "the name contains the character U+{:04X}, which is not allowed",
+            c as u32
+        ));
+    }
+    Ok(name)
+}
+
+/// Checks free text (note, root cause, preventive measure): trimmed, not
+/// empty, at most [`MAX_TEXT`] bytes, no NUL. Line breaks and tabs are
+/// allowed (output escapes them); other control characters are refused.
+pub fn check_text<'a>(what: &str, text: &'a str) -> Result<&'a str, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(format!("the {what} is empty"));
+    }
+    if text.len() > MAX_TEXT {
+        return Err(format!("the {what} is longer than {MAX_TEXT} bytes"));
+    }
+    if let Some(c) = text.chars().find(|c| c.is_control() && !matches!(c, '\n' | '\t')) {
+        return Err(format!("the {what} contains the control character U+{:04X}", c as u32));
+    }
+    Ok(text)
+}
+
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061c}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{feff}'
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -564,7 +635,13 @@ mod tests {
         };
         assert_eq!(
             done_ids(&facts),
-            ["detect.alert", "analysis.assign", "contain.block", "eradicate.accounts", "recover.integrity"]
+            [
+                "detect.alert",
+                "analysis.assign",
+                "contain.block",
+                "eradicate.accounts",
+                "recover.integrity"
+            ]
         );
         let items = checklist(&facts);
         let block = items.iter().find(|i| i.step.id == "contain.block").unwrap();
@@ -575,12 +652,42 @@ mod tests {
     #[test]
     fn reaching_a_later_state_proves_earlier_state_steps() {
         let facts = IncidentFacts {
-            timeline: vec![(9, entry(TimelineKind::StateChanged, &state_changed_detail(State::Detected, State::Contained)))],
+            timeline: vec![(
+                9,
+                entry(
+                    TimelineKind::StateChanged,
+                    &state_changed_detail(State::Detected, State::Contained),
+                ),
+            )],
             ..IncidentFacts::default()
         };
         assert_eq!(done_ids(&facts), ["analysis.scope", "contain.block"]);
-        assert_eq!(state_changed_to("detected → closed (Post-Incident Activity)"), Some(State::Closed));
+        assert_eq!(
+            state_changed_to("detected → closed (Post-Incident Activity)"),
+            Some(State::Closed)
+        );
         assert_eq!(state_changed_to("garbage"), None);
+    }
+
+    #[test]
+    fn names_and_texts_are_checked() {
+        assert_eq!(check_person_name("  alice "), Ok("alice"));
+        assert!(check_person_name("").is_err());
+        assert!(check_person_name("a\u{1b}[2J").unwrap_err().contains("U+001B"));
+        assert!(check_person_name("bob\u{202e}").is_err());
+        assert!(check_person_name(&"x".repeat(129)).is_err());
+        assert_eq!(check_text("note", " two\nlines "), Ok("two\nlines"));
+        assert!(check_text("root cause", "  ").unwrap_err().contains("root cause is empty"));
+        assert!(check_text("note", "a\0b").is_err());
+        assert!(check_text("note", &"x".repeat(MAX_TEXT + 1)).is_err());
+    }
+
+    #[test]
+    fn automatic_moves_only_go_forwards() {
+        assert!(auto_advances(State::Detected, State::Contained));
+        assert!(!auto_advances(State::Recovered, State::Contained));
+        assert!(!auto_advances(State::Contained, State::Contained));
+        assert!(!auto_advances(State::Closed, State::Recovered));
     }
 
     #[test]

@@ -108,29 +108,63 @@ macro_rules! append_named {
 macro_rules! audit_triggers {
     ($table:literal, $cols:literal, update) => {
         concat!(
-            "CREATE TRIGGER ", $table, "_audit_insert AFTER INSERT ON ", $table, " BEGIN ",
-            append!("insert", $table, "NEW.rowid", $cols), " END;\n",
-            "CREATE TRIGGER ", $table, "_audit_update AFTER UPDATE ON ", $table, " BEGIN ",
-            append!("update", $table, "NEW.rowid", $cols), " END;\n",
-            "INSERT INTO audit_adopt (tbl, row_id) SELECT '", $table, "', rowid FROM ", $table,
+            "CREATE TRIGGER ",
+            $table,
+            "_audit_insert AFTER INSERT ON ",
+            $table,
+            " BEGIN ",
+            append!("insert", $table, "NEW.rowid", $cols),
+            " END;\n",
+            "CREATE TRIGGER ",
+            $table,
+            "_audit_update AFTER UPDATE ON ",
+            $table,
+            " BEGIN ",
+            append!("update", $table, "NEW.rowid", $cols),
+            " END;\n",
+            "INSERT INTO audit_adopt (tbl, row_id) SELECT '",
+            $table,
+            "', rowid FROM ",
+            $table,
             " ORDER BY rowid;\n",
         )
     };
     ($table:literal, $cols:literal, delete) => {
         concat!(
-            "CREATE TRIGGER ", $table, "_audit_insert AFTER INSERT ON ", $table, " BEGIN ",
-            append!("insert", $table, "NEW.rowid", $cols), " END;\n",
-            "CREATE TRIGGER ", $table, "_audit_delete BEFORE DELETE ON ", $table, " BEGIN ",
-            append!("delete", $table, "OLD.rowid", $cols), " END;\n",
-            "INSERT INTO audit_adopt (tbl, row_id) SELECT '", $table, "', rowid FROM ", $table,
+            "CREATE TRIGGER ",
+            $table,
+            "_audit_insert AFTER INSERT ON ",
+            $table,
+            " BEGIN ",
+            append!("insert", $table, "NEW.rowid", $cols),
+            " END;\n",
+            "CREATE TRIGGER ",
+            $table,
+            "_audit_delete BEFORE DELETE ON ",
+            $table,
+            " BEGIN ",
+            append!("delete", $table, "OLD.rowid", $cols),
+            " END;\n",
+            "INSERT INTO audit_adopt (tbl, row_id) SELECT '",
+            $table,
+            "', rowid FROM ",
+            $table,
             " ORDER BY rowid;\n",
         )
     };
     ($table:literal, $cols:literal, append_only) => {
         concat!(
-            "CREATE TRIGGER ", $table, "_audit_insert AFTER INSERT ON ", $table, " BEGIN ",
-            append!("insert", $table, "NEW.rowid", $cols), " END;\n",
-            "INSERT INTO audit_adopt (tbl, row_id) SELECT '", $table, "', rowid FROM ", $table,
+            "CREATE TRIGGER ",
+            $table,
+            "_audit_insert AFTER INSERT ON ",
+            $table,
+            " BEGIN ",
+            append!("insert", $table, "NEW.rowid", $cols),
+            " END;\n",
+            "INSERT INTO audit_adopt (tbl, row_id) SELECT '",
+            $table,
+            "', rowid FROM ",
+            $table,
             " ORDER BY rowid;\n",
         )
     };
@@ -141,8 +175,13 @@ macro_rules! audit_triggers {
 macro_rules! adopt_trigger {
     ($table:literal, $cols:literal) => {
         concat!(
-            "CREATE TEMP TRIGGER ", $table, "_audit_adopt AFTER INSERT ON audit_adopt WHEN NEW.tbl = '",
-            $table, "' BEGIN ", append!("adopt", $table, "NEW.row_id", $cols), " END;\n"
+            "CREATE TEMP TRIGGER ",
+            $table,
+            "_audit_adopt AFTER INSERT ON audit_adopt WHEN NEW.tbl = '",
+            $table,
+            "' BEGIN ",
+            append!("adopt", $table, "NEW.row_id", $cols),
+            " END;\n"
         )
     };
 }
@@ -293,7 +332,10 @@ impl Store {
 
     /// Checks the chain, then every audited row against it, then (if
     /// given) that the chain still contains `kept_head`.
-    pub fn audit_verify(&self, kept_head: Option<&Sha256Digest>) -> Result<AuditReport, StoreError> {
+    pub fn audit_verify(
+        &self,
+        kept_head: Option<&Sha256Digest>,
+    ) -> Result<AuditReport, StoreError> {
         let entries = self.audit_entries()?;
         let live = read_live_rows(self.conn()).map_err(|e| self.error(e))?;
         let head = match entries.last() {
@@ -375,8 +417,11 @@ mod tests {
         let compact = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
         let schema = compact(SCHEMA);
         for (table, _, cols) in AUDITED {
-            let named: String =
-                compact(cols).split(", ").map(|c| format!("NEW.{c}")).collect::<Vec<_>>().join(", ");
+            let named: String = compact(cols)
+                .split(", ")
+                .map(|c| format!("NEW.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ");
             let expected = format!("hikeshi_row_digest('{table}', {})", compact(cols));
             let expected_named = format!("hikeshi_row_digest('{table}', {named})");
             let uses = schema.matches(&expected).count() + schema.matches(&expected_named).count();

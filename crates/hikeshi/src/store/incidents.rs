@@ -397,6 +397,12 @@ impl<'s> Batch<'s> {
         Ok(seq)
     }
 
+    /// The lifecycle state of incident `id`, as this transaction sees it.
+    pub fn incident_state_now(&mut self, id: IncidentId) -> Result<State, StoreError> {
+        self.load(id)?;
+        Ok(self.cache.loaded[&id].campaign.state)
+    }
+
     /// Appends a timeline entry; returns its id.
     pub fn add_timeline(
         &mut self,
@@ -435,7 +441,7 @@ impl<'s> Batch<'s> {
         if !to.is_open() {
             self.cache.open_by_key.insert(key, None);
         }
-        let detail = format!("{from} → {to} ({})", to.nist_phase());
+        let detail = hikeshi_core::lifecycle::state_changed_detail(from, to);
         self.insert_timeline(id, at, actor, TimelineKind::StateChanged, &detail)?;
         Ok(())
     }

@@ -22,6 +22,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 pub mod audit;
 mod evidence;
 pub mod incidents;
+pub mod lifecycle;
 pub mod schema;
 
 pub use incidents::{
