@@ -76,6 +76,22 @@ pub fn row_digest(table: &str, values: &[Value<'_>]) -> Sha256Digest {
     h.finalize().into()
 }
 
+/// The digest of an incident's kept names (`incident_names`: rules fired,
+/// hosts attacked, user names tried), as one unit: `(kind, name)` pairs
+/// in byte order, whatever order they are given in. The names are audited
+/// per incident per batch with this digest, not one entry per name, so a
+/// spray of user names costs one entry per batch.
+pub fn names_digest<'a>(names: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Sha256Digest {
+    let mut sorted: Vec<(&[u8], &[u8])> = names.into_iter().collect();
+    sorted.sort_unstable();
+    let mut values = Vec::with_capacity(sorted.len() * 2);
+    for (kind, name) in sorted {
+        values.push(Value::Text(kind));
+        values.push(Value::Text(name));
+    }
+    row_digest("incident_names", &values)
+}
+
 fn put_bytes(h: &mut Sha256, bytes: &[u8]) {
     h.update((bytes.len() as u64).to_be_bytes());
     h.update(bytes);
@@ -661,6 +677,15 @@ mod tests {
         swapped[0].digest = swapped[2].digest;
         swapped[2].digest = d0;
         assert_eq!(check_rows(&c, &swapped).unwrap_err().kind, BreakKind::Reordered);
+    }
+
+    #[test]
+    fn names_digest_ignores_order_but_not_content() {
+        let a = names_digest([(&b"user"[..], &b"root"[..]), (b"host", b"web1")]);
+        let b = names_digest([(&b"host"[..], &b"web1"[..]), (b"user", b"root")]);
+        assert_eq!(a, b);
+        assert_ne!(a, names_digest([(&b"host"[..], &b"web1"[..])]));
+        assert_ne!(a, names_digest([(&b"user"[..], &b"web1"[..]), (b"host", b"root")]));
     }
 
     #[test]

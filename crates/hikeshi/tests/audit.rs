@@ -484,3 +484,16 @@ fn rows_written_before_the_audit_trail_are_adopted() {
     assert_eq!(report.entries, report.rows, "one adopt entry per existing row");
     assert!(s.audit_entries().unwrap().iter().all(|e| e.action == "adopt"));
 }
+
+#[test]
+fn a_removed_user_name_is_found_per_incident() {
+    let env = env();
+    env.intruder()
+        .execute("DELETE FROM incident_names WHERE incident_id = 1 AND kind = 'user' AND name = 'user00'", [])
+        .unwrap();
+    let b = broken(&env);
+    assert_eq!(
+        (b["kind"].as_str(), b["what"].as_str()),
+        (Some("edited"), Some("incident_names row 1"))
+    );
+}

@@ -16,7 +16,7 @@
 //! | table             | entries                                              |
 //! |-------------------|------------------------------------------------------|
 //! | `incidents`       | insert; every update (one per incident per batch)    |
-//! | `incident_names`  | insert (each kept rule, host, user name)             |
+//! | `incident_names`  | per incident per batch that added names: `row_id` is the incident, the digest covers all its names |
 //! | `timeline`        | insert                                               |
 //! | `evidence`        | insert (one chunk)                                   |
 //! | `evidence_recent` | insert, delete (the rolling window)                  |
@@ -35,10 +35,10 @@ use serde::Serialize;
 
 use super::{Store, StoreError};
 
-/// Each audited table, the expression that identifies a row (its rowid;
-/// for `incident_names`, which has none, a key derived from its primary
-/// key), and the columns its row digest covers, in order. The triggers in
-/// [`SCHEMA`] use the same lists (a test checks it).
+/// Each table audited row by row, the expression that identifies a row,
+/// and the columns its row digest covers, in order. The triggers in
+/// [`SCHEMA`] use the same lists (a test checks it). `incident_names` is
+/// audited per incident instead (see [`NAMES_TABLE`]).
 pub const AUDITED: &[(&str, &str, &str)] = &[
     (
         "incidents",
@@ -46,7 +46,6 @@ pub const AUDITED: &[(&str, &str, &str)] = &[
         "subject_kind, subject, rule, severity, state, first_seen, last_seen, attempts, \
          rules_omitted, hosts_omitted, users_omitted, evidence_lines, evidence_digest, opened_at",
     ),
-    ("incident_names", NAME_KEY, "incident_id, kind, name"),
     ("timeline", "rowid", "incident_id, at, actor, kind, detail"),
     ("evidence", "rowid", "incident_id, first_seq, last_seq, lines, data"),
     ("evidence_recent", "rowid", "incident_id, first_seq, last_seq, lines, data"),
@@ -64,8 +63,11 @@ pub const AUDITED: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// The row key of an `incident_names` row (a WITHOUT ROWID table).
-const NAME_KEY: &str = "hikeshi_row_key(incident_id, kind, name)";
+/// The table audited per incident rather than per row: the kept names of
+/// an incident, one entry per incident per batch that added names, whose
+/// `row_id` is the incident id and whose `row_digest` is
+/// [`audit::names_digest`] of all its names after the batch.
+pub const NAMES_TABLE: &str = "incident_names";
 
 /// Appends one entry about row `$id` of `$table` ($action: insert, update,
 /// delete, adopt): the next seq, the database's time, the previous
@@ -82,24 +84,6 @@ macro_rules! append {
             "coalesce((SELECT digest FROM audit_log ORDER BY seq DESC LIMIT 1), zeroblob(32)) AS prev, ",
             "(SELECT hikeshi_row_digest('", $table, "', ", $cols, ") FROM ", $table,
             " WHERE rowid = ", $id, ") AS rd) AS n;"
-        )
-    };
-}
-
-/// Appends one entry about an `incident_names` row, from its values
-/// (`$row`: NEW).
-macro_rules! append_named {
-    ($action:literal, $row:literal) => {
-        concat!(
-            "INSERT INTO audit_log (seq, at, action, tbl, row_id, row_digest, prev, digest) ",
-            "SELECT n.seq, n.at, '", $action, "', 'incident_names', n.key, n.rd, n.prev, ",
-            "hikeshi_audit_digest(n.seq, n.at, '", $action, "', 'incident_names', n.key, n.rd, n.prev) ",
-            "FROM (SELECT coalesce((SELECT max(seq) FROM audit_log), 0) + 1 AS seq, ",
-            "strftime('%Y-%m-%dT%H:%M:%fZ', 'now') AS at, ",
-            "coalesce((SELECT digest FROM audit_log ORDER BY seq DESC LIMIT 1), zeroblob(32)) AS prev, ",
-            "hikeshi_row_key(", $row, ".incident_id, ", $row, ".kind, ", $row, ".name) AS key, ",
-            "hikeshi_row_digest('incident_names', ", $row, ".incident_id, ", $row, ".kind, ",
-            $row, ".name) AS rd) AS n;"
         )
     };
 }
@@ -200,17 +184,21 @@ pub const SCHEMA: &str = concat!(
     prev        BLOB    NOT NULL,                -- digest of the entry before
     digest      BLOB    NOT NULL                 -- SHA-256 of this entry
 );
-CREATE INDEX audit_log_row ON audit_log (tbl, row_id);
 CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
     BEGIN SELECT RAISE(ABORT, 'audit_log rows are append-only'); END;
 CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
     BEGIN SELECT RAISE(ABORT, 'audit_log rows are append-only'); END;
 CREATE TEMP TABLE audit_adopt (tbl TEXT NOT NULL, row_id INTEGER NOT NULL);
-CREATE TEMP TABLE audit_adopt_names (incident_id INTEGER, kind TEXT, name TEXT);
 ",
     adopt_trigger!("incidents", "subject_kind, subject, rule, severity, state, first_seen, last_seen, attempts, rules_omitted, hosts_omitted, users_omitted, evidence_lines, evidence_digest, opened_at"),
-    "CREATE TEMP TRIGGER incident_names_audit_adopt AFTER INSERT ON audit_adopt_names BEGIN ",
-    append_named!("adopt", "NEW"),
+    "CREATE TEMP TRIGGER incident_names_audit_adopt AFTER INSERT ON audit_adopt WHEN NEW.tbl = 'incident_names' BEGIN ",
+    "INSERT INTO audit_log (seq, at, action, tbl, row_id, row_digest, prev, digest) ",
+    "SELECT n.seq, n.at, 'adopt', 'incident_names', NEW.row_id, n.rd, n.prev, ",
+    "hikeshi_audit_digest(n.seq, n.at, 'adopt', 'incident_names', NEW.row_id, n.rd, n.prev) FROM (SELECT ",
+    "coalesce((SELECT max(seq) FROM audit_log), 0) + 1 AS seq, ",
+    "strftime('%Y-%m-%dT%H:%M:%fZ', 'now') AS at, ",
+    "coalesce((SELECT digest FROM audit_log ORDER BY seq DESC LIMIT 1), zeroblob(32)) AS prev, ",
+    "(SELECT hikeshi_names_digest(kind, name) FROM incident_names WHERE incident_id = NEW.row_id) AS rd) AS n;",
     " END;\n",
     adopt_trigger!("timeline", "incident_id, at, actor, kind, detail"),
     adopt_trigger!("evidence", "incident_id, first_seq, last_seq, lines, data"),
@@ -218,17 +206,14 @@ CREATE TEMP TABLE audit_adopt_names (incident_id INTEGER, kind TEXT, name TEXT);
     adopt_trigger!("bans", "address, family, incident_id, reason, backend, created_at, expires_at, offence, removed_at, removed_reason"),
     adopt_trigger!("alert_outbox", "incident_id, created_at, channel, recipient, subject, body, attempts, next_attempt_at, last_error, delivered_at, digest_id, alert_key"),
     audit_triggers!("incidents", "subject_kind, subject, rule, severity, state, first_seen, last_seen, attempts, rules_omitted, hosts_omitted, users_omitted, evidence_lines, evidence_digest, opened_at", update),
-    "CREATE TRIGGER incident_names_audit_insert AFTER INSERT ON incident_names BEGIN ",
-    append_named!("insert", "NEW"),
-    " END;\n",
-    "INSERT INTO audit_adopt_names SELECT incident_id, kind, name FROM incident_names \
-     ORDER BY incident_id, kind, name;\n",
+    "INSERT INTO audit_adopt (tbl, row_id) SELECT DISTINCT 'incident_names', incident_id \
+     FROM incident_names ORDER BY incident_id;\n",
     audit_triggers!("timeline", "incident_id, at, actor, kind, detail", append_only),
     audit_triggers!("evidence", "incident_id, first_seq, last_seq, lines, data", append_only),
     audit_triggers!("evidence_recent", "incident_id, first_seq, last_seq, lines, data", delete),
     audit_triggers!("bans", "address, family, incident_id, reason, backend, created_at, expires_at, offence, removed_at, removed_reason", update),
     audit_triggers!("alert_outbox", "incident_id, created_at, channel, recipient, subject, body, attempts, next_attempt_at, last_error, delivered_at, digest_id, alert_key", update),
-    "DROP TABLE temp.audit_adopt; DROP TABLE temp.audit_adopt_names;\n",
+    "DROP TABLE temp.audit_adopt;\n",
 );
 
 /// Registers the two SQL functions the audit triggers call. Every
@@ -244,13 +229,8 @@ pub fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
         let values: Vec<Value<'_>> = (1..ctx.len()).map(|i| value_of(ctx.get_raw(i))).collect();
         Ok(audit::row_digest(&table, &values).to_vec())
     })?;
-    // hikeshi_row_key(col, ...) → integer: identifies a row of a table
-    // without rowid by its primary key.
-    conn.create_scalar_function("hikeshi_row_key", -1, flags, |ctx| {
-        let values: Vec<Value<'_>> = (0..ctx.len()).map(|i| value_of(ctx.get_raw(i))).collect();
-        let digest = audit::row_digest("\u{0}key", &values);
-        Ok(i64::from_be_bytes(digest[..8].try_into().expect("8 bytes")))
-    })?;
+    // hikeshi_names_digest(kind, name): aggregate → blob.
+    conn.create_aggregate_function("hikeshi_names_digest", 2, flags, NamesDigest)?;
     // hikeshi_audit_digest(seq, at, action, table, row_id, row_digest, prev) → blob.
     conn.create_scalar_function("hikeshi_audit_digest", 7, flags, |ctx| {
         let seq: i64 = ctx.get(0)?;
@@ -262,6 +242,59 @@ pub fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
         let prev = digest_of(ctx.get_raw(6));
         Ok(audit::entry_digest(seq, &at, &action, &table, row_id, &row_digest, &prev).to_vec())
     })?;
+    Ok(())
+}
+
+/// The `hikeshi_names_digest` aggregate: collects `(kind, name)` pairs
+/// and gives [`audit::names_digest`] of them.
+struct NamesDigest;
+
+impl rusqlite::functions::Aggregate<Vec<(Vec<u8>, Vec<u8>)>, Vec<u8>> for NamesDigest {
+    fn init(
+        &self,
+        _: &mut rusqlite::functions::Context<'_>,
+    ) -> rusqlite::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        Ok(Vec::new())
+    }
+
+    fn step(
+        &self,
+        ctx: &mut rusqlite::functions::Context<'_>,
+        acc: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> rusqlite::Result<()> {
+        acc.push((text_of(ctx.get_raw(0)).into_bytes(), text_of(ctx.get_raw(1)).into_bytes()));
+        Ok(())
+    }
+
+    fn finalize(
+        &self,
+        _: &mut rusqlite::functions::Context<'_>,
+        acc: Option<Vec<(Vec<u8>, Vec<u8>)>>,
+    ) -> rusqlite::Result<Vec<u8>> {
+        let acc = acc.unwrap_or_default();
+        Ok(audit::names_digest(acc.iter().map(|(k, n)| (k.as_slice(), n.as_slice()))).to_vec())
+    }
+}
+
+/// Appends one entry to the chain, in the caller's transaction: for rows
+/// the triggers do not see (the names of an incident, per batch).
+pub fn append(
+    conn: &Connection,
+    action: audit::Action,
+    table: &str,
+    row_id: i64,
+    row_digest: &Sha256Digest,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO audit_log (seq, at, action, tbl, row_id, row_digest, prev, digest) \
+         SELECT n.seq, n.at, ?1, ?2, ?3, ?4, n.prev, \
+                hikeshi_audit_digest(n.seq, n.at, ?1, ?2, ?3, ?4, n.prev) \
+         FROM (SELECT coalesce((SELECT max(seq) FROM audit_log), 0) + 1 AS seq, \
+                      strftime('%Y-%m-%dT%H:%M:%fZ', 'now') AS at, \
+                      coalesce((SELECT digest FROM audit_log ORDER BY seq DESC LIMIT 1), \
+                               zeroblob(32)) AS prev) AS n",
+    )?
+    .execute(rusqlite::params![action.as_str(), table, row_id, &row_digest[..]])?;
     Ok(())
 }
 
@@ -405,6 +438,19 @@ fn read_live_rows(conn: &Connection) -> rusqlite::Result<Vec<LiveRow>> {
             live.push(row?);
         }
     }
+    let mut stmt = conn.prepare(&format!(
+        "SELECT incident_id, hikeshi_names_digest(kind, name) FROM {NAMES_TABLE} GROUP BY incident_id"
+    ))?;
+    let rows = stmt.query_map([], |r| {
+        Ok(LiveRow {
+            table: NAMES_TABLE.to_string(),
+            row_id: r.get(0)?,
+            digest: digest_of(r.get_ref(1)?),
+        })
+    })?;
+    for row in rows {
+        live.push(row?);
+    }
     Ok(live)
 }
 
@@ -416,6 +462,7 @@ mod tests {
     fn triggers_digest_the_columns_verify_reads() {
         let compact = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
         let schema = compact(SCHEMA);
+        assert!(!schema.contains("hikeshi_row_digest('incident_names'"));
         for (table, _, cols) in AUDITED {
             let named: String = compact(cols)
                 .split(", ")
