@@ -51,6 +51,18 @@ pub struct Config {
     /// Eradication: the account audit, recent files, persistence.
     #[serde(default)]
     pub eradicate: EradicateConfig,
+    /// `[watch]`: the live sources `hikeshi watch` reads.
+    #[serde(default)]
+    pub watch: WatchConfig,
+}
+
+/// `[watch]`: where `hikeshi watch` reads sshd's messages live.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchConfig {
+    /// `[watch.journal]`: the systemd journal.
+    #[serde(default)]
+    pub journal: crate::sources::journal::JournalConfig,
 }
 
 /// `[allowlist]`: networks hikeshi never acts against. Their events are

@@ -19,11 +19,15 @@ pub mod audit;
 pub mod ban;
 pub mod bans;
 pub mod fim;
+pub mod harden;
 pub mod incident;
+pub mod isms;
 pub mod lifecycle;
 pub mod parse;
 pub mod persistence;
 pub mod recent;
+pub mod report;
+pub mod scan;
 pub mod verify;
 
 /// Incident response for Linux servers: detect SSH attacks, contain them,
@@ -49,6 +53,8 @@ pub struct Cli {
 pub enum Command {
     /// Show how hikeshi reads sshd log lines (like fail2ban-regex, for every line).
     Parse(parse::Args),
+    /// Read what is new in log files, detect attacks, record incidents, ban and alert (for cron).
+    Scan(scan::Args),
     /// Ban sources in the firewall (the runbook's `iptables -A INPUT -s ADDR -j DROP`).
     Ban(ban::BanArgs),
     /// Lift bans.
@@ -71,6 +77,12 @@ pub enum Command {
     Recent(recent::Args),
     /// Find what attackers use to come back: keys, cron, systemd units, preload, setuid files.
     Persistence(persistence::Args),
+    /// Write an incident's report (runbook template, timeline, evidence, lessons, metrics): md, html, json; en, ja, both.
+    Report(report::Args),
+    /// Audit hardening: `harden ssh` checks sshd's effective configuration.
+    Harden(harden::Args),
+    /// ISO/IEC 27001:2022 Annex A evidence, per control.
+    Isms(isms::Args),
 }
 
 /// What every command gets: the loaded configuration and where state lives.
@@ -114,6 +126,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctx = Context { config, config_path, data_dir };
     match cli.command {
         Command::Parse(args) => parse::run(&ctx, args),
+        Command::Scan(args) => scan::run(&ctx, args),
         Command::Ban(args) => ban::run_ban(&ctx, args),
         Command::Unban(args) => ban::run_unban(&ctx, args),
         Command::Bans(args) => bans::run_bans(&ctx, args),
@@ -125,6 +138,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Accounts(args) => accounts::run(&ctx, args),
         Command::Recent(args) => recent::run(&ctx, args),
         Command::Persistence(args) => persistence::run(&ctx, args),
+        Command::Report(args) => report::run(&ctx, args),
+        Command::Harden(args) => harden::run(&ctx, args),
+        Command::Isms(args) => isms::run(&ctx, args),
     }
 }
 

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 
 pub mod cursor;
+pub mod journal;
 pub mod lines;
 
 /// One unit of input from a live source.

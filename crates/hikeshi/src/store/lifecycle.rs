@@ -96,7 +96,7 @@ impl Batch<'_> {
         let preventive = lifecycle::check_text("preventive measure", preventive)
             .map_err(|e| refused(id, format!("closing needs preventive measures: {e}")))?;
         // Checked first so that a refused close writes nothing at all.
-        let state = self.incident_state_now(id)?;
+        let state = self.incident_state(id)?;
         state
             .check_transition(State::Closed)
             .map_err(|source| StoreError::Transition { id, source })?;
