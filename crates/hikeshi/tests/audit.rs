@@ -497,3 +497,55 @@ fn a_removed_user_name_is_found_per_incident() {
         (Some("edited"), Some("incident_names row 1"))
     );
 }
+
+#[test]
+fn a_real_scan_then_lifecycle_commands_verify_and_tampering_after_is_found() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let log = tmp.path().join("auth.log");
+    let mut text = String::new();
+    for i in 0..60u32 {
+        let addr = if i % 2 == 0 { "203.0.113.5" } else { "198.51.100.66" };
+        text.push_str(&format!(
+            "Jan 15 10:{:02}:{:02} server1 sshd[{}]: Failed password for invalid user u{i} from {addr} port {} ssh2\n",
+            i / 60,
+            i % 60,
+            1000 + i,
+            40000 + i
+        ));
+    }
+    std::fs::write(&log, text).unwrap();
+    let out = hikeshi(&data, &["scan", log.to_str().unwrap()]);
+    assert!(out.status.code().is_some_and(|c| c <= 1), "{out:?}");
+    let list: Value =
+        serde_json::from_slice(&hikeshi(&data, &["incident", "list", "--json"]).stdout).unwrap();
+    assert!(!list.as_array().unwrap().is_empty(), "the scan opened incidents");
+    for args in [
+        &["incident", "advance", "1", "--to", "analysing", "--by", "alice"][..],
+        &["incident", "note", "1", "checked the source", "--by", "alice"],
+        &[
+            "incident",
+            "close",
+            "1",
+            "--root-cause",
+            "exposed ssh",
+            "--preventive",
+            "vpn",
+            "--by",
+            "alice",
+        ],
+    ] {
+        let out = hikeshi(&data, args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    }
+    let out = hikeshi(&data, &["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let c = Connection::open(store::db_path(&data)).unwrap();
+    c.execute_batch(
+        "DROP TRIGGER incidents_audit_update; UPDATE incidents SET severity = 'low' WHERE id = 1",
+    )
+    .unwrap();
+    let out = hikeshi(&data, &["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).contains("incidents row 1 was edited"), "{}", stdout(&out));
+}
