@@ -154,6 +154,7 @@ pub fn closes_connection(kind: Kind) -> bool {
     matches!(
         kind,
         ConnectionClosedPreauth
+            | TooManyAuthFailures
             | ConnectionClosedUserPreauth
             | DisconnectedUserPreauth
             | Disconnected
@@ -237,8 +238,10 @@ impl Tracker {
                 }
                 return;
             }
-        } else if closes {
-            // The end of a connection we never saw: nothing to join.
+        } else if closes || !worth_tracking(&parsed.event) {
+            // The end of a connection we never saw, or a line that neither
+            // gives nor needs anything (`session closed` after the close):
+            // nothing to join, and no entry to keep.
             self.unjoined(parsed, out);
             return;
         }
@@ -515,6 +518,12 @@ fn count_resolution(stats: &mut CorrelateStats, why: PendingResolution) {
         PendingResolution::EndOfInput => &mut stats.pending_end_of_input,
     };
     *counter += 1;
+}
+
+/// Whether a line may open a connection entry: it names the peer (for
+/// later lines), is pending, or needs an address itself.
+fn worth_tracking(event: &AuthEvent) -> bool {
+    event.source.is_some() || event.outcome == Outcome::Pending || wants_source(event)
 }
 
 /// Whether a line without address waits for its connection's: the lines

@@ -188,6 +188,8 @@ pub enum TimelineKind {
     RootCause,
     /// A preventive measure was recorded.
     PreventiveMeasure,
+    /// A recovery validation check (`hikeshi verify`) passed or failed.
+    RecoveryCheck,
 }
 
 impl TimelineKind {
@@ -205,6 +207,7 @@ impl TimelineKind {
         TimelineKind::Assigned,
         TimelineKind::RootCause,
         TimelineKind::PreventiveMeasure,
+        TimelineKind::RecoveryCheck,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -222,6 +225,7 @@ impl TimelineKind {
             TimelineKind::Assigned => "assigned",
             TimelineKind::RootCause => "root_cause",
             TimelineKind::PreventiveMeasure => "preventive_measure",
+            TimelineKind::RecoveryCheck => "recovery_check",
         }
     }
 }

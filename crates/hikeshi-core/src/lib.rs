@@ -14,14 +14,19 @@
 
 pub mod alert;
 pub mod allowlist;
+pub mod audit;
 pub mod contain;
 pub mod correlate;
 pub mod detect;
 pub mod eradicate;
 pub mod event;
 pub mod fim;
+pub mod harden;
 pub mod incident;
+pub mod isms;
+pub mod lifecycle;
 pub mod parse;
+pub mod report;
 pub mod sshd;
 pub mod syslog;
 

@@ -227,3 +227,26 @@ fn connection_closed_after_a_login_is_a_plain_disconnect() {
     assert_eq!(out[2].event.kind, Kind::ConnectionClosedPreauth);
     assert_eq!(out[2].event.outcome, Outcome::Failure);
 }
+
+#[test]
+fn closed_connections_leave_no_entry_behind() {
+    // Regression: context lines after the close (`session closed`) and
+    // `Disconnecting: Too many authentication failures` used to keep
+    // entries open until eviction, so memory grew with the log.
+    let mut p = parser_with(1024);
+    let mut out = Vec::new();
+    for line in [
+        "Jan 15 10:00:00 h sshd[100]: Accepted password for alice from 192.0.2.10 port 4000 ssh2",
+        "Jan 15 10:00:00 h sshd[100]: pam_unix(sshd:session): session opened for user alice(uid=1000) by (uid=0)",
+        "Jan 15 10:30:00 h sshd[100]: Received disconnect from 192.0.2.10 port 4000:11: disconnected by user",
+        "Jan 15 10:30:00 h sshd[100]: Disconnected from user alice 192.0.2.10 port 4000",
+        "Jan 15 10:30:00 h sshd[100]: pam_unix(sshd:session): session closed for user alice",
+        "Jan 15 10:31:00 h sshd[101]: Failed password for root from 203.0.113.5 port 4001 ssh2",
+        "Jan 15 10:31:01 h sshd[101]: error: maximum authentication attempts exceeded for root from 203.0.113.5 port 4001 ssh2 [preauth]",
+        "Jan 15 10:31:01 h sshd[101]: Disconnecting authenticating user root 203.0.113.5 port 4001: Too many authentication failures [preauth]",
+    ] {
+        p.push_line(line.as_bytes(), Origin::default(), &mut out);
+    }
+    assert_eq!(p.open_connections(), 0);
+    assert_eq!(out.len(), 8);
+}

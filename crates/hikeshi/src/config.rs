@@ -51,15 +51,21 @@ pub struct Config {
     /// Eradication: the account audit, recent files, persistence.
     #[serde(default)]
     pub eradicate: EradicateConfig,
-    /// `[watch]`: what the daemon (`hikeshi watch`) reads live.
+    /// `[watch]`: the live sources `hikeshi watch` reads.
     #[serde(default)]
     pub watch: WatchConfig,
 }
 
-/// `[watch]`: the live sources of `hikeshi watch`.
+/// `[watch]`: where `hikeshi watch` reads sshd's messages live.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WatchConfig {
+    /// `[watch.journal]`: the systemd journal.
+    #[serde(default)]
+    pub journal: crate::sources::journal::JournalConfig,
+    /// `[[watch.syslog]]`: network syslog receivers.
+    #[serde(default)]
+    pub syslog: Vec<crate::sources::syslog_server::SyslogConfig>,
     /// `[[watch.files]]`: log files followed (globs allowed).
     #[serde(default)]
     pub files: Vec<crate::sources::tail::FileSourceConfig>,
@@ -434,6 +440,19 @@ mod tests {
         let config = Config::from_toml(&text, &path).unwrap();
         // The example shows the defaults: it must not drift from them.
         assert_eq!(config.fim.exclude, default_fim_excludes());
+        assert!(config.watch.syslog.is_empty());
+        // The commented [[watch.syslog]] example, uncommented, is the default.
+        let example: String = text[text.find("\n# [[watch.syslog]]\n").unwrap() + 1..]
+            .lines()
+            .take_while(|line| !line.trim().is_empty() && *line != "#")
+            .map(|line| format!("{}\n", line.strip_prefix("# ").unwrap_or(line)))
+            .collect();
+        let watch = Config::from_toml(&example, &path).unwrap().watch;
+        assert_eq!(
+            watch.syslog,
+            vec![crate::sources::syslog_server::SyslogConfig::default()],
+            "{example}"
+        );
         crate::fim::rule_set(&config.fim).unwrap();
     }
 

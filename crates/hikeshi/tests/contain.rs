@@ -788,3 +788,62 @@ fn ban_ends_established_connections_with_conntrack() {
     let after = lab.server("conntrack", &["-L", "-s", PEER4]);
     assert!(!String::from_utf8_lossy(&after.stdout).contains("ESTABLISHED"), "{}", text(&after));
 }
+
+/// The runbook's whole containment step from a log file: `hikeshi scan`
+/// detects the peer's brute force, bans it in nftables (its next connect
+/// fails), moves the incident to contained and records the ban on its
+/// timeline; the allowlisted server address attacking too is only flagged.
+#[test]
+fn scan_bans_the_attacker_it_detects_and_records_it() {
+    let lab = Lab::new("backend = \"nftables\"\nbantime = \"10m\"");
+    assert!(lab.connects(SERVER4));
+    let now = jiff::Timestamp::now();
+    let mut log = String::new();
+    for (i, (addr, user)) in
+        [(PEER4, "admin"), (SERVER4, "root")].iter().cycle().take(12).enumerate()
+    {
+        let at = now - jiff::SignedDuration::from_secs(60 - i as i64);
+        log.push_str(&format!(
+            "{} server1 sshd[{}]: Failed password for invalid user {user} from {addr} port {} ssh2\n",
+            at.strftime("%Y-%m-%dT%H:%M:%S%.6f+00:00"),
+            4000 + i,
+            50000 + i
+        ));
+    }
+    let log_path = lab.path("auth.log");
+    std::fs::write(&log_path, log).unwrap();
+
+    let out = lab.hikeshi(&["scan", &log_path, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(lab.wait_connect(SERVER4, false), "the detected attacker can still connect");
+    assert_eq!(lab.nft_set("hikeshi", "ban4"), set_of(&[PEER4]));
+
+    let incidents = report["incidents"].as_array().unwrap();
+    assert_eq!(incidents.len(), 2, "{report:#}");
+    let attacker = incidents.iter().find(|i| i["subject"] == PEER4).unwrap();
+    assert_eq!(attacker["state"], "contained", "{report:#}");
+    assert_eq!(attacker["attempts"], 6);
+    let own = incidents.iter().find(|i| i["subject"] == SERVER4).unwrap();
+    assert!(own["allowlisted"].as_str().unwrap().contains("own addresses"), "{own}");
+    assert_eq!(own["state"], "detected");
+
+    let id = attacker["id"].to_string();
+    let show = lab.hikeshi_ok(&["incident", "show", &id, "--json"]);
+    let detail: serde_json::Value = serde_json::from_str(&show).unwrap();
+    let kinds: Vec<&str> = detail["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"banned") && kinds.contains(&"state_changed"), "{kinds:?}");
+    assert_eq!(detail["evidence"].as_array().unwrap().len(), 6, "every attempt is evidence");
+
+    // A second run reads nothing new and changes nothing.
+    let out = lab.hikeshi(&["scan", &log_path, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["incidents"].as_array().unwrap().is_empty(), "{report:#}");
+    assert_eq!(lab.active_addresses(), vec![PEER4.to_string()]);
+}

@@ -816,3 +816,78 @@ fn the_example_config_with_every_alert_setting_enabled_builds_a_notifier() {
     assert_eq!(notifier.email_recipients(&critical).len(), 4);
     assert_eq!(notifier.email_recipients(&facts(1)).len(), 3);
 }
+
+/// The runbook's cron job, done right: `hikeshi scan -q -s SUBJECT` on a
+/// log with a brute force mails the team once through a real SMTP server;
+/// the next run over the same (and more) lines mails nothing more.
+#[test]
+fn scan_from_cron_mails_the_team_once_per_incident() {
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("Maildir");
+    let port = free_port();
+    let _smtp = aiosmtpd(port, &maildir, &[]);
+    let config = dir.path().join("hikeshi.toml");
+    std::fs::write(
+        &config,
+        format!("{}\n[contain]\nbackend = \"none\"\n", email_config(port, "none", "")),
+    )
+    .unwrap();
+    let log = dir.path().join("auth.log");
+    let mut lines = String::new();
+    for i in 0..6 {
+        lines.push_str(&format!(
+            "Jan 15 10:33:{i:02} server1 sshd[{}]: Failed password for invalid user admin from 203.0.113.5 port {} ssh2\n",
+            2231 + i,
+            55214 + i
+        ));
+    }
+    std::fs::write(&log, &lines).unwrap();
+    let data = dir.path().join("data");
+    let scan = |subject: &str| {
+        exec::command(
+            env!("CARGO_BIN_EXE_hikeshi"),
+            [
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--config",
+                config.to_str().unwrap(),
+                "scan",
+                "-q",
+                "-s",
+                subject,
+                log.to_str().unwrap(),
+            ],
+        )
+        .output()
+        .unwrap()
+    };
+    let first = scan("Incident Alert");
+    assert_eq!(first.status.code(), Some(1), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(first.stdout.is_empty(), "-q prints nothing");
+    let delivered = mails(&maildir);
+    // Every team member whose severities include "high" gets one message.
+    assert!(!delivered.is_empty());
+    let recipients: Vec<&str> = delivered.iter().flat_map(|m| m.header("To")).collect();
+    let unique: std::collections::BTreeSet<&str> = recipients.iter().copied().collect();
+    assert_eq!(recipients.len(), unique.len(), "one message per recipient: {recipients:?}");
+    let mail = &delivered[0];
+    let subject = mail.header("Subject")[0];
+    assert!(
+        subject.starts_with("Incident Alert #1") && subject.contains("203.0.113.5"),
+        "{subject}"
+    );
+    assert!(mail.body.contains("server1") && mail.body.contains("admin"), "{}", mail.body);
+    assert!(mail.body.contains("iptables -A INPUT -s 203.0.113.5 -j DROP"), "{}", mail.body);
+
+    let mut more = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    std::io::Write::write_all(
+        &mut more,
+        b"Jan 15 10:34:00 server1 sshd[3000]: Failed password for root from 203.0.113.5 port 1 ssh2\n",
+    )
+    .unwrap();
+    let second = scan("Incident Alert");
+    assert_eq!(second.status.code(), Some(0), "{}", String::from_utf8_lossy(&second.stderr));
+    let third = scan("Incident Alert");
+    assert_eq!(third.status.code(), Some(0));
+    assert_eq!(mails(&maildir).len(), delivered.len(), "no second alert for the same incident");
+}

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use hikeshi_core::eradicate::accounts::{audit, diff_baseline, AccountsRules, AccountsSnapshot};
 use hikeshi_core::eradicate::sort_findings;
+use hikeshi_core::incident::{Actor, IncidentId};
 use jiff::Timestamp;
 use serde::Serialize;
 
@@ -21,6 +22,7 @@ use crate::eradicate::baseline::{self, Stored, FORMAT_VERSION};
 use crate::eradicate::collect::read_accounts;
 use crate::eradicate::report::{needs_attention, write_json, write_table, EvidenceDocument, Lang};
 use crate::eradicate::rootfs::RootFs;
+use crate::evidence::{self, Document, Target};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -37,6 +39,10 @@ pub struct Args {
     /// Language of the reasons in the table.
     #[arg(long, value_enum, default_value = "en")]
     pub lang: Lang,
+    /// Attach the findings (the JSON document, with its SHA-256) to
+    /// incident N as evidence, with a timeline entry.
+    #[arg(long, value_name = "N")]
+    pub incident: Option<IncidentId>,
 }
 
 /// Facts of the audit, in the JSON document.
@@ -50,6 +56,8 @@ struct Details {
 }
 
 pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
+    // Checked first: a wrong incident number must not cost a whole audit.
+    let mut target = args.incident.map(|id| Target::open(ctx, id)).transpose()?;
     let now = Timestamp::now();
     let root = RootFs::open(&args.root)?;
     let (input, mut warnings) = read_accounts(&root);
@@ -88,24 +96,51 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
     }
 
     let mut stdout = std::io::stdout().lock();
-    if args.json {
-        let details = Details {
-            uid_min: result.uid_min,
-            accounts: result.accounts,
-            baseline_taken_at,
-            baseline_recorded: args.baseline,
+    let document = (args.json || target.is_some())
+        .then(|| -> Result<Vec<u8>> {
+            let details = Details {
+                uid_min: result.uid_min,
+                accounts: result.accounts,
+                baseline_taken_at,
+                baseline_recorded: args.baseline,
+            };
+            let doc = EvidenceDocument::new(
+                "accounts",
+                root_name.clone(),
+                now,
+                details,
+                &result.findings,
+                &warnings,
+            );
+            let mut bytes = Vec::new();
+            write_json(&mut bytes, &doc)?;
+            Ok(bytes)
+        })
+        .transpose()?;
+    match &document {
+        Some(bytes) if args.json => stdout.write_all(bytes)?,
+        _ => {
+            for w in &warnings {
+                eprintln!("hikeshi: accounts: warning: {w}");
+            }
+            write_table(&mut stdout, &result.findings, args.lang)?;
+            if args.baseline {
+                writeln!(stdout, "baseline recorded: {}", baseline_path.display())?;
+            }
+        }
+    }
+    if let (Some(target), Some(bytes)) = (&mut target, document) {
+        let doc = Document {
+            producer: evidence::producer("accounts", &[("root", root_name.clone())]),
+            bytes: evidence::without_final_newline(bytes),
+            extension: "json",
+            summary: format!(
+                "accounts audit of {root_name}: {}",
+                evidence::findings_summary(&result.findings)
+            ),
         };
-        let doc =
-            EvidenceDocument::new("accounts", root_name, now, details, &result.findings, &warnings);
-        write_json(&mut stdout, &doc)?;
-    } else {
-        for w in &warnings {
-            eprintln!("hikeshi: accounts: warning: {w}");
-        }
-        write_table(&mut stdout, &result.findings, args.lang)?;
-        if args.baseline {
-            writeln!(stdout, "baseline recorded: {}", baseline_path.display())?;
-        }
+        let attached = target.attach(&doc, now, &Actor::Automatic)?;
+        eprintln!("hikeshi: accounts: {}", attached.describe());
     }
     stdout.flush()?;
     Ok(if needs_attention(&result.findings) {

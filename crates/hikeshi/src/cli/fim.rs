@@ -14,8 +14,10 @@ use anyhow::{bail, Context as _, Result};
 use clap::Subcommand;
 use hikeshi_core::fim::aide;
 use hikeshi_core::fim::report::ScanIssue;
+use hikeshi_core::incident::{Actor, IncidentId};
 
 use super::Context;
+use crate::evidence::{self, Document, Target};
 use crate::fim::{self, keys, Settings};
 
 /// Exit code for errors in `check` and `update` (AIDE's I/O error).
@@ -76,6 +78,10 @@ struct CheckArgs {
     /// Require a baseline signed by this public key (overrides [fim] public_key).
     #[arg(long, value_name = "FILE")]
     verify_key: Option<PathBuf>,
+    /// Attach the result (the canonical JSON report, with its SHA-256) to
+    /// incident N as evidence, with a timeline entry.
+    #[arg(long, value_name = "N")]
+    incident: Option<IncidentId>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -106,7 +112,12 @@ struct ImportArgs {
 pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
     match args.command {
         FimCommand::Init(a) => init(ctx, a),
-        FimCommand::Check(a) => with_fim_error_code(check(ctx, a)),
+        FimCommand::Check(a) => {
+            // A wrong incident number is a usage error (exit 2), found
+            // before the scan.
+            let target = a.incident.map(|id| Target::open(ctx, id)).transpose()?;
+            with_fim_error_code(check(ctx, a, target))
+        }
         FimCommand::Update(a) => with_fim_error_code(update(ctx, a)),
         FimCommand::Keygen(a) => keygen(a),
         FimCommand::ImportAide(a) => import_aide(ctx, a),
@@ -191,7 +202,7 @@ fn init(ctx: &Context, args: InitArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn check(ctx: &Context, args: CheckArgs) -> Result<ExitCode> {
+fn check(ctx: &Context, args: CheckArgs, target: Option<Target>) -> Result<ExitCode> {
     let settings = settings(ctx, &args.scan, args.verify_key.as_ref())?;
     let report = fim::check(&settings, jiff::Timestamp::now())?;
     if args.scan.json {
@@ -203,6 +214,27 @@ fn check(ctx: &Context, args: CheckArgs) -> Result<ExitCode> {
             format!("{}evidence digest: {}\n", report.render_text(), report.evidence_digest())
                 .as_bytes(),
         )?;
+    }
+    if let Some(mut target) = target {
+        let s = &report.summary;
+        let baseline = settings.baseline_path.display().to_string();
+        let doc = Document {
+            producer: evidence::producer("fim check", &[("baseline", baseline.clone())]),
+            bytes: report.to_canonical_json(),
+            extension: "json",
+            summary: format!(
+                "file integrity check against {baseline}: {}; {} added, {} removed, {} changed, \
+                 {} new setuid/setgid, {} unreadable",
+                if report.exit_code() == 0 { "no differences" } else { "differences found" },
+                s.added,
+                s.removed,
+                s.changed,
+                s.new_setid,
+                s.issues
+            ),
+        };
+        let attached = target.attach(&doc, report.checked_at, &Actor::Automatic)?;
+        writeln!(std::io::stderr().lock(), "hikeshi: fim check: {}", attached.describe())?;
     }
     Ok(ExitCode::from(report.exit_code()))
 }

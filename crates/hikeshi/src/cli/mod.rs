@@ -15,13 +15,19 @@ use clap::{Parser, Subcommand};
 use crate::config::Config;
 
 pub mod accounts;
+pub mod audit;
 pub mod ban;
 pub mod bans;
 pub mod fim;
+pub mod harden;
 pub mod incident;
+pub mod isms;
+pub mod lifecycle;
 pub mod parse;
 pub mod persistence;
 pub mod recent;
+pub mod report;
+pub mod scan;
 pub mod verify;
 
 /// Incident response for Linux servers: detect SSH attacks, contain them,
@@ -47,6 +53,8 @@ pub struct Cli {
 pub enum Command {
     /// Show how hikeshi reads sshd log lines (like fail2ban-regex, for every line).
     Parse(parse::Args),
+    /// Read what is new in log files, detect attacks, record incidents, ban and alert (for cron).
+    Scan(scan::Args),
     /// Ban sources in the firewall (the runbook's `iptables -A INPUT -s ADDR -j DROP`).
     Ban(ban::BanArgs),
     /// Lift bans.
@@ -57,6 +65,8 @@ pub enum Command {
     Firewall(bans::FirewallArgs),
     /// List incidents, or show one with its timeline and evidence.
     Incident(incident::Args),
+    /// The tamper-evident audit trail: verify it, print its head to keep off the host.
+    Audit(audit::Args),
     /// File integrity: baseline, check, update (AIDE-class, parallel, signed baselines).
     Fim(fim::Args),
     /// Recovery validation: units active, ports answering, commands and files as expected.
@@ -67,6 +77,12 @@ pub enum Command {
     Recent(recent::Args),
     /// Find what attackers use to come back: keys, cron, systemd units, preload, setuid files.
     Persistence(persistence::Args),
+    /// Write an incident's report (runbook template, timeline, evidence, lessons, metrics): md, html, json; en, ja, both.
+    Report(report::Args),
+    /// Audit hardening: `harden ssh` checks sshd's effective configuration.
+    Harden(harden::Args),
+    /// ISO/IEC 27001:2022 Annex A evidence, per control.
+    Isms(isms::Args),
 }
 
 /// What every command gets: the loaded configuration and where state lives.
@@ -110,16 +126,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctx = Context { config, config_path, data_dir };
     match cli.command {
         Command::Parse(args) => parse::run(&ctx, args),
+        Command::Scan(args) => scan::run(&ctx, args),
         Command::Ban(args) => ban::run_ban(&ctx, args),
         Command::Unban(args) => ban::run_unban(&ctx, args),
         Command::Bans(args) => bans::run_bans(&ctx, args),
         Command::Firewall(args) => bans::run_firewall(&ctx, args),
         Command::Incident(args) => incident::run(&ctx, args),
+        Command::Audit(args) => audit::run(&ctx, args),
         Command::Fim(args) => fim::run(&ctx, args),
         Command::Verify(args) => verify::run(&ctx, args),
         Command::Accounts(args) => accounts::run(&ctx, args),
         Command::Recent(args) => recent::run(&ctx, args),
         Command::Persistence(args) => persistence::run(&ctx, args),
+        Command::Report(args) => report::run(&ctx, args),
+        Command::Harden(args) => harden::run(&ctx, args),
+        Command::Isms(args) => isms::run(&ctx, args),
     }
 }
 

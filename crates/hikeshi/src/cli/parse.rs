@@ -134,6 +134,7 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 /// What one input gave, for the summary.
 struct Report {
     stats: ParseStats,
+    max_connections: usize,
     /// (line number, raw line) of the first unrecognised sshd lines.
     unrecognised: Vec<(u64, Vec<u8>)>,
 }
@@ -146,6 +147,7 @@ fn parse_input(
     out: &mut impl Write,
 ) -> Result<Report> {
     let max_line_len = opts.max_line_len;
+    let max_connections = opts.max_connections;
     let mut parser = LineParser::new(opts);
     let mut lines = LineReader::new(&mut reader, max_line_len);
     let mut events: Vec<Parsed> = Vec::with_capacity(16);
@@ -171,7 +173,7 @@ fn parse_input(
     }
     parser.finish(&mut events);
     write_events(out, name, format, &events)?;
-    Ok(Report { stats: parser.stats().clone(), unrecognised })
+    Ok(Report { stats: parser.stats().clone(), max_connections, unrecognised })
 }
 
 /// One event of `--format jsonl`.
@@ -329,11 +331,16 @@ fn write_summary(out: &mut impl Write, name: &str, mode: Mode, report: &Report) 
             c.pending_absorbed, c.pending_then_success, c.pending_unjoinable
         )?;
     }
+    writeln!(
+        out,
+        "  connections tracked    peak {} at once (limit {}), {} evicted",
+        c.connections_peak, report.max_connections, c.connections_evicted
+    )?;
     if c.connections_evicted > 0 {
         writeln!(
             out,
-            "  connections evicted    {} (table full at {}; raise [parse] max_connections)",
-            c.connections_evicted, c.connections_peak
+            "  WARNING: the connection table was full: raise [parse] max_connections \
+             (evicted connections were resolved, not lost)"
         )?;
     }
     if s.ambiguous_sources > 0 {

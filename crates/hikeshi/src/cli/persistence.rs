@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 use hikeshi_core::eradicate::parse_window;
 use hikeshi_core::eradicate::persistence::{assess, PersistenceSnapshot};
+use hikeshi_core::incident::{Actor, IncidentId};
 use jiff::Timestamp;
 use serde::Serialize;
 
@@ -22,6 +23,7 @@ use crate::eradicate::baseline::{self, Stored, FORMAT_VERSION};
 use crate::eradicate::collect::persistence_items;
 use crate::eradicate::report::{needs_attention, write_json, write_table, EvidenceDocument, Lang};
 use crate::eradicate::rootfs::RootFs;
+use crate::evidence::{self, Document, Target};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -50,6 +52,10 @@ pub struct Args {
     /// Language of the reasons in the table.
     #[arg(long, value_enum, default_value = "en")]
     pub lang: Lang,
+    /// Attach the findings (the JSON document, with its SHA-256) to
+    /// incident N as evidence, with a timeline entry.
+    #[arg(long, value_name = "N")]
+    pub incident: Option<IncidentId>,
 }
 
 #[derive(Debug, Serialize)]
@@ -61,6 +67,8 @@ struct Details {
 }
 
 pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
+    // Checked first: a wrong incident number must not cost a whole scan.
+    let mut target = args.incident.map(|id| Target::open(ctx, id)).transpose()?;
     let now = Timestamp::now();
     let root = RootFs::open(&args.root)?;
     let config = &ctx.config.eradicate;
@@ -105,29 +113,56 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
     }
 
     let mut stdout = std::io::stdout().lock();
-    if args.json {
-        let details = Details {
-            items: items.len(),
-            window_start,
-            baseline_taken_at: base.as_ref().and_then(|b| b.taken_at),
-            baseline_recorded: args.baseline,
+    let document = (args.json || target.is_some())
+        .then(|| -> Result<Vec<u8>> {
+            let details = Details {
+                items: items.len(),
+                window_start,
+                baseline_taken_at: base.as_ref().and_then(|b| b.taken_at),
+                baseline_recorded: args.baseline,
+            };
+            let doc = EvidenceDocument::new(
+                "persistence",
+                root_name.clone(),
+                now,
+                details,
+                &findings,
+                &warnings,
+            );
+            let mut bytes = Vec::new();
+            write_json(&mut bytes, &doc)?;
+            Ok(bytes)
+        })
+        .transpose()?;
+    match &document {
+        Some(bytes) if args.json => stdout.write_all(bytes)?,
+        _ => {
+            for w in &warnings {
+                eprintln!("hikeshi: persistence: warning: {w}");
+            }
+            write_table(&mut stdout, &findings, args.lang)?;
+            if args.baseline {
+                writeln!(
+                    stdout,
+                    "baseline recorded: {} ({} items)",
+                    baseline_path.display(),
+                    items.len()
+                )?;
+            }
+        }
+    }
+    if let (Some(target), Some(bytes)) = (&mut target, document) {
+        let doc = Document {
+            producer: evidence::producer("persistence", &[("root", root_name.clone())]),
+            bytes: evidence::without_final_newline(bytes),
+            extension: "json",
+            summary: format!(
+                "persistence check of {root_name}: {}",
+                evidence::findings_summary(&findings)
+            ),
         };
-        let doc =
-            EvidenceDocument::new("persistence", root_name, now, details, &findings, &warnings);
-        write_json(&mut stdout, &doc)?;
-    } else {
-        for w in &warnings {
-            eprintln!("hikeshi: persistence: warning: {w}");
-        }
-        write_table(&mut stdout, &findings, args.lang)?;
-        if args.baseline {
-            writeln!(
-                stdout,
-                "baseline recorded: {} ({} items)",
-                baseline_path.display(),
-                items.len()
-            )?;
-        }
+        let attached = target.attach(&doc, now, &Actor::Automatic)?;
+        eprintln!("hikeshi: persistence: {}", attached.describe());
     }
     stdout.flush()?;
     Ok(if needs_attention(&findings) { ExitCode::from(EXIT_FINDINGS) } else { ExitCode::SUCCESS })

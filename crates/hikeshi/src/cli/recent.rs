@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use hikeshi_core::eradicate::parse_window;
+use hikeshi_core::incident::{Actor, IncidentId};
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 
@@ -24,6 +25,7 @@ use crate::eradicate::ls::{ls_line, DateCache, Names};
 use crate::eradicate::report::{after, rfc3339, RecentFile};
 use crate::eradicate::rootfs::{Meta, RootFs};
 use crate::eradicate::walk::{path_bytes, walk, WalkOptions};
+use crate::evidence::{self, Document, Target};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -57,6 +59,10 @@ pub struct Args {
     /// Worker threads (default: one per CPU).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// Attach the list (as `--format jsonl` prints it, with its SHA-256)
+    /// to incident N as evidence, with a timeline entry.
+    #[arg(long, value_name = "N")]
+    pub incident: Option<IncidentId>,
 }
 
 /// Compiles exclude globs; a bad glob is an error that names it.
@@ -79,6 +85,8 @@ pub fn mtime_of(file: &Path) -> Result<(Timestamp, i64, u32)> {
 }
 
 pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
+    // Checked first: a wrong incident number must not cost a whole walk.
+    let mut target = args.incident.map(|id| Target::open(ctx, id)).transpose()?;
     let now = Timestamp::now();
     let start: (i64, u32) = match &args.newer_than {
         Some(file) => {
@@ -128,17 +136,24 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
     let empty = Names::default();
     let mut dates = DateCache::default();
     let mut out = BufWriter::with_capacity(256 * 1024, std::io::stdout().lock());
+    // The JSONL of every hit, kept whole when it is to be attached.
+    let mut jsonl: Vec<u8> = Vec::new();
     for hit in &result.hits {
         let names = names_for(&hit.path).unwrap_or(&empty);
         let m = &hit.meta;
-        match args.format {
-            Format::Ls => {
-                out.write_all(&ls_line(path_bytes(&hit.path), m, names, &mut dates, now, &tz))?
-            }
-            Format::Jsonl => {
-                let file = RecentFile::new(path_bytes(&hit.path), m, names, start);
-                serde_json::to_writer(&mut out, &file)?;
-                out.write_all(b"\n")?;
+        if args.format == Format::Ls {
+            out.write_all(&ls_line(path_bytes(&hit.path), m, names, &mut dates, now, &tz))?;
+        }
+        if args.format == Format::Jsonl || target.is_some() {
+            let file = RecentFile::new(path_bytes(&hit.path), m, names, start);
+            let line_start = jsonl.len();
+            serde_json::to_writer(&mut jsonl, &file)?;
+            jsonl.push(b'\n');
+            if args.format == Format::Jsonl {
+                out.write_all(&jsonl[line_start..])?;
+                if target.is_none() {
+                    jsonl.clear();
+                }
             }
         }
     }
@@ -158,5 +173,29 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
         result.errors.len(),
         result.other_filesystems
     )?;
+    if let Some(target) = &mut target {
+        let mut args_named: Vec<(&str, String)> =
+            roots.iter().map(|r| ("root", r.display().to_string())).collect();
+        match &args.newer_than {
+            Some(file) => args_named.push(("newer-than", file.display().to_string())),
+            None => args_named.push(("since", args.since.clone())),
+        }
+        let roots_text: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
+        let doc = Document {
+            producer: evidence::producer("recent", &args_named),
+            bytes: jsonl,
+            extension: "jsonl",
+            summary: format!(
+                "recent files under {}: {} changed since {} ({} files examined, {} unreadable)",
+                roots_text.join(", "),
+                result.hits.len(),
+                rfc3339(start.0, start.1),
+                result.files_seen,
+                result.errors.len()
+            ),
+        };
+        let attached = target.attach(&doc, now, &Actor::Automatic)?;
+        writeln!(stderr, "hikeshi: recent: {}", attached.describe())?;
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -56,10 +56,25 @@ pub struct ContainConfig {
     pub kill_connections: bool,
     /// The conntrack program.
     pub conntrack: String,
+    /// Ban automatically when a finding's rule is in `ban_rules` (`scan`
+    /// and `watch`). False: detect, record and alert only.
+    pub auto_ban: bool,
+    /// The detection rules whose findings ban their source.
+    pub ban_rules: Vec<String>,
     pub nftables: NftablesConfig,
     pub iptables: IptablesConfig,
     pub fail2ban: Fail2banConfig,
 }
+
+/// Every rule with an attacking address: all but `account_attack`, whose
+/// subject is an account attacked from many sources.
+pub const DEFAULT_BAN_RULES: &[&str] = &[
+    "brute_force",
+    "prefix_brute_force",
+    "user_enumeration",
+    "slow_brute_force",
+    "success_after_failures",
+];
 
 impl Default for ContainConfig {
     fn default() -> Self {
@@ -71,6 +86,8 @@ impl Default for ContainConfig {
             permanent_after: None,
             kill_connections: true,
             conntrack: "conntrack".into(),
+            auto_ban: true,
+            ban_rules: DEFAULT_BAN_RULES.iter().map(|r| r.to_string()).collect(),
             nftables: NftablesConfig::default(),
             iptables: IptablesConfig::default(),
             fail2ban: Fail2banConfig::default(),

@@ -279,6 +279,15 @@ pub fn active_bans_of(conn: &Connection, addresses: &[IpAddr]) -> rusqlite::Resu
     rows.collect()
 }
 
+/// Every ban recorded for incident `incident_id`, oldest first (reports).
+pub fn bans_of_incident(conn: &Connection, incident_id: i64) -> rusqlite::Result<Vec<BanRecord>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM bans WHERE incident_id = ?1 ORDER BY id"
+    ))?;
+    let rows = stmt.query_map([incident_id], from_row)?;
+    rows.collect()
+}
+
 /// Every ban ever recorded, newest first, at most `limit`.
 pub fn all_bans(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<BanRecord>> {
     let mut stmt =

@@ -172,20 +172,33 @@ pub fn enqueue(
     Ok((inserted == 1).then(|| conn.last_insert_rowid()))
 }
 
-/// Stores several messages in one transaction (all or none). Returns the
-/// ids of those stored (see [`enqueue`] for the ones that are not).
+/// Stores several messages, all or none. Returns the ids of those stored
+/// (see [`enqueue`] for the ones that are not). It uses a savepoint, so it
+/// can run inside the caller's transaction (the incidents the alerts
+/// describe commit with them) or on its own.
 pub fn enqueue_all(
     conn: &Connection,
     messages: &[NewMessage],
     now: Timestamp,
 ) -> rusqlite::Result<Vec<i64>> {
-    let tx = conn.unchecked_transaction()?;
-    let mut ids = Vec::with_capacity(messages.len());
-    for message in messages {
-        ids.extend(enqueue(&tx, message, now)?);
+    conn.execute_batch("SAVEPOINT enqueue_all")?;
+    let stored = (|| {
+        let mut ids = Vec::with_capacity(messages.len());
+        for message in messages {
+            ids.extend(enqueue(conn, message, now)?);
+        }
+        Ok(ids)
+    })();
+    match stored {
+        Ok(ids) => {
+            conn.execute_batch("RELEASE enqueue_all")?;
+            Ok(ids)
+        }
+        Err(err) => {
+            let _ = conn.execute_batch("ROLLBACK TO enqueue_all; RELEASE enqueue_all");
+            Err(err)
+        }
     }
-    tx.commit()?;
-    Ok(ids)
 }
 
 const COLUMNS: &str = "id, incident_id, created_at, channel, recipient, subject, body, attempts,
@@ -220,6 +233,15 @@ pub fn pending(conn: &Connection) -> rusqlite::Result<Vec<OutboxRow>> {
         "SELECT {COLUMNS} FROM alert_outbox WHERE delivered_at IS NULL ORDER BY id"
     ))?;
     let rows = stmt.query_map([], read_row)?.collect();
+    rows
+}
+
+/// Every row about incident `incident_id`, oldest first (reports).
+pub fn of_incident(conn: &Connection, incident_id: i64) -> rusqlite::Result<Vec<OutboxRow>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM alert_outbox WHERE incident_id = ?1 ORDER BY id"
+    ))?;
+    let rows = stmt.query_map([incident_id], read_row)?.collect();
     rows
 }
 
@@ -307,7 +329,8 @@ fn mark_delivered(
     Ok(())
 }
 
-fn shown_recipient(channel: &str, recipient: &str) -> String {
+/// `recipient` as it may be shown: a webhook URL reduced to scheme and host.
+pub fn shown_recipient(channel: &str, recipient: &str) -> String {
     match Channel::from_name(channel) {
         Some(Channel::WebhookJson | Channel::WebhookSlack) => super::webhook::redact_url(recipient),
         _ => recipient.to_string(),

@@ -15,7 +15,9 @@ use std::sync::Arc;
 use jiff::Timestamp;
 
 pub mod cursor;
+pub mod journal;
 pub mod lines;
+pub mod syslog_server;
 pub mod tail;
 
 /// One unit of input from a live source.

@@ -352,15 +352,61 @@ impl<'s> Batch<'s> {
             }
         };
         let pin_last = matches!(change, Change::Escalated { .. });
-        self.record_lines(id, obs.evidence, pin_last);
+        self.record_lines(id, obs.evidence.into_iter(), pin_last);
         Ok((id, change))
     }
 
-    fn record_lines(&mut self, id: IncidentId, lines: Vec<Evidence>, pin_last: bool) {
+    /// One more attempt of an open incident's campaign, seen after the
+    /// finding that opened it: it adds to the attempts, widens the seen
+    /// window, joins the host and user to their bounded sets and its line
+    /// to the evidence. It never changes the severity and writes no
+    /// timeline row (the counters record it); this is the hot path of a
+    /// scan through a long attack, so it builds no [`Observation`].
+    pub fn record_attempt(
+        &mut self,
+        id: IncidentId,
+        at: Timestamp,
+        host: Option<&str>,
+        user: Option<&str>,
+        evidence: Evidence,
+    ) -> Result<(), StoreError> {
+        self.load(id)?;
+        let limits = self.options.limits;
+        let loaded = self.cache.loaded.get_mut(&id).expect("loaded above");
+        let campaign = &mut loaded.campaign;
+        campaign.attempts = campaign.attempts.saturating_add(1);
+        campaign.first_seen = campaign.first_seen.min(at);
+        campaign.last_seen = campaign.last_seen.max(at);
+        if let Some(host) = host {
+            if campaign.hosts.insert(host, limits.max_hosts) {
+                loaded.new_names.push((NameKind::Host, host.to_string()));
+            }
+        }
+        if let Some(user) = user {
+            if campaign.users.insert(user, limits.max_users) {
+                loaded.new_names.push((NameKind::User, user.to_string()));
+            }
+        }
+        self.record_lines(id, std::iter::once(evidence), false);
+        Ok(())
+    }
+
+    /// The aggregate of incident `id` as this batch has made it so far.
+    pub fn campaign(&mut self, id: IncidentId) -> Result<&Campaign, StoreError> {
+        self.load(id)?;
+        Ok(&self.cache.loaded.get(&id).expect("loaded above").campaign)
+    }
+
+    fn record_lines(
+        &mut self,
+        id: IncidentId,
+        lines: impl ExactSizeIterator<Item = Evidence>,
+        pin_last: bool,
+    ) {
         let cap = self.options.limits.evidence;
         let last = lines.len().checked_sub(1);
         let loaded = self.cache.loaded.get_mut(&id).expect("incident loaded before its evidence");
-        for (i, ev) in lines.into_iter().enumerate() {
+        for (i, ev) in lines.enumerate() {
             let seq = loaded.campaign.note_evidence(&ev.sha256);
             if cap.keeps_first(seq) || (pin_last && Some(i) == last) {
                 loaded.kept.push(seq, &ev);
@@ -384,6 +430,22 @@ impl<'s> Batch<'s> {
         actor: &Actor,
         evidence: Evidence,
     ) -> Result<u64, StoreError> {
+        let detail =
+            format!("{}:{} sha256 {}", evidence.file, evidence.offset, evidence.sha256_hex());
+        self.add_evidence_described(id, at, actor, evidence, &detail)
+    }
+
+    /// [`Batch::add_evidence`] with the timeline entry's sentence chosen by
+    /// the caller (a summary of what the evidence shows), so that one
+    /// attachment is one `evidence_added` entry.
+    pub fn add_evidence_described(
+        &mut self,
+        id: IncidentId,
+        at: Timestamp,
+        actor: &Actor,
+        evidence: Evidence,
+        detail: &str,
+    ) -> Result<u64, StoreError> {
         self.load(id)?;
         let loaded = self.cache.loaded.get_mut(&id).expect("loaded above");
         let seq = loaded.campaign.note_evidence(&evidence.sha256);
@@ -391,10 +453,14 @@ impl<'s> Batch<'s> {
         let mut chunk = ChunkBuilder::default();
         chunk.push(seq, &evidence);
         insert_chunk(self.conn, INSERT_EVIDENCE, id, &chunk).map_err(|e| self.error(e))?;
-        let detail =
-            format!("{}:{} sha256 {}", evidence.file, evidence.offset, evidence.sha256_hex());
-        self.insert_timeline(id, at, actor, TimelineKind::EvidenceAdded, &detail)?;
+        self.insert_timeline(id, at, actor, TimelineKind::EvidenceAdded, detail)?;
         Ok(seq)
+    }
+
+    /// The lifecycle state of an incident, as this transaction sees it.
+    pub fn incident_state(&mut self, id: IncidentId) -> Result<State, StoreError> {
+        self.load(id)?;
+        Ok(self.cache.loaded[&id].campaign.state)
     }
 
     /// Appends a timeline entry; returns its id.
@@ -435,7 +501,7 @@ impl<'s> Batch<'s> {
         if !to.is_open() {
             self.cache.open_by_key.insert(key, None);
         }
-        let detail = format!("{from} → {to} ({})", to.nist_phase());
+        let detail = hikeshi_core::lifecycle::state_changed_detail(from, to);
         self.insert_timeline(id, at, actor, TimelineKind::StateChanged, &detail)?;
         Ok(())
     }
@@ -469,6 +535,9 @@ impl<'s> Batch<'s> {
 
     fn flush(&mut self) -> Result<(), StoreError> {
         let cap = self.options.limits.evidence;
+        // Only a store opened without the audit migration (older-schema
+        // tests and benchmarks) has no chain to append to.
+        let audited = self.options.migrations.iter().any(|m| m.sql == super::audit::SCHEMA);
         // In id order: neighbouring incidents share pages.
         let mut dirty: Vec<IncidentId> =
             self.cache.loaded.iter().filter(|(_, l)| l.dirty).map(|(id, _)| *id).collect();
@@ -505,6 +574,24 @@ impl<'s> Batch<'s> {
                 )?;
                 for (kind, name) in &loaded.new_names {
                     names.execute(params![id.0, kind.as_str(), name])?;
+                }
+                if audited && !loaded.new_names.is_empty() {
+                    // One audit entry for all the incident's names, not one
+                    // per name: a spray of user names stays cheap.
+                    let all = NameKind::ALL.into_iter().flat_map(|kind| {
+                        kind.set(c)
+                            .kept
+                            .iter()
+                            .map(move |n| (kind.as_str().as_bytes(), n.as_bytes()))
+                    });
+                    let digest = hikeshi_core::audit::names_digest(all);
+                    super::audit::append(
+                        self.conn,
+                        hikeshi_core::audit::Action::Insert,
+                        super::audit::NAMES_TABLE,
+                        id.0,
+                        &digest,
+                    )?;
                 }
                 if !loaded.kept.is_empty() {
                     insert_chunk(self.conn, INSERT_EVIDENCE, id, &loaded.kept)?;
@@ -804,6 +891,11 @@ impl super::Store {
         let timeline = self.read_timeline(id)?;
         let evidence = self.read_evidence(&incident)?;
         Ok(IncidentDetail { incident, timeline, evidence })
+    }
+
+    /// One incident's aggregate, without its timeline and evidence.
+    pub fn incident(&self, id: IncidentId) -> Result<Incident, StoreError> {
+        read_incident(self.conn(), self.path(), id)?.ok_or(StoreError::NoSuchIncident(id))
     }
 
     /// The open incident of `key`, if any.

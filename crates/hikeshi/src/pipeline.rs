@@ -1,0 +1,456 @@
+//! The path every parsed event takes after the parser: detection, the
+//! incident record, alert facts and ban requests.
+//!
+//! `hikeshi scan` drives it over files and `hikeshi watch` over live
+//! sources. It owns the detector and the lines seen before a detection (so
+//! that the incident a finding opens carries the attempts that led to it),
+//! and writes through one store [`Batch`] at a time: nothing it decides is
+//! visible until the caller commits the batch together with its cursors.
+//! Containment and alert delivery happen after the commit, in
+//! [`crate::respond`], so a slow firewall or mail server never holds the
+//! database or the reader.
+//!
+//! What makes a line count:
+//! - a finding whose campaign has no open incident opens one, with the
+//!   lines buffered for that campaign as its first evidence;
+//! - a finding for an open incident merges into it (an escalation when
+//!   its severity is higher);
+//! - every further failure of a campaign with an open incident is one
+//!   more attempt, with its line as evidence (bounded by the store's cap,
+//!   always counted and digested).
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
+
+use hikeshi_core::allowlist::Allowlist;
+use hikeshi_core::detect::{Detector, Finding, Rule, Subject};
+use hikeshi_core::incident::{CampaignKey, Change, Evidence, IncidentId, Observation, SubjectKind};
+use hikeshi_core::{AuthEvent, Outcome, Severity, Source};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Batch, StoreError};
+
+/// Store key of the detector's state between runs.
+pub const DETECTOR_STATE_KEY: &str = "pipeline.detector";
+/// Store key of the lines buffered before a detection, between runs.
+pub const PENDING_STATE_KEY: &str = "pipeline.pending";
+
+/// Lines kept per campaign before its incident opens: the longest run of
+/// failures any rule needs to see (the detector's ring).
+const PENDING_LINES_PER_CAMPAIGN: usize = 32;
+/// Campaigns with buffered lines at most; past it, the stalest go first.
+const PENDING_CAMPAIGNS_MAX: usize = 100_000;
+
+/// Which findings ask for a ban.
+#[derive(Debug, Clone)]
+pub struct BanPlan {
+    /// False: detect and record only.
+    pub enabled: bool,
+    /// The rules whose findings ban their source.
+    pub rules: HashSet<Rule>,
+    /// A finding older than this (log time against the run's clock) asks
+    /// for no ban: the ban would already have ended.
+    pub max_age: jiff::SignedDuration,
+}
+
+/// A ban the pipeline asks for; carried out after the batch commits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BanIntent {
+    pub addr: IpAddr,
+    pub incident: IncidentId,
+    pub rule: String,
+    /// Log time of the line that asked for it.
+    pub at: Timestamp,
+}
+
+/// What happened to one incident during a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Touched {
+    pub id: IncidentId,
+    pub opened: bool,
+    /// The severity before the first escalation of this run, if any.
+    pub escalated_from: Option<Severity>,
+    /// The first rule that touched it in this run.
+    pub rule: String,
+    /// Findings of allowlisted sources are recorded and flagged, never acted on.
+    pub allowlisted: Option<String>,
+}
+
+/// One line waiting for its campaign's incident.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PendingLine {
+    file: String,
+    offset: u64,
+    line: Vec<u8>,
+    time: Timestamp,
+    host: Option<String>,
+    user: Option<String>,
+}
+
+/// A line and where it came from, as evidence for the event it produced.
+#[derive(Debug, Clone, Copy)]
+pub struct LineRef<'a> {
+    pub file: &'a str,
+    pub offset: u64,
+    pub bytes: &'a [u8],
+}
+
+pub struct Pipeline {
+    detector: Detector,
+    findings: Vec<Finding>,
+    pending: HashMap<CampaignKey, VecDeque<PendingLine>>,
+    /// Accounts with an open incident of their own (an account attacked
+    /// from many sources), whose every failure is one more attempt.
+    attacked_accounts: HashSet<String>,
+    bans: BanPlan,
+    allowlist: Allowlist,
+    now: Timestamp,
+    /// Addresses already asked for in this run.
+    ban_asked: HashSet<IpAddr>,
+    /// Addresses whose attack seen so far is older than a ban would last.
+    ban_too_old: HashSet<IpAddr>,
+    pub touched: BTreeMap<IncidentId, Touched>,
+    pub ban_intents: Vec<BanIntent>,
+    /// Addresses that would have been banned, but whose attack is older
+    /// than a ban would last.
+    pub bans_skipped_old: u64,
+    /// Buffered lines dropped for memory (still counted by the detector).
+    pub pending_dropped: u64,
+}
+
+impl Pipeline {
+    /// A pipeline around `detector`. `allowlist` is checked before any ban
+    /// is asked for (and the firewall layer checks again). `now` is the
+    /// run's clock, used only to decide whether an old attack still
+    /// deserves a ban.
+    pub fn new(
+        detector: Detector,
+        allowlist: Allowlist,
+        bans: BanPlan,
+        now: Timestamp,
+    ) -> Pipeline {
+        Pipeline {
+            allowlist,
+            detector,
+            findings: Vec::new(),
+            pending: HashMap::new(),
+            attacked_accounts: HashSet::new(),
+            bans,
+            now,
+            ban_asked: HashSet::new(),
+            ban_too_old: HashSet::new(),
+            touched: BTreeMap::new(),
+            ban_intents: Vec::new(),
+            bans_skipped_old: 0,
+            pending_dropped: 0,
+        }
+    }
+
+    pub fn detector(&self) -> &Detector {
+        &self.detector
+    }
+
+    /// Restores the lines buffered by a previous run (see
+    /// [`Pipeline::save_state`]); a damaged blob is reported and ignored.
+    pub fn restore_pending(&mut self, blob: &[u8]) -> Result<(), String> {
+        let entries: Vec<(CampaignKey, Vec<PendingLine>)> =
+            postcard::from_bytes(blob).map_err(|e| format!("buffered lines: {e}"))?;
+        self.pending = entries.into_iter().map(|(k, v)| (k, v.into())).collect();
+        Ok(())
+    }
+
+    /// Remembers which accounts have open incidents of their own.
+    pub fn note_attacked_accounts(&mut self, users: impl IntoIterator<Item = String>) {
+        self.attacked_accounts.extend(users);
+    }
+
+    /// Writes the detector's state and the buffered lines into `batch`,
+    /// so that the next run goes on where this one stopped.
+    pub fn save_state(&mut self, batch: &mut Batch<'_>) -> Result<(), StoreError> {
+        if let Some(newest) = self.newest_time() {
+            self.detector.expire(newest);
+            self.prune_pending(newest);
+        }
+        batch.set_cursor(DETECTOR_STATE_KEY, &self.detector.snapshot().to_bytes())?;
+        let entries: Vec<(&CampaignKey, Vec<&PendingLine>)> =
+            self.pending.iter().map(|(k, v)| (k, v.iter().collect())).collect();
+        let blob = postcard::to_allocvec(&entries).expect("serializing to memory cannot fail");
+        batch.set_cursor(PENDING_STATE_KEY, &blob)
+    }
+
+    fn newest_time(&self) -> Option<Timestamp> {
+        self.pending.values().filter_map(|lines| lines.back()).map(|l| l.time).max()
+    }
+
+    /// Handles one event. `line` is the raw line it came from.
+    pub fn handle(
+        &mut self,
+        batch: &mut Batch<'_>,
+        event: &AuthEvent,
+        line: LineRef<'_>,
+    ) -> Result<(), StoreError> {
+        if !matches!(event.outcome, Outcome::Failure | Outcome::Success) {
+            return Ok(());
+        }
+        let Some(source) = &event.source else { return Ok(()) };
+        let source_key = campaign_of_source(source);
+        self.findings.clear();
+        self.detector.observe(event, &mut self.findings);
+        let failure = event.outcome == Outcome::Failure;
+        let mut source_handled = false;
+        let mut user_handled = false;
+        let findings = std::mem::take(&mut self.findings);
+        for finding in &findings {
+            let key = campaign_of_subject(&finding.subject);
+            let is_source_campaign = key == source_key;
+            let is_user_campaign = key.kind == SubjectKind::User;
+            let open = batch.find_open_incident(&key)?;
+            let mut obs = Observation::new(
+                key.clone(),
+                finding.rule.as_str(),
+                finding.severity,
+                finding.at,
+                0,
+            );
+            obs.last_seen = finding.at.max(event.time);
+            if open.is_none() {
+                // A new incident starts with what led to it.
+                obs.first_seen = finding.first_seen.min(event.time);
+                obs.attempts = u64::from(finding.failures);
+                if is_source_campaign {
+                    for pending in self.pending.remove(&key).unwrap_or_default() {
+                        obs.evidence.push(Evidence::new(
+                            pending.file,
+                            pending.offset,
+                            &pending.line,
+                        ));
+                        obs.hosts.extend(pending.host);
+                        obs.users.extend(pending.user);
+                    }
+                }
+            } else if (is_source_campaign || is_user_campaign) && failure {
+                obs.attempts = 1;
+            }
+            obs.evidence.push(Evidence::new(line.file, line.offset, line.bytes));
+            obs.hosts.extend(event.host.as_deref().map(str::to_string));
+            obs.users.extend(event.user.clone());
+            let (id, change) = batch.open_or_update_incident(obs)?;
+            source_handled |= is_source_campaign;
+            user_handled |= is_user_campaign;
+            if is_user_campaign {
+                self.attacked_accounts.insert(key.subject.clone());
+            }
+            self.note_touch(id, change, finding);
+            if let Some(addr) = self.ban_address(finding) {
+                self.ask_ban(addr, id, finding.rule.as_str(), finding.at);
+            }
+        }
+        self.findings = findings;
+        if !failure {
+            return Ok(());
+        }
+        if !source_handled {
+            match batch.find_open_incident(&source_key)? {
+                Some(id) => {
+                    let evidence = Evidence::new(line.file, line.offset, line.bytes);
+                    batch.record_attempt(
+                        id,
+                        event.time,
+                        event.host.as_deref(),
+                        event.user.as_deref(),
+                        evidence,
+                    )?;
+                    self.note_update(batch, id)?;
+                    self.follow_up_ban(batch, id, source, event.time)?;
+                }
+                None => self.buffer(source_key, event, line),
+            }
+        }
+        if let (false, Some(user)) = (user_handled, &event.user) {
+            if self.attacked_accounts.contains(user) {
+                if let Some(id) = batch.find_open_incident(&CampaignKey::for_user(user))? {
+                    let evidence = Evidence::new(line.file, line.offset, line.bytes);
+                    batch.record_attempt(id, event.time, event.host.as_deref(), None, evidence)?;
+                    self.note_update(batch, id)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Notes a plain update (an attempt) of an incident no finding of this
+    /// run has touched yet.
+    fn note_update(&mut self, batch: &mut Batch<'_>, id: IncidentId) -> Result<(), StoreError> {
+        if let std::collections::btree_map::Entry::Vacant(entry) = self.touched.entry(id) {
+            let rule = batch.campaign(id)?.rule.clone();
+            entry.insert(Touched {
+                id,
+                opened: false,
+                escalated_from: None,
+                rule,
+                allowlisted: None,
+            });
+        }
+        Ok(())
+    }
+
+    fn note_touch(&mut self, id: IncidentId, change: Change, finding: &Finding) {
+        let entry = self.touched.entry(id).or_insert_with(|| Touched {
+            id,
+            opened: false,
+            escalated_from: None,
+            rule: finding.rule.as_str().to_string(),
+            allowlisted: finding.allowlisted.as_ref().map(|r| r.to_string()),
+        });
+        match change {
+            Change::Opened => entry.opened = true,
+            Change::Escalated { from, .. } => {
+                entry.escalated_from.get_or_insert(from);
+            }
+            Change::Updated => {}
+        }
+    }
+
+    /// The address a finding asks to ban, if its rule bans and it has a
+    /// ban target (never for allowlisted sources, host names or accounts).
+    fn ban_address(&self, finding: &Finding) -> Option<IpAddr> {
+        if !self.bans.enabled || !self.bans.rules.contains(&finding.rule) {
+            return None;
+        }
+        let target = finding.ban_target()?;
+        // A prefix finding bans the address that tripped it; its further
+        // addresses are banned as they show up (see `follow_up_ban`).
+        if target.prefix_len() == target.max_prefix_len() {
+            Some(target.addr())
+        } else {
+            finding.source.as_ref().and_then(Source::addr)
+        }
+    }
+
+    fn ask_ban(&mut self, addr: IpAddr, incident: IncidentId, rule: &str, at: Timestamp) {
+        if self.allowlist.contains(addr) {
+            // Findings of allowlisted sources carry no ban target; this
+            // stops the follow-up bans of a campaign (an allowlisted
+            // address inside an attacking /64) too.
+            return;
+        }
+        if self.now.duration_since(at) > self.bans.max_age {
+            // A later, recent line of the same attack may still ban it.
+            if !self.ban_asked.contains(&addr) && self.ban_too_old.insert(addr) {
+                self.bans_skipped_old += 1;
+            }
+        } else if self.ban_asked.insert(addr) {
+            if self.ban_too_old.remove(&addr) {
+                self.bans_skipped_old -= 1;
+            }
+            self.ban_intents.push(BanIntent { addr, incident, rule: rule.to_string(), at });
+        }
+    }
+
+    /// A further attempt of a campaign whose incident asked for bans (an
+    /// IPv6 host rotating through its /64) bans the new address too.
+    fn follow_up_ban(
+        &mut self,
+        batch: &mut Batch<'_>,
+        id: IncidentId,
+        source: &Source,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let Some(addr) = source.addr() else { return Ok(()) };
+        if !self.bans.enabled
+            || self.ban_asked.contains(&addr)
+            || self.now.duration_since(at) > self.bans.max_age
+        {
+            // Already asked, or a line too old for any ban to still run.
+            return Ok(());
+        }
+        let campaign = batch.campaign(id)?;
+        let rule =
+            campaign.rules.kept.iter().find_map(|name| {
+                Rule::from_name(name).filter(|rule| self.bans.rules.contains(rule))
+            });
+        if let Some(rule) = rule {
+            self.ask_ban(addr, id, rule.as_str(), at);
+        }
+        Ok(())
+    }
+
+    fn buffer(&mut self, key: CampaignKey, event: &AuthEvent, line: LineRef<'_>) {
+        if self.pending.len() >= PENDING_CAMPAIGNS_MAX && !self.pending.contains_key(&key) {
+            self.prune_pending(event.time);
+        }
+        let lines = self.pending.entry(key).or_default();
+        if lines.len() >= PENDING_LINES_PER_CAMPAIGN {
+            lines.pop_front();
+            self.pending_dropped += 1;
+        }
+        lines.push_back(PendingLine {
+            file: line.file.to_string(),
+            offset: line.offset,
+            line: line.bytes.to_vec(),
+            time: event.time,
+            host: event.host.as_deref().map(str::to_string),
+            user: event.user.clone(),
+        });
+    }
+
+    /// Forgets buffered lines older than the longest detection window, and
+    /// when that is not enough, the campaigns seen least recently.
+    fn prune_pending(&mut self, now: Timestamp) {
+        let window = self.detector.config().longest_window().to_duration();
+        let horizon = now.checked_sub(window).unwrap_or(Timestamp::MIN);
+        let before: usize = self.pending.values().map(VecDeque::len).sum();
+        self.pending.retain(|_, lines| lines.back().is_some_and(|l| l.time > horizon));
+        if self.pending.len() >= PENDING_CAMPAIGNS_MAX {
+            let mut newest: Vec<Timestamp> =
+                self.pending.values().filter_map(|l| l.back()).map(|l| l.time).collect();
+            newest.sort_unstable();
+            let cut = newest[newest.len() / 2];
+            self.pending.retain(|_, lines| lines.back().is_some_and(|l| l.time > cut));
+        }
+        let after: usize = self.pending.values().map(VecDeque::len).sum();
+        self.pending_dropped += (before - after) as u64;
+    }
+}
+
+/// The campaign of an event's source: its address (an IPv6 address's /64)
+/// or its unresolved host name.
+pub fn campaign_of_source(source: &Source) -> CampaignKey {
+    match source {
+        Source::Addr(addr) => CampaignKey::for_addr(*addr),
+        Source::Hostname(name) => CampaignKey::for_hostname(name),
+    }
+}
+
+/// The campaign a finding belongs to.
+pub fn campaign_of_subject(subject: &Subject) -> CampaignKey {
+    match subject {
+        Subject::Addr(addr) => CampaignKey::for_addr(*addr),
+        Subject::Prefix(net) => match net {
+            // An IPv6 prefix finding is the same campaign as its addresses'
+            // (all are grouped by /64); a wider prefix is its own.
+            ipnet::IpNet::V6(v6) if v6.prefix_len() >= 64 => CampaignKey::for_addr(net.addr()),
+            _ => CampaignKey::for_prefix(*net),
+        },
+        Subject::Hostname(name) => CampaignKey::for_hostname(name),
+        Subject::User(user) => CampaignKey::for_user(user),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_prefix_findings_share_their_addresses_campaign() {
+        let addr: IpAddr = "2001:db8:1:2::7".parse().unwrap();
+        let prefix = ipnet::IpNet::new(addr, 64).unwrap().trunc();
+        assert_eq!(
+            campaign_of_subject(&Subject::Prefix(prefix)),
+            campaign_of_source(&Source::Addr(addr))
+        );
+        let v4_net: ipnet::IpNet = "198.51.100.0/24".parse().unwrap();
+        assert_eq!(campaign_of_subject(&Subject::Prefix(v4_net)).kind, SubjectKind::Prefix);
+    }
+}
