@@ -174,7 +174,7 @@ fn throughput(which: &str, rate: u64, seconds: u64) -> Throughput {
                 }
             }
             done.store(true, Ordering::Release);
-            n
+            (n, Instant::now())
         })
     };
     let received = Arc::new(AtomicU64::new(0));
@@ -188,28 +188,26 @@ fn throughput(which: &str, rate: u64, seconds: u64) -> Throughput {
                     .load(Ordering::Acquire)
                     .saturating_sub(received.load(Ordering::Relaxed));
                 max_lag = max_lag.max(lag);
+                if std::env::var_os("TAIL_BENCH_DEBUG").is_some() {
+                    eprintln!("written {} received {}", written.load(Ordering::Acquire), received.load(Ordering::Relaxed));
+                }
                 rss_max = rss_max.max(rss_kib());
             }
             (max_lag, rss_max)
         })
     };
     let rss_start = rss_kib();
+    let expected = rate / 1000 * seconds * 1000;
     let mut count = 0u64;
-    let mut drain_started = None;
-    loop {
+    while count < expected {
         let got = follower.next_line();
         assert!(!got.is_empty());
         count += 1;
         received.store(count, Ordering::Relaxed);
-        if done.load(Ordering::Acquire) {
-            drain_started.get_or_insert_with(Instant::now);
-            if count >= written.load(Ordering::Acquire) {
-                break;
-            }
-        }
     }
-    let drain = drain_started.map(|t| t.elapsed()).unwrap_or_default();
-    let total = writer.join().unwrap();
+    let last = Instant::now();
+    let (total, writer_end) = writer.join().unwrap();
+    let drain = last.saturating_duration_since(writer_end);
     let (max_lag, rss_max) = sampler.join().unwrap();
     Throughput {
         written: total,
