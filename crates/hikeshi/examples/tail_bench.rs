@@ -189,7 +189,11 @@ fn throughput(which: &str, rate: u64, seconds: u64) -> Throughput {
                     .saturating_sub(received.load(Ordering::Relaxed));
                 max_lag = max_lag.max(lag);
                 if std::env::var_os("TAIL_BENCH_DEBUG").is_some() {
-                    eprintln!("written {} received {}", written.load(Ordering::Acquire), received.load(Ordering::Relaxed));
+                    eprintln!(
+                        "written {} received {}",
+                        written.load(Ordering::Acquire),
+                        received.load(Ordering::Relaxed)
+                    );
                 }
                 rss_max = rss_max.max(rss_kib());
             }
