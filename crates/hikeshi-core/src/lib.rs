@@ -14,6 +14,7 @@
 
 pub mod alert;
 pub mod allowlist;
+pub mod audit;
 pub mod contain;
 pub mod correlate;
 pub mod detect;
@@ -23,6 +24,7 @@ pub mod fim;
 pub mod harden;
 pub mod incident;
 pub mod isms;
+pub mod lifecycle;
 pub mod parse;
 pub mod report;
 pub mod sshd;

@@ -170,6 +170,9 @@ fn parse_rfc5424(rest: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
     let nil = |f: &'_ [u8]| f == b"-";
     let message = skip_structured_data(sd_and_msg)?;
     let message = message.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(message);
+    // rsyslog's RSYSLOG_SyslogProtocol23Format writes `%msg%`, which keeps
+    // the space that followed `tag:` in the original message: `- -  msg`.
+    let message = &message[message.iter().take_while(|&&b| b == b' ').count()..];
     if app.is_empty() || nil(app) {
         return Err(EnvelopeError::BadRfc5424);
     }
@@ -465,6 +468,9 @@ mod tests {
         assert_eq!((e.message, e.pid), (&b"msg"[..], Some(9)));
         let e = env("<38>1 - - sshd - - - msg");
         assert_eq!((e.time, e.host, e.pid), (LineTime::Missing, None, None));
+        // rsyslog's RSYSLOG_SyslogProtocol23Format: two spaces before MSG.
+        let e = env("<38>1 2026-11-26T13:49:16.871093+00:00 vm sshd 11042 - -  Failed password");
+        assert_eq!((e.message, e.pid), (&b"Failed password"[..], Some(11042)));
     }
 
     #[test]

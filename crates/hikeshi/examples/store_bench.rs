@@ -17,12 +17,16 @@
 //! The peer measured in the same run is the floor any scan pays for
 //! those lines: splitting the log into lines and hashing each one.
 //!
+//! Each scenario runs twice: with the audit trail (every write chained
+//! by the `audit_log` triggers, as shipped) and without it (the schema
+//! before the audit migration), so its cost is measured in the same run.
+//!
 //! Usage: store_bench [LINES] [BATCH_LINES] [SCENARIO-SUBSTRING]
 
 use std::hint::black_box;
 use std::time::Duration;
 
-use hikeshi::store::{Store, StoreOptions};
+use hikeshi::store::{Migration, Store, StoreOptions, MIGRATIONS};
 use hikeshi_core::incident::{CampaignKey, Evidence, Observation};
 use hikeshi_core::Severity;
 use jiff::Timestamp;
@@ -64,8 +68,18 @@ fn main() {
         if only.as_deref().is_some_and(|o| !name.contains(o)) {
             continue;
         }
-        let elapsed = time_best(3, || run_store(&log, lines, sources, lines_per_obs, batch_lines));
-        report(&format!("store: {name} ({sources} incidents)"), lines, elapsed, floor);
+        let audit = time_best(3, || {
+            run_store(&log, lines, sources, lines_per_obs, batch_lines, MIGRATIONS)
+        });
+        report(&format!("store: {name} ({sources} incidents)"), lines, audit, floor);
+        let plain = time_best(3, || {
+            run_store(&log, lines, sources, lines_per_obs, batch_lines, without_audit())
+        });
+        report("  the same without the audit trail", lines, plain, floor);
+        println!(
+            "  audit trail cost: {:.2}x the store without it",
+            audit.as_secs_f64() / plain.as_secs_f64()
+        );
     }
 }
 
@@ -88,10 +102,23 @@ fn synthetic_log(lines: usize) -> Vec<u8> {
     log
 }
 
-fn run_store(log: &[u8], lines: usize, sources: usize, lines_per_obs: usize, batch_lines: usize) {
+/// The migrations before the audit trail's.
+fn without_audit() -> &'static [Migration] {
+    let audit = MIGRATIONS.iter().position(|m| m.name == "audit_log").expect("audit migration");
+    &MIGRATIONS[..audit]
+}
+
+fn run_store(
+    log: &[u8],
+    lines: usize,
+    sources: usize,
+    lines_per_obs: usize,
+    batch_lines: usize,
+    migrations: &'static [Migration],
+) {
     let dir = tempfile::tempdir().unwrap();
-    let mut store =
-        Store::open_with(&dir.path().join("hikeshi.db"), StoreOptions::default()).unwrap();
+    let options = StoreOptions { migrations, ..StoreOptions::default() };
+    let mut store = Store::open_with(&dir.path().join("hikeshi.db"), options).unwrap();
     let mut offset = 0u64;
     let mut batch = store.batch().unwrap();
     let mut in_batch = 0;

@@ -63,6 +63,9 @@ pub struct WatchConfig {
     /// `[watch.journal]`: the systemd journal.
     #[serde(default)]
     pub journal: crate::sources::journal::JournalConfig,
+    /// `[[watch.syslog]]`: network syslog receivers.
+    #[serde(default)]
+    pub syslog: Vec<crate::sources::syslog_server::SyslogConfig>,
 }
 
 /// `[allowlist]`: networks hikeshi never acts against. Their events are
@@ -434,6 +437,19 @@ mod tests {
         let config = Config::from_toml(&text, &path).unwrap();
         // The example shows the defaults: it must not drift from them.
         assert_eq!(config.fim.exclude, default_fim_excludes());
+        assert!(config.watch.syslog.is_empty());
+        // The commented [[watch.syslog]] example, uncommented, is the default.
+        let example: String = text[text.find("\n# [[watch.syslog]]\n").unwrap() + 1..]
+            .lines()
+            .take_while(|line| !line.trim().is_empty() && *line != "#")
+            .map(|line| format!("{}\n", line.strip_prefix("# ").unwrap_or(line)))
+            .collect();
+        let watch = Config::from_toml(&example, &path).unwrap().watch;
+        assert_eq!(
+            watch.syslog,
+            vec![crate::sources::syslog_server::SyslogConfig::default()],
+            "{example}"
+        );
         crate::fim::rule_set(&config.fim).unwrap();
     }
 

@@ -1,5 +1,7 @@
 //! `hikeshi incident`: lists incidents and shows one with its timeline and
-//! evidence, as text for people or as JSON for programs.
+//! evidence, as text for people or as JSON for programs; carries one
+//! through its lifecycle (advance, note, assign, close) and shows its
+//! playbook checklist.
 //!
 //! Everything shown may be attacker-chosen (user names, host names, log
 //! lines), so text output escapes control characters, invisible
@@ -31,6 +33,19 @@ enum IncidentCommand {
     List(ListArgs),
     /// Show one incident: what happened, its timeline and its evidence.
     Show(ShowArgs),
+    /// Move an incident to another state (detected, analysing, contained,
+    /// eradicated, recovered; closing is `incident close`).
+    Advance(super::lifecycle::AdvanceArgs),
+    /// Add a note to an incident's timeline.
+    Note(super::lifecycle::NoteArgs),
+    /// Give a person a role on an incident (incident-manager,
+    /// security-analyst, system-administrator, communication-lead).
+    Assign(super::lifecycle::AssignArgs),
+    /// Close an incident: its root cause and preventive measures are required.
+    Close(super::lifecycle::CloseArgs),
+    /// The runbook's steps for an incident: what is done (and the record
+    /// that proves it) and what is left.
+    Checklist(super::lifecycle::ChecklistArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -60,9 +75,14 @@ struct ShowArgs {
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     crate::data_dir::ensure(&ctx.data_dir)?;
     let path = store::db_path(&ctx.data_dir);
-    let store = Store::open_with(&path, store::StoreOptions::from_config(&ctx.config))?;
+    let mut store = Store::open_with(&path, store::StoreOptions::from_config(&ctx.config))?;
     let mut out = std::io::stdout().lock();
     match args.command {
+        IncidentCommand::Advance(a) => return super::lifecycle::advance(&mut store, a, &mut out),
+        IncidentCommand::Note(a) => return super::lifecycle::note(&mut store, a, &mut out),
+        IncidentCommand::Assign(a) => return super::lifecycle::assign(&mut store, a, &mut out),
+        IncidentCommand::Close(a) => return super::lifecycle::close(&mut store, a, &mut out),
+        IncidentCommand::Checklist(a) => return super::lifecycle::checklist(&store, a, &mut out),
         IncidentCommand::List(list) => {
             let filter = IncidentFilter { state: list.state, open_only: list.open };
             let incidents = store.list_incidents(&filter)?;
@@ -80,7 +100,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// Pretty JSON with every character a terminal might act on escaped.
-fn to_json<T: serde::Serialize>(value: &T) -> anyhow::Result<String> {
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> anyhow::Result<String> {
     let json = serde_json::to_string_pretty(value).context("cannot serialise to JSON")?;
     // serde_json escapes C0 controls only. DEL, C1 controls and invisible
     // formatting characters can only occur inside JSON strings, where

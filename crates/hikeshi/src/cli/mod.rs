@@ -15,12 +15,14 @@ use clap::{Parser, Subcommand};
 use crate::config::Config;
 
 pub mod accounts;
+pub mod audit;
 pub mod ban;
 pub mod bans;
 pub mod fim;
 pub mod harden;
 pub mod incident;
 pub mod isms;
+pub mod lifecycle;
 pub mod parse;
 pub mod persistence;
 pub mod recent;
@@ -63,6 +65,8 @@ pub enum Command {
     Firewall(bans::FirewallArgs),
     /// List incidents, or show one with its timeline and evidence.
     Incident(incident::Args),
+    /// The tamper-evident audit trail: verify it, print its head to keep off the host.
+    Audit(audit::Args),
     /// File integrity: baseline, check, update (AIDE-class, parallel, signed baselines).
     Fim(fim::Args),
     /// Recovery validation: units active, ports answering, commands and files as expected.
@@ -128,6 +132,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bans(args) => bans::run_bans(&ctx, args),
         Command::Firewall(args) => bans::run_firewall(&ctx, args),
         Command::Incident(args) => incident::run(&ctx, args),
+        Command::Audit(args) => audit::run(&ctx, args),
         Command::Fim(args) => fim::run(&ctx, args),
         Command::Verify(args) => verify::run(&ctx, args),
         Command::Accounts(args) => accounts::run(&ctx, args),

@@ -17,6 +17,7 @@ use jiff::Timestamp;
 pub mod cursor;
 pub mod journal;
 pub mod lines;
+pub mod syslog_server;
 
 /// One unit of input from a live source.
 #[derive(Debug, Clone, PartialEq, Eq)]

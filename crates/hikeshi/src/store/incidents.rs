@@ -532,7 +532,7 @@ impl<'s> Batch<'s> {
         if !to.is_open() {
             self.cache.open_by_key.insert(key, None);
         }
-        let detail = format!("{from} → {to} ({})", to.nist_phase());
+        let detail = hikeshi_core::lifecycle::state_changed_detail(from, to);
         self.insert_timeline(id, at, actor, TimelineKind::StateChanged, &detail)?;
         Ok(())
     }
@@ -566,6 +566,9 @@ impl<'s> Batch<'s> {
 
     fn flush(&mut self) -> Result<(), StoreError> {
         let cap = self.options.limits.evidence;
+        // Only a store opened without the audit migration (older-schema
+        // tests and benchmarks) has no chain to append to.
+        let audited = self.options.migrations.iter().any(|m| m.sql == super::audit::SCHEMA);
         // In id order: neighbouring incidents share pages.
         let mut dirty: Vec<IncidentId> =
             self.cache.loaded.iter().filter(|(_, l)| l.dirty).map(|(id, _)| *id).collect();
@@ -602,6 +605,24 @@ impl<'s> Batch<'s> {
                 )?;
                 for (kind, name) in &loaded.new_names {
                     names.execute(params![id.0, kind.as_str(), name])?;
+                }
+                if audited && !loaded.new_names.is_empty() {
+                    // One audit entry for all the incident's names, not one
+                    // per name: a spray of user names stays cheap.
+                    let all = NameKind::ALL.into_iter().flat_map(|kind| {
+                        kind.set(c)
+                            .kept
+                            .iter()
+                            .map(move |n| (kind.as_str().as_bytes(), n.as_bytes()))
+                    });
+                    let digest = hikeshi_core::audit::names_digest(all);
+                    super::audit::append(
+                        self.conn,
+                        hikeshi_core::audit::Action::Insert,
+                        super::audit::NAMES_TABLE,
+                        id.0,
+                        &digest,
+                    )?;
                 }
                 if !loaded.kept.is_empty() {
                     insert_chunk(self.conn, INSERT_EVIDENCE, id, &loaded.kept)?;

@@ -19,8 +19,10 @@ use std::time::Duration;
 use hikeshi_core::incident::{IncidentId, Limits, TransitionError};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
+pub mod audit;
 mod evidence;
 pub mod incidents;
+pub mod lifecycle;
 pub mod schema;
 
 pub use incidents::{
@@ -190,6 +192,8 @@ impl Store {
             "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536;",
         )
         .map_err(fail)?;
+        // Before migrating: the audit migration's triggers call them.
+        audit::register_functions(&conn).map_err(fail)?;
         refuse_foreign_database(&conn, path).map_err(|e| match e {
             Ok(err) => err,
             Err(sqlite) => fail(sqlite),

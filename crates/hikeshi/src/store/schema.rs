@@ -28,6 +28,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "incidents", sql: INCIDENTS_V1 },
     Migration { version: 2, name: "alert_outbox", sql: crate::notify::outbox::SCHEMA },
     Migration { version: 3, name: "bans", sql: crate::contain::store::SCHEMA },
+    Migration { version: 4, name: "audit_log", sql: super::audit::SCHEMA },
 ];
 
 /// The schema version this build writes.
