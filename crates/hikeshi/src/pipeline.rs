@@ -276,8 +276,9 @@ impl Pipeline {
         }
         // Hashed once, whichever incidents the line goes to.
         let mut evidence = None;
-        let mut evidence =
-            || *evidence.get_or_insert_with(|| EvidenceRef::new(line.file, line.offset, line.bytes));
+        let mut evidence = || {
+            *evidence.get_or_insert_with(|| EvidenceRef::new(line.file, line.offset, line.bytes))
+        };
         if !source_handled {
             match batch.find_open_incident(source_key)? {
                 Some(id) => {

@@ -112,7 +112,8 @@ impl Ring<'_> {
     #[inline]
     pub(crate) fn newest(&self, i: usize) -> (u32, u16) {
         debug_assert!(i < self.len);
-        let at = if i < self.head { self.head - 1 - i } else { self.times.len() + self.head - 1 - i };
+        let at =
+            if i < self.head { self.head - 1 - i } else { self.times.len() + self.head - 1 - i };
         (self.times[at], self.tags[at])
     }
 }

@@ -15,8 +15,7 @@ use std::path::Path;
 
 use hikeshi_core::incident::{
     hex, Actor, BoundedSet, Campaign, CampaignKey, Change, Evidence, EvidenceRef, IncidentId,
-    Observation,
-    Sha256Digest, State, SubjectKind, TimelineEntry, TimelineKind,
+    Observation, Sha256Digest, State, SubjectKind, TimelineEntry, TimelineKind,
 };
 use hikeshi_core::Severity;
 use jiff::Timestamp;
