@@ -379,15 +379,30 @@ impl CampaignKey {
     /// (and IPv4-mapped IPv6), its /64 for IPv6, because one IPv6 host can
     /// rotate through a whole /64.
     pub fn for_addr(addr: IpAddr) -> CampaignKey {
+        let mut key = CampaignKey { kind: SubjectKind::Addr, subject: String::new() };
+        key.set_addr(addr);
+        key
+    }
+
+    /// Makes this key [`CampaignKey::for_addr`]`(addr)`, reusing its
+    /// allocation (the per-line path of a scan builds one key per line).
+    pub fn set_addr(&mut self, addr: IpAddr) {
+        use std::fmt::Write;
+        self.subject.clear();
         match canonical_addr(addr) {
-            IpAddr::V4(v4) => CampaignKey { kind: SubjectKind::Addr, subject: v4.to_string() },
+            IpAddr::V4(v4) => {
+                self.kind = SubjectKind::Addr;
+                write!(self.subject, "{v4}")
+            }
             IpAddr::V6(v6) => {
                 let net = Ipv6Net::new(v6, IPV6_CAMPAIGN_PREFIX)
                     .expect("64 is a valid IPv6 prefix length")
                     .trunc();
-                CampaignKey { kind: SubjectKind::Prefix, subject: net.to_string() }
+                self.kind = SubjectKind::Prefix;
+                write!(self.subject, "{net}")
             }
         }
+        .expect("writing to a String cannot fail");
     }
 
     /// The campaign of a network (a prefix rule's finding), truncated to
@@ -398,7 +413,18 @@ impl CampaignKey {
 
     /// The campaign of an unresolved host name (compared case-insensitively).
     pub fn for_hostname(name: &str) -> CampaignKey {
-        CampaignKey { kind: SubjectKind::Hostname, subject: name.to_ascii_lowercase() }
+        let mut key = CampaignKey { kind: SubjectKind::Hostname, subject: String::new() };
+        key.set_hostname(name);
+        key
+    }
+
+    /// Makes this key [`CampaignKey::for_hostname`]`(name)`, reusing its
+    /// allocation.
+    pub fn set_hostname(&mut self, name: &str) {
+        self.kind = SubjectKind::Hostname;
+        self.subject.clear();
+        self.subject.push_str(name);
+        self.subject.make_ascii_lowercase();
     }
 
     /// The campaign against one account. User names are opaque: kept
@@ -472,7 +498,7 @@ pub type Sha256Digest = [u8; 32];
 
 /// One raw log line kept as evidence, with where it came from and its
 /// SHA-256, so that it can be matched against the original file later.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Evidence {
     /// The file (or source name, e.g. `journal`) the line was read from.
     pub file: String,
@@ -504,6 +530,49 @@ impl Evidence {
 
     pub fn sha256_hex(&self) -> String {
         hex(&self.sha256)
+    }
+
+    /// This evidence, borrowed.
+    pub fn as_ref(&self) -> EvidenceRef<'_> {
+        EvidenceRef { file: &self.file, offset: self.offset, line: &self.line, sha256: self.sha256 }
+    }
+}
+
+/// [`Evidence`] borrowed from the reader's buffer: the hot path hashes a
+/// line once and copies its bytes only if the evidence cap keeps them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EvidenceRef<'a> {
+    pub file: &'a str,
+    pub offset: u64,
+    pub line: &'a [u8],
+    /// SHA-256 of `line`.
+    pub sha256: Sha256Digest,
+}
+
+impl<'a> EvidenceRef<'a> {
+    /// Evidence for `line` read at `offset` of `file`; computes its SHA-256.
+    pub fn new(file: &'a str, offset: u64, line: &'a [u8]) -> EvidenceRef<'a> {
+        EvidenceRef { file, offset, line, sha256: Sha256::digest(line).into() }
+    }
+
+    /// An owned copy.
+    pub fn to_evidence(self) -> Evidence {
+        Evidence {
+            file: self.file.to_string(),
+            offset: self.offset,
+            line: self.line.to_vec(),
+            sha256: self.sha256,
+        }
+    }
+
+    /// Overwrites `into` with this evidence, reusing its allocations.
+    pub fn copy_into(self, into: &mut Evidence) {
+        into.file.clear();
+        into.file.push_str(self.file);
+        into.offset = self.offset;
+        into.line.clear();
+        into.line.extend_from_slice(self.line);
+        into.sha256 = self.sha256;
     }
 }
 

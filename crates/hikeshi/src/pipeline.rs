@@ -24,7 +24,9 @@ use std::net::IpAddr;
 
 use hikeshi_core::allowlist::Allowlist;
 use hikeshi_core::detect::{Detector, Finding, Rule, Subject};
-use hikeshi_core::incident::{CampaignKey, Change, Evidence, IncidentId, Observation, SubjectKind};
+use hikeshi_core::incident::{
+    CampaignKey, Change, Evidence, EvidenceRef, IncidentId, Observation, SubjectKind,
+};
 use hikeshi_core::{AuthEvent, Outcome, Severity, Source};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -35,6 +37,10 @@ use crate::store::{Batch, StoreError};
 pub const DETECTOR_STATE_KEY: &str = "pipeline.detector";
 /// Store key of the lines buffered before a detection, between runs.
 pub const PENDING_STATE_KEY: &str = "pipeline.pending";
+
+/// The hasher of the per-line maps: foldhash with a random per-process
+/// seed (the keys are attacker-chosen), much cheaper than SipHash.
+type FastHash = foldhash::fast::RandomState;
 
 /// Lines kept per campaign before its incident opens: the longest run of
 /// failures any rule needs to see (the detector's ring).
@@ -99,17 +105,17 @@ pub struct LineRef<'a> {
 pub struct Pipeline {
     detector: Detector,
     findings: Vec<Finding>,
-    pending: HashMap<CampaignKey, VecDeque<PendingLine>>,
+    pending: HashMap<CampaignKey, VecDeque<PendingLine>, FastHash>,
     /// Accounts with an open incident of their own (an account attacked
     /// from many sources), whose every failure is one more attempt.
-    attacked_accounts: HashSet<String>,
+    attacked_accounts: HashSet<String, FastHash>,
     bans: BanPlan,
     allowlist: Allowlist,
     now: Timestamp,
     /// Addresses already asked for in this run.
-    ban_asked: HashSet<IpAddr>,
+    ban_asked: HashSet<IpAddr, FastHash>,
     /// Addresses whose attack seen so far is older than a ban would last.
-    ban_too_old: HashSet<IpAddr>,
+    ban_too_old: HashSet<IpAddr, FastHash>,
     pub touched: BTreeMap<IncidentId, Touched>,
     pub ban_intents: Vec<BanIntent>,
     /// Addresses that would have been banned, but whose attack is older
@@ -117,6 +123,9 @@ pub struct Pipeline {
     pub bans_skipped_old: u64,
     /// Buffered lines dropped for memory (still counted by the detector).
     pub pending_dropped: u64,
+    /// The current event's source campaign, rebuilt in place for each
+    /// event (one allocation per run rather than one per line).
+    source_key: CampaignKey,
 }
 
 impl Pipeline {
@@ -134,16 +143,17 @@ impl Pipeline {
             allowlist,
             detector,
             findings: Vec::new(),
-            pending: HashMap::new(),
-            attacked_accounts: HashSet::new(),
+            pending: HashMap::default(),
+            attacked_accounts: HashSet::default(),
             bans,
             now,
-            ban_asked: HashSet::new(),
-            ban_too_old: HashSet::new(),
+            ban_asked: HashSet::default(),
+            ban_too_old: HashSet::default(),
             touched: BTreeMap::new(),
             ban_intents: Vec::new(),
             bans_skipped_old: 0,
             pending_dropped: 0,
+            source_key: CampaignKey::for_user(""),
         }
     }
 
@@ -194,7 +204,21 @@ impl Pipeline {
             return Ok(());
         }
         let Some(source) = &event.source else { return Ok(()) };
-        let source_key = campaign_of_source(source);
+        let mut source_key = std::mem::replace(&mut self.source_key, CampaignKey::for_user(""));
+        set_campaign_of_source(&mut source_key, source);
+        let result = self.handle_source(batch, event, source, &source_key, line);
+        self.source_key = source_key;
+        result
+    }
+
+    fn handle_source(
+        &mut self,
+        batch: &mut Batch<'_>,
+        event: &AuthEvent,
+        source: &Source,
+        source_key: &CampaignKey,
+        line: LineRef<'_>,
+    ) -> Result<(), StoreError> {
         self.findings.clear();
         self.detector.observe(event, &mut self.findings);
         let failure = event.outcome == Outcome::Failure;
@@ -203,7 +227,7 @@ impl Pipeline {
         let findings = std::mem::take(&mut self.findings);
         for finding in &findings {
             let key = campaign_of_subject(&finding.subject);
-            let is_source_campaign = key == source_key;
+            let is_source_campaign = key == *source_key;
             let is_user_campaign = key.kind == SubjectKind::User;
             let open = batch.find_open_incident(&key)?;
             let mut obs = Observation::new(
@@ -250,16 +274,20 @@ impl Pipeline {
         if !failure {
             return Ok(());
         }
+        // Hashed once, whichever incidents the line goes to.
+        let mut evidence = None;
+        let mut evidence = || {
+            *evidence.get_or_insert_with(|| EvidenceRef::new(line.file, line.offset, line.bytes))
+        };
         if !source_handled {
-            match batch.find_open_incident(&source_key)? {
+            match batch.find_open_incident(source_key)? {
                 Some(id) => {
-                    let evidence = Evidence::new(line.file, line.offset, line.bytes);
                     batch.record_attempt(
                         id,
                         event.time,
                         event.host.as_deref(),
                         event.user.as_deref(),
-                        evidence,
+                        evidence(),
                     )?;
                     self.note_update(batch, id)?;
                     self.follow_up_ban(batch, id, source, event.time)?;
@@ -270,8 +298,14 @@ impl Pipeline {
         if let (false, Some(user)) = (user_handled, &event.user) {
             if self.attacked_accounts.contains(user) {
                 if let Some(id) = batch.find_open_incident(&CampaignKey::for_user(user))? {
-                    let evidence = Evidence::new(line.file, line.offset, line.bytes);
-                    batch.record_attempt(id, event.time, event.host.as_deref(), None, evidence)?;
+                    let user_evidence = evidence();
+                    batch.record_attempt(
+                        id,
+                        event.time,
+                        event.host.as_deref(),
+                        None,
+                        user_evidence,
+                    )?;
                     self.note_update(batch, id)?;
                 }
             }
@@ -376,14 +410,29 @@ impl Pipeline {
         Ok(())
     }
 
-    fn buffer(&mut self, key: CampaignKey, event: &AuthEvent, line: LineRef<'_>) {
-        if self.pending.len() >= PENDING_CAMPAIGNS_MAX && !self.pending.contains_key(&key) {
-            self.prune_pending(event.time);
+    fn buffer(&mut self, key: &CampaignKey, event: &AuthEvent, line: LineRef<'_>) {
+        if !self.pending.contains_key(key) {
+            if self.pending.len() >= PENDING_CAMPAIGNS_MAX {
+                self.prune_pending(event.time);
+            }
+            self.pending.insert(key.clone(), VecDeque::new());
         }
-        let lines = self.pending.entry(key).or_default();
+        let lines = self.pending.get_mut(key).expect("inserted above");
         if lines.len() >= PENDING_LINES_PER_CAMPAIGN {
-            lines.pop_front();
+            // The dropped line's buffers take the new one (no allocation
+            // per line once a campaign's buffer is full).
+            let mut reused = lines.pop_front().expect("the buffer is full");
             self.pending_dropped += 1;
+            reused.file.clear();
+            reused.file.push_str(line.file);
+            reused.offset = line.offset;
+            reused.line.clear();
+            reused.line.extend_from_slice(line.bytes);
+            reused.time = event.time;
+            assign_name(&mut reused.host, event.host.as_deref());
+            assign_name(&mut reused.user, event.user.as_deref());
+            lines.push_back(reused);
+            return;
         }
         lines.push_back(PendingLine {
             file: line.file.to_string(),
@@ -414,12 +463,30 @@ impl Pipeline {
     }
 }
 
+/// Sets `slot` to `name`, reusing its allocation.
+fn assign_name(slot: &mut Option<String>, name: Option<&str>) {
+    match (slot.as_mut(), name) {
+        (Some(kept), Some(name)) => {
+            kept.clear();
+            kept.push_str(name);
+        }
+        (_, name) => *slot = name.map(str::to_string),
+    }
+}
+
 /// The campaign of an event's source: its address (an IPv6 address's /64)
 /// or its unresolved host name.
 pub fn campaign_of_source(source: &Source) -> CampaignKey {
+    let mut key = CampaignKey::for_user("");
+    set_campaign_of_source(&mut key, source);
+    key
+}
+
+/// [`campaign_of_source`] into an existing key, reusing its allocation.
+fn set_campaign_of_source(key: &mut CampaignKey, source: &Source) {
     match source {
-        Source::Addr(addr) => CampaignKey::for_addr(*addr),
-        Source::Hostname(name) => CampaignKey::for_hostname(name),
+        Source::Addr(addr) => key.set_addr(*addr),
+        Source::Hostname(name) => key.set_hostname(name),
     }
 }
 

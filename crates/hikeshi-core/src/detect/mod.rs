@@ -397,19 +397,39 @@ impl Detector {
     /// If so, until when: walking from the newest failure, the one that
     /// brings the `needed`-th distinct tag leaves the window last.
     fn distinct_condition(&self, slot: usize, needed: u32, findtime: Window, at: u32) -> Condition {
+        let needed = needed as usize;
+        let ring = self.table.ring(slot);
+        let held = ring.len();
+        if held < needed {
+            // Fewer failures than distinct tags needed: cannot hold.
+            return None;
+        }
         let mut seen = [0u16; MAX_THRESHOLD as usize];
+        // A 64-bit filter over the tags seen so far: a tag whose bit is
+        // clear is certainly new, so most tags skip the linear search.
+        let mut filter = 0u64;
         let mut distinct = 0usize;
-        for (time, tag) in self.table.newest_first(slot) {
+        for i in 0..held {
+            if distinct + (held - i) < needed {
+                // Even if every remaining failure brought a new tag.
+                return None;
+            }
+            let (time, tag) = ring.newest(i);
             let until = time.saturating_add(findtime.as_secs());
             if until <= at {
                 break;
             }
-            if tag == 0 || seen[..distinct].contains(&tag) {
+            if tag == 0 {
                 continue;
             }
+            let bit = 1u64 << (tag & 63);
+            if filter & bit != 0 && seen[..distinct].contains(&tag) {
+                continue;
+            }
+            filter |= bit;
             seen[distinct] = tag;
             distinct += 1;
-            if distinct == needed as usize {
+            if distinct == needed {
                 return Some(until);
             }
         }

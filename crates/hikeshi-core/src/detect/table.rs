@@ -13,7 +13,9 @@
 //! time"); tags are 16-bit hashes whose meaning depends on the subject kind
 //! (the user name for a source, the address for a prefix or an account).
 
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
+
+use foldhash::fast::RandomState;
 use std::net::IpAddr;
 
 use hashbrown::HashTable;
@@ -91,6 +93,31 @@ pub(crate) const SUCCESS_REPORTED: u8 = 1 << 3;
 /// All flag bits in use.
 pub(crate) const ALL_FLAGS: u8 = 0b1111;
 
+/// One subject's ring, borrowed: [`Table::nth_newest`] without the
+/// per-entry bounds and modulo arithmetic, for the detector's walks.
+pub(crate) struct Ring<'a> {
+    times: &'a [u32],
+    tags: &'a [u16],
+    head: usize,
+    len: usize,
+}
+
+impl Ring<'_> {
+    /// Entries held.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The `i`-th newest entry (0 = newest) as (time, tag); `i < len`.
+    #[inline]
+    pub(crate) fn newest(&self, i: usize) -> (u32, u16) {
+        debug_assert!(i < self.len);
+        let at =
+            if i < self.head { self.head - 1 - i } else { self.times.len() + self.head - 1 - i };
+        (self.times[at], self.tags[at])
+    }
+}
+
 /// The part of [`Meta`] a snapshot carries besides the ring.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SavedMeta {
@@ -103,8 +130,9 @@ pub(crate) struct SavedMeta {
 /// The slab of subjects.
 pub(crate) struct Table {
     index: HashTable<u32>,
-    // Keyed with random keys: addresses and names are attacker-chosen, and
-    // a predictable hash would let them degrade the index.
+    // Keyed with a random per-process seed: addresses and names are
+    // attacker-chosen, and a predictable hash would let them degrade the
+    // index. foldhash rather than SipHash: it is hashed 3 times per line.
     hasher: RandomState,
     keys: Vec<Key>,
     meta: Vec<Meta>,
@@ -119,7 +147,7 @@ impl Table {
         assert!((1..=255).contains(&capacity));
         Table {
             index: HashTable::new(),
-            hasher: RandomState::new(),
+            hasher: RandomState::default(),
             keys: Vec::new(),
             meta: Vec::new(),
             times: Vec::new(),
@@ -219,6 +247,19 @@ impl Table {
         let cap = self.capacity;
         let at = slot * cap + (meta.head as usize + cap - n) % cap;
         Some((self.times[at], self.tags[at]))
+    }
+
+    /// The ring of `slot`, for walks from the newest failure.
+    pub(crate) fn ring(&self, slot: usize) -> Ring<'_> {
+        let meta = &self.meta[slot];
+        let cap = self.capacity;
+        let range = slot * cap..(slot + 1) * cap;
+        Ring {
+            times: &self.times[range.clone()],
+            tags: &self.tags[range],
+            head: meta.head as usize,
+            len: meta.len as usize,
+        }
     }
 
     /// Makes room for `additional` more subjects at once (restoring a

@@ -267,10 +267,32 @@ fn render_checklist(id: IncidentId, state: State, items: &[ChecklistItem]) -> St
                 );
             }
             None => {
-                let command = item.step.command.replace(" N", &format!(" {id}"));
+                let command = with_incident(item.step.command, id);
                 let _ = writeln!(out, "        left: {command}");
             }
         }
     }
     out
+}
+
+/// A playbook command with its `N` placeholder (a whole word, not the N of
+/// `NAME`) replaced by the incident number.
+fn with_incident(command: &str, id: impl std::fmt::Display) -> String {
+    let id = id.to_string();
+    command
+        .split(' ')
+        .map(|word| if word == "N" { id.as_str() } else { word })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod placeholder_tests {
+    #[test]
+    fn only_the_whole_word_n_is_the_incident_number() {
+        assert_eq!(
+            super::with_incident("hikeshi incident assign N incident-manager NAME", 7),
+            "hikeshi incident assign 7 incident-manager NAME"
+        );
+    }
 }

@@ -14,7 +14,7 @@
 //! SHA-256 of the exact `line` bytes. The format is fixed: stored chunks
 //! are evidence and are never rewritten.
 
-use hikeshi_core::incident::{Evidence, Sha256Digest};
+use hikeshi_core::incident::{Evidence, EvidenceRef, Sha256Digest};
 
 /// A chunk being built: records appended in `seq` order.
 #[derive(Debug, Default)]
@@ -27,7 +27,11 @@ pub(super) struct ChunkBuilder {
 
 impl ChunkBuilder {
     pub fn push(&mut self, seq: u64, ev: &Evidence) {
-        encode(&mut self.data, seq, ev);
+        self.push_ref(seq, ev.as_ref());
+    }
+
+    pub fn push_ref(&mut self, seq: u64, ev: EvidenceRef<'_>) {
+        encode_ref(&mut self.data, seq, ev);
         self.lines += 1;
         self.first_seq.get_or_insert(seq);
         self.last_seq = seq;
@@ -46,13 +50,19 @@ impl ChunkBuilder {
 }
 
 /// Appends one record to `out`.
+#[cfg(test)]
 pub(super) fn encode(out: &mut Vec<u8>, seq: u64, ev: &Evidence) {
+    encode_ref(out, seq, ev.as_ref());
+}
+
+/// Appends one record to `out`, from borrowed evidence.
+pub(super) fn encode_ref(out: &mut Vec<u8>, seq: u64, ev: EvidenceRef<'_>) {
     out.reserve(56 + ev.file.len() + ev.line.len());
     out.extend_from_slice(&seq.to_le_bytes());
     out.extend_from_slice(&ev.offset.to_le_bytes());
     out.extend_from_slice(&ev.sha256);
     push_bytes(out, ev.file.as_bytes());
-    push_bytes(out, &ev.line);
+    push_bytes(out, ev.line);
 }
 
 fn push_bytes(out: &mut Vec<u8>, bytes: &[u8]) {

@@ -14,8 +14,8 @@ use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 
 use hikeshi_core::incident::{
-    hex, Actor, BoundedSet, Campaign, CampaignKey, Change, Evidence, IncidentId, Observation,
-    Sha256Digest, State, SubjectKind, TimelineEntry, TimelineKind,
+    hex, Actor, BoundedSet, Campaign, CampaignKey, Change, Evidence, EvidenceRef, IncidentId,
+    Observation, Sha256Digest, State, SubjectKind, TimelineEntry, TimelineKind,
 };
 use hikeshi_core::Severity;
 use jiff::Timestamp;
@@ -193,9 +193,10 @@ fn newly_kept(c: &Campaign, mut unseen: Vec<(NameKind, String)>) -> Vec<(NameKin
 #[derive(Default)]
 pub(super) struct Cache {
     data_version: Option<i64>,
-    /// Campaign → its open incident (or none).
-    open_by_key: HashMap<CampaignKey, Option<IncidentId>>,
-    loaded: HashMap<IncidentId, Loaded>,
+    /// Campaign → its open incident (or none). Looked up once or twice
+    /// per line: foldhash, randomly seeded (keys are attacker-chosen).
+    open_by_key: HashMap<CampaignKey, Option<IncidentId>, foldhash::fast::RandomState>,
+    loaded: HashMap<IncidentId, Loaded, foldhash::fast::RandomState>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -237,6 +238,10 @@ impl Drop for Batch<'_> {
         }
     }
 }
+
+/// A batch's kept (first) lines of one incident are written as a chunk
+/// once they reach this size, rather than all at commit.
+const KEPT_CHUNK_BYTES: usize = 64 * 1024;
 
 const INSERT_EVIDENCE: &str =
     "INSERT INTO evidence (incident_id, first_seq, last_seq, lines, data) \
@@ -368,7 +373,7 @@ impl<'s> Batch<'s> {
         at: Timestamp,
         host: Option<&str>,
         user: Option<&str>,
-        evidence: Evidence,
+        evidence: EvidenceRef<'_>,
     ) -> Result<(), StoreError> {
         self.load(id)?;
         let limits = self.options.limits;
@@ -387,7 +392,32 @@ impl<'s> Batch<'s> {
                 loaded.new_names.push((NameKind::User, user.to_string()));
             }
         }
-        self.record_lines(id, std::iter::once(evidence), false);
+        // The line's bytes are copied only if the cap keeps them: into
+        // the first lines' chunk, or into the buffer of the oldest of the
+        // latest lines it pushes out.
+        let cap = limits.evidence;
+        let seq = campaign.note_evidence(&evidence.sha256);
+        if cap.keeps_first(seq) {
+            loaded.kept.push_ref(seq, evidence);
+            if loaded.kept.data.len() >= KEPT_CHUNK_BYTES {
+                // Written now, in this transaction, as a chunk of its own:
+                // the buffer is reused, so a long attack neither grows
+                // memory nor reallocates it.
+                insert_chunk(self.conn, INSERT_EVIDENCE, id, &loaded.kept).map_err(|e| {
+                    StoreError::from_sqlite(self.path, self.options.busy_timeout, e)
+                })?;
+                loaded.kept.clear();
+            }
+        } else if cap.latest > 0 {
+            let mut slot = if loaded.recent.len() as u64 >= cap.latest {
+                loaded.recent.pop_front().expect("the latest lines are full").1
+            } else {
+                Evidence::default()
+            };
+            evidence.copy_into(&mut slot);
+            loaded.recent.push_back((seq, slot));
+        }
+        loaded.dirty = true;
         Ok(())
     }
 
@@ -409,7 +439,7 @@ impl<'s> Batch<'s> {
         for (i, ev) in lines.enumerate() {
             let seq = loaded.campaign.note_evidence(&ev.sha256);
             if cap.keeps_first(seq) || (pin_last && Some(i) == last) {
-                loaded.kept.push(seq, &ev);
+                loaded.kept.push_ref(seq, ev.as_ref());
             } else if cap.latest > 0 {
                 if loaded.recent.len() as u64 >= cap.latest {
                     loaded.recent.pop_front();
