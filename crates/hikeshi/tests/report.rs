@@ -383,6 +383,23 @@ fn a_scanned_log_gives_a_report_from_what_the_pipeline_recorded() {
     assert_eq!(v["lessons"]["attack"]["failures"], 10, "read back from the evidence");
     assert!(v["lessons"]["legitimate"].is_null());
     assert!(v["lessons"]["notes"][0].as_str().unwrap().contains("no successful login"));
+
+    // Attaching the report completes the playbook's report step.
+    let step_done = |data: &Path| {
+        let out = hikeshi(data, &["incident", "checklist", "1", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let items = v["items"].as_array().unwrap().clone();
+        let step = items.iter().find(|i| i["id"] == "post.report");
+        step.unwrap_or_else(|| panic!("no post.report in {v:#}"))["done"] == true
+    };
+    assert!(!step_done(&env.data));
+    let out = hikeshi(&env.data, &["report", "1", "--format", "html", "--attach"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("attached"), "{out:?}");
+    assert!(step_done(&env.data));
+    let out = hikeshi(&env.data, &["report", "7", "--attach"]);
+    assert_eq!(out.status.code(), Some(2), "an unknown incident: {out:?}");
+    assert!(out.stdout.is_empty(), "nothing is written when it cannot be attached");
 }
 
 #[test]

@@ -70,9 +70,16 @@ pub struct Args {
     /// Like --harden, but read the sshd configuration under DIR.
     #[arg(long, value_name = "DIR")]
     harden_root: Option<PathBuf>,
+    /// Also attach this report to the (open) incident as evidence: the
+    /// playbook's "report and share lessons learned" step, before closing.
+    #[arg(long)]
+    attach: bool,
 }
 
 pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
+    // Checked first: a report that cannot be attached is not written.
+    let mut target =
+        if args.attach { Some(crate::evidence::Target::open(ctx, args.id)?) } else { None };
     let store = Store::open_for(ctx)?;
     let hardening = if let Some(root) = &args.harden_root {
         let settings = crate::harden::settings_from_root(root)?;
@@ -97,6 +104,27 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
     };
     let input = crate::report::assemble(&store, args.id, &extras, Timestamp::now())?;
     let text = render(&report::build(&input), args.format, args.lang.into());
+    if let Some(target) = &mut target {
+        let (format, extension) = match args.format {
+            Format::Md => ("md", "md"),
+            Format::Html => ("html", "html"),
+            Format::Json => ("json", "json"),
+        };
+        let lang = match args.lang {
+            LangArg::En => "en",
+            LangArg::Ja => "ja",
+            LangArg::Both => "both",
+        };
+        let doc = crate::evidence::Document {
+            producer: format!("hikeshi report {} --format {format} --lang {lang}", args.id),
+            bytes: text.clone().into_bytes(),
+            extension,
+            summary: format!("post-incident report ({format}, {lang})"),
+        };
+        let actor = hikeshi_core::incident::Actor::Automatic;
+        let attached = target.attach(&doc, Timestamp::now(), &actor)?;
+        eprintln!("hikeshi: report: {}", attached.describe());
+    }
     match &args.out {
         Some(path) => std::fs::write(path, text.as_bytes())
             .with_context(|| format!("cannot write {}", path.display()))?,
