@@ -193,7 +193,7 @@ pub fn record_containment(
         batch.add_timeline(id, now, &Actor::Automatic, kind, &outcome.to_string())?;
         match outcome {
             ContainmentOutcome::Banned { .. } => {
-                let state = batch.campaign(id)?.state;
+                let state = batch.incident_state(id)?;
                 if matches!(state, State::Detected | State::Analysing) {
                     batch.set_state(id, State::Contained, now, &Actor::Automatic)?;
                 }

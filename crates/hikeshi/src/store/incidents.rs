@@ -489,8 +489,7 @@ impl<'s> Batch<'s> {
 
     /// The lifecycle state of an incident, as this transaction sees it.
     pub fn incident_state(&mut self, id: IncidentId) -> Result<State, StoreError> {
-        self.load(id)?;
-        Ok(self.cache.loaded[&id].campaign.state)
+        Ok(self.campaign(id)?.state)
     }
 
     /// Appends a timeline entry; returns its id.
