@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# Benchmark: latency from a failure line written to the log until the ban is
+# in the firewall, for hikeshi, sshguard and fail2ban, in one run.
+#
+# NEEDS ROOT. Each tool runs in a fresh network namespace of its own
+# (hk-lat-<pid>-<tool>; every process in it is killed and the namespace
+# deleted afterwards, also on failure or Ctrl-C), follows its own fresh log
+# file, and bans into nftables:
+#   hikeshi   `hikeshi watch`, [[watch.files]] on the file, backend nftables
+#   sshguard  the Debian package, FILES = the file, sshg-fw-nft-sets
+#             (its configuration file is bind-mounted over
+#             /etc/sshguard/sshguard.conf inside the namespace's own mount
+#             namespace: the script reads no other path)
+#   fail2ban  a private fail2ban-server (own config dir, socket, pid, db),
+#             jail on the file, backend pyinotify, nftables-allports
+# One attack = FAILURES "Failed password for invalid user admin from A port
+# P ssh2" lines from one address (sshguard scores 10 per line: THRESHOLD =
+# 10 x FAILURES; fail2ban and hikeshi: maxretry = FAILURES). For each of
+# ATTACKS distinct addresses (10.64.0.0/16: data only, no packet is sent),
+# bench/ban_latency.py writes the lines (one write() each), takes the
+# monotonic time just before the write() of the last one, and waits for the
+# address in `nft monitor new elements` (read as it arrives, monotonic ns)
+# before the next attack. Prints p50/p90/p99/max and banned/attacked per
+# tool, and hikeshi's p99 against sshguard's (target: no higher). Writes
+# bench/out/ban-latency.{json,csv}.
+#
+# Usage: bench/ban-latency.sh [HIKESHI_BINARY]   (default:
+# target/release/hikeshi, built if missing)
+# Environment: ATTACKS=1000 FAILURES=5 TOOLS="hikeshi sshguard fail2ban"
+# TIMEOUT=5 (seconds to wait for one ban)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+HIKESHI=${1:-target/release/hikeshi}
+ATTACKS=${ATTACKS:-1000}
+FAILURES=${FAILURES:-5}
+TOOLS=${TOOLS:-hikeshi sshguard fail2ban}
+TIMEOUT=${TIMEOUT:-5}
+PYTHON=/usr/bin/python3
+
+if [ "$(id -u)" != 0 ]; then echo "bench/ban-latency.sh: needs root (network namespaces)" >&2; exit 2; fi
+for tool in $TOOLS; do
+  case $tool in
+    hikeshi)
+      if [ ! -x "$HIKESHI" ]; then cargo build --release -p hikeshi; fi
+      HIKESHI=$(realpath "$HIKESHI") ;;
+    sshguard) command -v sshguard >/dev/null || { echo "sshguard is not installed" >&2; exit 2; } ;;
+    fail2ban)
+      command -v fail2ban-server >/dev/null || { echo "fail2ban is not installed" >&2; exit 2; }
+      $PYTHON -c 'import pyinotify' 2>/dev/null || { echo "fail2ban's pyinotify backend needs python3-pyinotify" >&2; exit 2; } ;;
+    *) echo "unknown tool $tool (hikeshi, sshguard, fail2ban)" >&2; exit 2 ;;
+  esac
+done
+
+WORK=$(mktemp -d /tmp/hk-lat.XXXXXX)
+PREFIX="hk-lat-$$"
+HELPER=$$
+
+# Kills every process inside a namespace of ours, then deletes it.
+remove_ns() {
+  local ns=$1 pids
+  pids=$(ip netns pids "$ns" 2>/dev/null || true)
+  if [ -n "$pids" ]; then
+    kill -TERM $pids 2>/dev/null || true
+    for _ in $(seq 50); do
+      pids=$(ip netns pids "$ns" 2>/dev/null || true)
+      [ -z "$pids" ] && break
+      sleep 0.1
+    done
+    [ -n "$pids" ] && kill -KILL $pids 2>/dev/null || true
+  fi
+  ip netns del "$ns" 2>/dev/null || true
+}
+
+cleanup() {
+  local status=$?
+  trap - EXIT INT TERM
+  # The helper first (it stops its tool and monitor), then anything left.
+  [ -n "${RUNNER:-}" ] && kill -TERM "$RUNNER" 2>/dev/null && wait "$RUNNER" 2>/dev/null
+  for ns in $(ip netns list | awk '{print $1}' | grep "^$PREFIX-" || true); do remove_ns "$ns"; done
+  if [ -n "${KEEP_WORK:-}" ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Writes the tool's configuration under $dir and sets CMD and READY.
+configure() {
+  local tool=$1 dir=$2 log=$3
+  READY=()
+  case $tool in
+    hikeshi)
+      cat > "$dir/hikeshi.toml" <<EOF
+[detect]
+maxretry = $FAILURES
+
+[contain]
+backend = "nftables"
+
+[watch.journal]
+enabled = false
+
+[[watch.files]]
+paths = ["$log"]
+start = "end"
+EOF
+      CMD=("$HIKESHI" --data-dir "$dir/data" --config "$dir/hikeshi.toml" watch)
+      READY=(--ready-line "hikeshi watch: ready")
+      ;;
+    sshguard)
+      # THRESHOLD: sshguard scores each of these lines 10 (sshg-parser
+      # prints "100 ADDR 4 10") and blocks at a cumulated score of
+      # THRESHOLD, so FAILURES lines block.
+      printf '127.0.0.0/8\n::1/128\n' > "$dir/whitelist"
+      cat > "$dir/sshguard.conf" <<EOF
+BACKEND="/usr/libexec/sshguard/sshg-fw-nft-sets"
+FILES="$log"
+THRESHOLD=$((FAILURES * 10))
+BLOCK_TIME=3600
+DETECTION_TIME=1800
+WHITELIST_FILE=$dir/whitelist
+EOF
+      CMD=(unshare --mount --propagation private sh -c
+        'mount --bind "$0" /etc/sshguard/sshguard.conf && exec /usr/sbin/sshguard' "$dir/sshguard.conf")
+      ;;
+    fail2ban)
+      local conf=$dir/fail2ban
+      cp -r /etc/fail2ban "$conf"
+      # Debian's jail.d enables its own sshd jail on the journal: not ours.
+      rm -rf "$conf/jail.d" "$conf"/*.local && mkdir "$conf/jail.d"
+      cat > "$conf/fail2ban.local" <<EOF
+[Definition]
+loglevel = INFO
+logtarget = $dir/fail2ban.log
+socket = $dir/fail2ban.sock
+pidfile = $dir/fail2ban.pid
+dbfile = $dir/fail2ban.sqlite3
+EOF
+      cat > "$conf/jail.local" <<EOF
+[DEFAULT]
+ignoreip = 127.0.0.1/8 ::1
+bantime = 1h
+findtime = 10m
+maxretry = $FAILURES
+backend = pyinotify
+banaction = nftables-allports
+banaction_allports = nftables-allports
+
+[sshd]
+enabled = true
+port = ssh
+logpath = $log
+backend = pyinotify
+maxretry = $FAILURES
+EOF
+      CMD=(fail2ban-server -f -x -c "$conf" -s "$dir/fail2ban.sock" -p "$dir/fail2ban.pid")
+      ;;
+  esac
+}
+
+echo "ban latency: $ATTACKS attacks of $FAILURES failures per tool ($(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "  $("$HIKESHI" --version 2>/dev/null || echo hikeshi), sshguard $(dpkg-query -W -f='${Version}' sshguard), fail2ban $(dpkg-query -W -f='${Version}' fail2ban), $(nft --version)"
+results=()
+for tool in $TOOLS; do
+  ns="$PREFIX-$tool"
+  dir="$WORK/$tool"
+  mkdir -p "$dir"
+  log="$dir/auth.log"
+  : > "$log"
+  ip netns add "$ns"
+  ip -n "$ns" link set lo up
+  configure "$tool" "$dir" "$log"
+  $PYTHON bench/ban_latency.py run --tool "$tool" --ns "$ns" --log "$log" \
+    --out "$dir/result.json" --tool-log "$dir/tool.log" "${READY[@]}" \
+    --attacks "$ATTACKS" --failures "$FAILURES" --timeout "$TIMEOUT" -- "${CMD[@]}" &
+  RUNNER=$!
+  if ! wait "$RUNNER"; then
+    RUNNER=
+    echo "bench/ban-latency.sh: $tool failed; its output:" >&2
+    tail -n 30 "$dir/tool.log" >&2 || true
+    [ -f "$dir/fail2ban.log" ] && tail -n 30 "$dir/fail2ban.log" >&2
+    exit 1
+  fi
+  RUNNER=
+  remove_ns "$ns"
+  results+=("$dir/result.json")
+done
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+$PYTHON bench/ban_latency.py report --out-dir bench/out "${results[@]}"
