@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod contain;
 pub mod data_dir;
+pub mod doctor;
 pub mod eradicate;
 pub mod evidence;
 pub mod exec;

@@ -18,6 +18,7 @@ pub mod accounts;
 pub mod audit;
 pub mod ban;
 pub mod bans;
+pub mod doctor;
 pub mod fim;
 pub mod harden;
 pub mod incident;
@@ -83,6 +84,8 @@ pub enum Command {
     Harden(harden::Args),
     /// ISO/IEC 27001:2022 Annex A evidence, per control.
     Isms(isms::Args),
+    /// Prove the setup works: config, log sources, journal, firewall, SMTP, data dir, team.
+    Doctor(doctor::Args),
 }
 
 /// What every command gets: the loaded configuration and where state lives.
@@ -121,10 +124,15 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let (config, config_path) = Config::load(cli.config.as_deref())?;
     let data_dir = cli.data_dir.clone().unwrap_or_else(crate::data_dir::default_data_dir);
+    let command = match cli.command {
+        // doctor reports a configuration that does not load as a check.
+        Command::Doctor(args) => return doctor::run(cli.config.as_deref(), data_dir, args),
+        other => other,
+    };
+    let (config, config_path) = Config::load(cli.config.as_deref())?;
     let ctx = Context { config, config_path, data_dir };
-    match cli.command {
+    match command {
         Command::Parse(args) => parse::run(&ctx, args),
         Command::Scan(args) => scan::run(&ctx, args),
         Command::Ban(args) => ban::run_ban(&ctx, args),
@@ -141,6 +149,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report(args) => report::run(&ctx, args),
         Command::Harden(args) => harden::run(&ctx, args),
         Command::Isms(args) => isms::run(&ctx, args),
+        Command::Doctor(_) => unreachable!("handled before the configuration is loaded"),
     }
 }
 
