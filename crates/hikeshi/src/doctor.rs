@@ -20,7 +20,7 @@ use std::time::Duration;
 use hikeshi_core::alert::Role;
 use hikeshi_core::allowlist::Allowlist;
 use hikeshi_core::detect::Rule;
-use hikeshi_core::parse::{LineParser, LineVerdict, Origin, ParseOptions};
+use hikeshi_core::parse::{LineParser, LineVerdict, Origin, ParseOptions, DEFAULT_MAX_LINE_LEN};
 use hikeshi_core::Severity;
 use jiff::Timestamp;
 use serde::Serialize;
@@ -457,9 +457,7 @@ impl Doctor<'_> {
         }
         let mut checks = Vec::new();
         for path in present {
-            let mut check = self.check_log_file(Path::new(path), crate::config::Config::default()
-                .parse
-                .max_line_bytes);
+            let mut check = self.check_log_file(Path::new(path), DEFAULT_MAX_LINE_LEN);
             if check.status == Status::Ok {
                 check.finding.push_str(
                     "; not followed by `hikeshi watch` (no [[watch.files]]): `hikeshi scan` \
@@ -531,17 +529,14 @@ impl Doctor<'_> {
                 )
             }
         };
-        let reference = meta
-            .modified()
-            .ok()
-            .and_then(|t| Timestamp::try_from(t).ok())
-            .unwrap_or(self.now);
+        let reference =
+            meta.modified().ok().and_then(|t| Timestamp::try_from(t).ok()).unwrap_or(self.now);
         let found = scan_lines(&tail, self.options(reference, max_line_bytes));
         self.sshd_finding("log", subject, &found, "in its last 64 KiB")
     }
 
     fn options(&self, reference: Timestamp, max_line_bytes: usize) -> ParseOptions {
-        let zone = self.config.parse.time_zone().unwrap_or_else(|_| jiff::tz::TimeZone::UTC);
+        let zone = self.config.parse.time_zone().unwrap_or(jiff::tz::TimeZone::UTC);
         let mut options = ParseOptions::new(self.config.parse.mode, zone, reference);
         options.max_line_len = max_line_bytes.max(1);
         options
@@ -563,10 +558,16 @@ impl Doctor<'_> {
                  daemon's rule, or read the journal instead ([watch.journal])",
             );
         }
-        let mut finding =
-            format!("{} sshd lines {scope} ({} recognised)", found.sshd, found.recognised);
+        let mut finding = format!(
+            "{} {scope} ({} recognised)",
+            plural(found.sshd, "sshd line"),
+            found.recognised
+        );
         if found.unrecognised > 0 {
-            finding.push_str(&format!(", {} sshd lines of unknown shape", found.unrecognised));
+            finding.push_str(&format!(
+                ", {} of unknown shape",
+                plural(found.unrecognised, "sshd line")
+            ));
         }
         match found.newest {
             Some(newest) => {
@@ -795,8 +796,9 @@ impl Doctor<'_> {
             ),
             Err(e) => Check::fail(
                 "smtp",
-                subject,
-                e,
+                subject.clone(),
+                // The subject already names the server.
+                e.strip_prefix(&format!("SMTP {subject}: ")).unwrap_or(&e).to_string(),
                 "check [alert.email] server, port and tls against the mail server, and that \
                  it runs and a firewall lets this host reach it",
             ),
@@ -813,9 +815,8 @@ impl Doctor<'_> {
             .enumerate()
             .map(|(i, hook)| {
                 let subject = crate::notify::webhook::redact_url(&hook.url);
-                match crate::notify::webhook::WebhookSender::from_config(std::slice::from_ref(
-                    hook,
-                )) {
+                match crate::notify::webhook::WebhookSender::from_config(std::slice::from_ref(hook))
+                {
                     Ok(_) => Check::ok(
                         "webhook",
                         subject,
@@ -858,18 +859,16 @@ impl Doctor<'_> {
             } else {
                 0
             };
-            let by_webhook = alert.webhook.iter().filter(|w| w.receives.contains(&severity)).count();
+            let by_webhook =
+                alert.webhook.iter().filter(|w| w.receives.contains(&severity)).count();
             let total = by_email + by_webhook + usize::from(alert.stdout);
             if total == 0 {
                 unrouted.push(severity);
             }
             routes.push(format!("{severity}: {total}"));
         }
-        let serious: Vec<&str> = unrouted
-            .iter()
-            .filter(|s| **s >= Severity::High)
-            .map(|s| s.as_str())
-            .collect();
+        let serious: Vec<&str> =
+            unrouted.iter().filter(|s| **s >= Severity::High).map(|s| s.as_str()).collect();
         let names: Vec<&str> = unrouted.iter().map(|s| s.as_str()).collect();
         let fix = "add receives = [..] with these severities to a [[team.members]] (with \
                    [alert.email] set) or to an [[alert.webhook]]";
@@ -888,7 +887,11 @@ impl Doctor<'_> {
                 fix,
             )
         } else {
-            Check::ok("alerts", "severities", format!("receivers per severity: {}", routes.join(", ")))
+            Check::ok(
+                "alerts",
+                "severities",
+                format!("receivers per severity: {}", routes.join(", ")),
+            )
         });
         checks
     }
@@ -974,7 +977,10 @@ impl Doctor<'_> {
             Err(e) => Check::fail(
                 "data-dir",
                 subject,
-                format!("does not exist and cannot be created: {} is not writable: {e}", parent.display()),
+                format!(
+                    "does not exist and cannot be created: {} is not writable: {e}",
+                    parent.display()
+                ),
                 format!(
                     "create it: `install -d -m 700 {}` as root, or choose another --data-dir",
                     dir.display()
@@ -1224,7 +1230,8 @@ fn port_user(listen: &ListenAddr) -> Option<String> {
     let out = exec::run("ss", ["-H", "-l", "-n", "-p", transport, "sport", "=", &port]).ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let users = text.lines().find_map(|l| l.find("users:(").map(|i| l[i..].trim().to_string()));
-    users.or_else(|| text.lines().next().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")))
+    users
+        .or_else(|| text.lines().next().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")))
         .filter(|s| !s.is_empty())
 }
 
@@ -1256,7 +1263,9 @@ pub fn backend_programs(contain: &contain::ContainConfig) -> Vec<(&'static str, 
 fn owned_objects(contain: &contain::ContainConfig) -> String {
     match contain.backend {
         BackendKind::Nftables => format!("table inet {}", contain.nftables.table),
-        BackendKind::Iptables => format!("chain {} (iptables and ip6tables)", contain.iptables.chain),
+        BackendKind::Iptables => {
+            format!("chain {} (iptables and ip6tables)", contain.iptables.chain)
+        }
         BackendKind::Ipset => format!(
             "ipsets {p}4 and {p}6 (chain {c})",
             p = contain.iptables.set_prefix,
@@ -1421,7 +1430,10 @@ pub fn exercise_firewall(
             "firewall",
             subject,
             format!("cannot remove test element(s) {}: {e}", shown.join(", ")),
-            format!("remove them by hand (`hikeshi unban {}`) and check the backend", shown.join(" ")),
+            format!(
+                "remove them by hand (`hikeshi unban {}`) and check the backend",
+                shown.join(" ")
+            ),
         ),
         (Ok(()), Ok(()), Err(e)) => Check::fail(
             "firewall",
@@ -1472,6 +1484,15 @@ fn missing_program_fix(program: &str, setting: &str) -> String {
             "set {setting} to an installed program (a name on PATH or an absolute path); \
              `{program}` was not found"
         ),
+    }
+}
+
+/// "1 sshd line", "3 sshd lines".
+fn plural(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }
 
