@@ -720,7 +720,9 @@ fn settings_that_load_but_cannot_work_fail_with_fixes() {
     let env = Env::new();
     std::fs::write(env.log(), sshd_log(1)).unwrap();
     let contain = "backend = \"none\"\nbantime = \"soon\"\nban_rules = [\"brute_forse\"]";
-    let extra = "[[alert.webhook]]\nurl = \"ftp://chat.example.com/hook\"\n";
+    let extra = "[[alert.webhook]]\nurl = \"ftp://chat.example.com/hook\"\n\
+                 [[watch.files]]\npaths = [\"relative/auth.log\"]\n\
+                 host_from_path = \"/var/log/central/auth.log\"\n";
     env.write_config(&config(&env, contain, None, extra));
     std::fs::set_permissions(env.config(), std::fs::Permissions::from_mode(0o666)).unwrap();
     let out = env.doctor(&["--json"]);
@@ -735,6 +737,11 @@ fn settings_that_load_but_cannot_work_fail_with_fixes() {
     let hook = check(&all, "webhook", "ftp");
     assert_eq!(status(hook), "fail", "{hook}");
     assert!(hook["finding"].as_str().unwrap().contains("alert.webhook[1].url"), "{hook}");
+    let relative = check(&all, "log", "relative/auth.log");
+    assert!(relative["finding"].as_str().unwrap().contains("must be an absolute path"));
+    let host = check(&all, "log", "watch.files[1].host_from_path");
+    assert!(host["finding"].as_str().unwrap().contains("needs exactly one {host}"), "{host}");
+    assert!(host["fix"].as_str().unwrap().contains("{host}"), "{host}");
     let mode = check(&all, "config", "hikeshi.toml");
     assert!(mode["finding"].as_str().unwrap().contains("mode 666"), "{mode}");
     assert_eq!(mode["fix"], format!("chmod go-w {}", env.config().display()));
