@@ -192,7 +192,8 @@ pub fn record_containment(
         let Some(id) = incident.map(IncidentId) else { continue };
         batch.add_timeline(id, now, &Actor::Automatic, kind, &outcome.to_string())?;
         match outcome {
-            ContainmentOutcome::Banned { .. } => {
+            // A dry run (the `none` backend) contains nothing.
+            ContainmentOutcome::Banned { dry_run: false, .. } => {
                 let state = batch.incident_state(id)?;
                 if matches!(state, State::Detected | State::Analysing) {
                     batch.set_state(id, State::Contained, now, &Actor::Automatic)?;
