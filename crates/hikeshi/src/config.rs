@@ -410,12 +410,22 @@ pub fn default_fim_excludes() -> Vec<String> {
 }
 
 /// `[verify]`: recovery checks for `hikeshi verify`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyConfig {
+    /// Also check that monitoring resumed: `hikeshi watch` runs with this
+    /// data directory and its status has no warnings.
+    #[serde(default = "default_true")]
+    pub monitoring: bool,
     /// The checks, run in order.
     #[serde(default)]
     pub check: Vec<VerifyCheck>,
+}
+
+impl Default for VerifyConfig {
+    fn default() -> Self {
+        VerifyConfig { monitoring: true, check: Vec::new() }
+    }
 }
 
 /// `[[verify.check]]`: one recovery check.

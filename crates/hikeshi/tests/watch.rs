@@ -561,3 +561,21 @@ fn configurations_that_cannot_run_say_why() {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[test]
+fn verify_confirms_monitoring_resumed_only_while_the_daemon_is_healthy() {
+    let env = Env::new(&files_config("end"));
+    std::fs::create_dir_all(env.path("logs")).unwrap();
+    let daemon = env.watch(&[]);
+    let report = env.json(&["verify", "--json"]);
+    let check = &report["results"][0];
+    assert_eq!(check["kind"], "monitoring", "{report:#}");
+    assert_eq!(check["passed"], true, "{report:#}");
+    assert_eq!(report["all_passed"], true);
+    assert_eq!(daemon.stop().0, 0);
+    let out = env.hikeshi(&["verify", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let detail = report["results"][0]["detail"].as_str().unwrap();
+    assert!(detail.contains("hikeshi watch stopped at"), "{detail}");
+}
