@@ -126,6 +126,7 @@ fn contain_loop(
     counters: Arc<WorkerCounters>,
 ) {
     reconcile(&ctx, &counters);
+    let mut firewall = crate::respond::FirewallSlot::default();
     loop {
         let mut intents = match requests.recv_timeout(RECONCILE_EVERY) {
             Ok(intents) => intents,
@@ -140,7 +141,7 @@ fn contain_loop(
             intents.extend(more);
         }
         let now = Timestamp::now();
-        let outcomes = crate::respond::contain(&ctx, &mut store, &intents, now);
+        let outcomes = crate::respond::contain_in(&ctx, &mut store, &mut firewall, &intents, now);
         for outcome in &outcomes {
             match outcome {
                 ContainmentOutcome::Banned { .. } => {
