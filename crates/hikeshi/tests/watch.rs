@@ -579,3 +579,49 @@ fn verify_confirms_monitoring_resumed_only_while_the_daemon_is_healthy() {
     let detail = report["results"][0]["detail"].as_str().unwrap();
     assert!(detail.contains("hikeshi watch stopped at"), "{detail}");
 }
+
+#[path = "support/journal_export.rs"]
+mod journal_export;
+
+#[test]
+fn the_journal_is_followed_and_its_cursor_resumes_exactly() {
+    use journal_export::{write_journal, Entry};
+    let env = Env::new("[watch.journal]\ndirectory = \"$DIR/journal\"\n");
+    std::fs::create_dir(env.path("journal")).unwrap();
+    let failures = |from: u32, to: u32| -> Vec<Entry> {
+        (from..to)
+            .map(|i| {
+                Entry::sshd(
+                    u64::from(i),
+                    4000 + i,
+                    format!("Failed password for invalid user web from 203.0.113.77 port {i} ssh2"),
+                )
+            })
+            .collect()
+    };
+    let daemon = env.watch(&[]);
+    // Only the journal: it is read by default when nothing else is given.
+    assert!(daemon.stderr().contains("(sources: 1,"), "{}", daemon.stderr());
+    write_journal(&env.path("journal/a.journal"), &failures(0, 6));
+    let incidents =
+        env.wait_incidents("the incident", |all| all.len() == 1 && attempts(&all[0]) == 6);
+    let shown = env.json(&["incident", "show", &incidents[0]["id"].to_string(), "--json"]);
+    assert!(shown["evidence"][0]["file"].as_str().unwrap().starts_with("journal:directory="));
+    assert!(
+        shown["evidence"][0]["line"].as_str().unwrap().ends_with(
+            "web1 sshd[4000]: Failed password for invalid user web from 203.0.113.77 port 0 ssh2"
+        ),
+        "{shown:#}"
+    );
+    let (code, _, stderr) = daemon.stop();
+    assert_eq!(code, 0, "{stderr}");
+
+    // Records written while stopped are read after the saved cursor, and
+    // none twice.
+    write_journal(&env.path("journal/a.journal"), &failures(6, 8));
+    let daemon = env.watch(&[]);
+    env.wait_incidents("two more attempts", |all| attempts(&all[0]) == 8);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(attempts(&env.incidents()[0]), 8);
+    assert_eq!(daemon.stop().0, 0);
+}
