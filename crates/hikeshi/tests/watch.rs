@@ -265,6 +265,8 @@ fn a_followed_file_opens_one_incident_with_its_lines_and_one_alert() {
     let stream = &status["daemon"]["streams"][0];
     assert_eq!(stream["name"], format!("file:{}", log.display()));
     assert_eq!((stream["sshd_lines"].as_u64(), stream["failures"].as_u64()), (Some(6), Some(6)));
+    assert_eq!(stream["behind_bytes"], 0, "{status:#}");
+    assert_eq!(status["daemon"]["sources"][0]["files"]["followed"], 1, "{status:#}");
     assert_eq!(status["open_incidents"].as_array().unwrap().len(), 1);
     assert_eq!(env.hikeshi(&["status"]).status.code(), Some(0));
 

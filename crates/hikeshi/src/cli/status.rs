@@ -163,7 +163,15 @@ fn write_text(out: &mut dyn Write, report: &Report, now: Timestamp) -> Result<()
                     s.dropped, s.rejected, s.errors
                 )?;
             }
-            writeln!(out, "  last read {}", ago(s.last_read, now))?;
+            write!(out, "  last read {}", ago(s.last_read, now))?;
+            if let Some(f) = &s.files {
+                write!(
+                    out,
+                    "\n           files {}  rotations {}  truncations {}  gaps {}",
+                    f.followed, f.rotations, f.truncations, f.gaps
+                )?;
+            }
+            writeln!(out)?;
         }
         if !d.streams.is_empty() {
             writeln!(out, "\nparsed:")?;
@@ -181,6 +189,9 @@ fn write_text(out: &mut dyn Write, report: &Report, now: Timestamp) -> Result<()
                 s.successes,
                 s.last_event.map_or("none".to_string(), |t| t.to_string())
             )?;
+            if let Some(behind) = s.behind_bytes.filter(|b| *b > 0) {
+                writeln!(out, "           {behind} bytes written and not handled yet")?;
+            }
         }
         let t = &d.totals;
         writeln!(

@@ -48,6 +48,9 @@ struct Stream {
     status: StreamStatus,
     /// The file the stream reads, for reading back an old line.
     path: Option<Arc<str>>,
+    /// Files: the identity of the file of the last line handled, and the
+    /// offset after it.
+    handled_to: Option<(u64, u64, u64)>,
 }
 
 impl Stream {
@@ -229,9 +232,24 @@ impl Ingest {
         self.journal_cursor.as_deref()
     }
 
-    /// What each stream parsed, by name.
+    /// What each stream parsed, by name; for files, how far the file is
+    /// ahead of what was handled.
     pub fn stream_statuses(&self) -> Vec<StreamStatus> {
-        let mut all: Vec<StreamStatus> = self.streams.values().map(|s| s.status.clone()).collect();
+        use std::os::unix::fs::MetadataExt;
+        let mut all: Vec<StreamStatus> = self
+            .streams
+            .values()
+            .map(|s| {
+                let mut status = s.status.clone();
+                if let (Some(path), Some((dev, ino, end))) = (&s.path, s.handled_to) {
+                    status.behind_bytes = std::fs::metadata(&**path)
+                        .ok()
+                        .filter(|m| m.dev() == dev && m.ino() == ino)
+                        .map(|m| m.len().saturating_sub(end));
+                }
+                status
+            })
+            .collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
     }
@@ -283,12 +301,16 @@ impl Ingest {
             seq: 0,
             status: StreamStatus { name: display_name(&key, path.is_some()), ..Default::default() },
             path: path.clone(),
+            handled_to: None,
         });
         self.events.clear();
         let (origin, host_hint) = match &item.payload {
             Payload::Line { bytes, position, host_hint, .. } => {
                 let origin = match position {
-                    Some(p) => Origin { line: p.line, offset: p.offset },
+                    Some(p) => {
+                        stream.handled_to = Some((p.dev, p.ino, p.offset + bytes.len() as u64 + 1));
+                        Origin { line: p.line, offset: p.offset }
+                    }
                     None => {
                         stream.seq += 1;
                         Origin { line: stream.seq, offset: stream.seq }

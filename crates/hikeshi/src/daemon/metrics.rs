@@ -316,6 +316,7 @@ mod tests {
                 errors: 0,
                 last_read: Some(at),
                 started_at: at,
+                files: None,
             }],
             streams: vec![StreamStatus {
                 name: "file:/var/log/central/a\"b\\c\nd/auth.log".into(),

@@ -42,7 +42,7 @@ use crate::config::Config;
 use crate::sources::journal::{JournalCursorStore, JournalHandle, JournalSource};
 use crate::sources::lines::{Line, LineReader};
 use crate::sources::syslog_server::SyslogServer;
-use crate::sources::tail::{CursorStore, FileSource};
+use crate::sources::tail::{CursorStore, FileSource, TailCounters};
 use crate::sources::{Incoming, Payload, SourceStats};
 use crate::store::Store;
 use ingest::Ingest;
@@ -410,7 +410,7 @@ impl Timers {
 
 /// The sources of one run.
 struct Sources {
-    files: Vec<(String, FileSource, Arc<SourceStats>)>,
+    files: Vec<(String, FileSource, Arc<SourceStats>, Arc<TailCounters>)>,
     journal: Option<(String, JournalHandle, Arc<SourceStats>)>,
     syslog: Vec<SyslogServer>,
     started_at: Timestamp,
@@ -438,7 +438,9 @@ impl Sources {
             let source =
                 FileSource::spawn(config, Arc::clone(cursors), tx.clone(), Arc::clone(&stats))
                     .with_context(|| format!("[[watch.files]] entry {}", i + 1))?;
-            sources.files.push((format!("files {}", config.paths.join(" ")), source, stats));
+            let counters = source.counters();
+            let name = format!("files {}", config.paths.join(" "));
+            sources.files.push((name, source, stats, counters));
         }
         if watch.journal.is_enabled(has_other_sources(watch, stdin)) {
             let stats = SourceStats::new();
@@ -470,8 +472,17 @@ impl Sources {
         let row = |name: &str, kind: &str, stats: &SourceStats| {
             source_status(name, kind, stats, self.started_at)
         };
-        for (name, _, stats) in &self.files {
-            all.push(row(name, "files", stats));
+        for (name, _, stats, counters) in &self.files {
+            let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+            let mut status = row(name, "files", stats);
+            status.files = Some(status::FileCounters {
+                followed: load(&counters.files),
+                rotations: load(&counters.rotations),
+                truncations: load(&counters.truncations),
+                gaps: load(&counters.gaps),
+                lost_files: load(&counters.lost_files),
+            });
+            all.push(status);
         }
         if let Some((name, _, stats)) = &self.journal {
             all.push(row(name, "journal", stats));
@@ -485,7 +496,7 @@ impl Sources {
     }
 
     fn stop(self) {
-        for (name, source, _) in self.files {
+        for (name, source, _, _) in self.files {
             if let Err(err) = source.stop() {
                 tracing::error!("{name}: {err}");
             }
@@ -517,6 +528,7 @@ fn source_status(
         errors: load(&stats.errors),
         last_read: (last > 0).then(|| Timestamp::from_second(last as i64).ok()).flatten(),
         started_at,
+        files: None,
     }
 }
 

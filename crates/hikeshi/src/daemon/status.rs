@@ -29,6 +29,8 @@ pub const STALE_AFTER: SignedDuration = SignedDuration::from_secs(30);
 /// not understood" is a warning rather than chance.
 const UNPARSEABLE_MIN_LINES: u64 = 1_000;
 const UNRECOGNISED_MIN_SSHD_LINES: u64 = 20;
+/// A file this far ahead of the daemon is worth a warning.
+const BEHIND_WARNING_BYTES: u64 = 16 * 1024 * 1024;
 
 /// The status file of the data directory `data_dir`.
 pub fn status_path(data_dir: &Path) -> PathBuf {
@@ -81,6 +83,24 @@ pub struct SourceStatus {
     pub last_read: Option<Timestamp>,
     /// When this source was started (or restarted by a reload).
     pub started_at: Timestamp,
+    /// File sources: what following the files met.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<FileCounters>,
+}
+
+/// What a file source met while following its files.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FileCounters {
+    /// Files followed now.
+    pub followed: u64,
+    /// Rotations by rename (or deletion and re-creation).
+    pub rotations: u64,
+    /// Truncations in place (copytruncate).
+    pub truncations: u64,
+    /// Times lines were lost for sure (rotated or truncated away unread).
+    pub gaps: u64,
+    /// Saved positions whose file was gone at a restart.
+    pub lost_files: u64,
 }
 
 /// What the parser made of one stream of lines (one file, or one
@@ -103,6 +123,10 @@ pub struct StreamStatus {
     pub last_line: Option<Timestamp>,
     /// The log time of its last sshd event.
     pub last_event: Option<Timestamp>,
+    /// Files: bytes written to the file and not handled yet (how far the
+    /// daemon is behind).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub behind_bytes: Option<u64>,
 }
 
 /// Counters of the whole daemon since it started.
@@ -216,6 +240,16 @@ pub fn assess(status: &DaemonStatus, now: Timestamp, process_alive: bool) -> Vec
                 ),
             });
         }
+        if let Some(files) = source.files.as_ref().filter(|f| f.gaps + f.lost_files > 0) {
+            warnings.push(Warning {
+                subject: subject(),
+                message: format!(
+                    "lines may be missing: {} rotations or truncations outran the reader, \
+                     {} followed files were gone at a restart",
+                    files.gaps, files.lost_files
+                ),
+            });
+        }
         if source.errors > 0 {
             warnings.push(Warning {
                 subject: subject(),
@@ -242,6 +276,15 @@ pub fn assess(status: &DaemonStatus, now: Timestamp, process_alive: bool) -> Vec
                 message: format!(
                     "{} of {} sshd lines matched no known message: log format not understood",
                     stream.unrecognised, stream.sshd_lines
+                ),
+            });
+        }
+        if let Some(behind) = stream.behind_bytes.filter(|b| *b >= BEHIND_WARNING_BYTES) {
+            warnings.push(Warning {
+                subject: subject(),
+                message: format!(
+                    "{} MiB written and not handled yet: the daemon is behind",
+                    behind / (1024 * 1024)
                 ),
             });
         }
@@ -312,6 +355,7 @@ mod tests {
                 errors: 0,
                 last_read: Some(at(90)),
                 started_at: at(0),
+                files: Some(FileCounters { followed: 1, ..FileCounters::default() }),
             }],
             streams: vec![StreamStatus {
                 name: "file:/var/log/auth.log".into(),
@@ -377,6 +421,12 @@ mod tests {
         // A few unknown lines are normal (sshd has many messages).
         s.streams[0].unrecognised = 3;
         assert_eq!(assess(&s, at(101), true), vec![]);
+        // Far behind the file, or lines lost to a rotation: said.
+        s.streams[0].behind_bytes = Some(40 * 1024 * 1024);
+        assert!(assess(&s, at(101), true)[0].message.contains("40 MiB written and not handled"));
+        s.streams[0].behind_bytes = Some(1024);
+        s.sources[0].files.as_mut().unwrap().gaps = 1;
+        assert!(assess(&s, at(101), true)[0].message.contains("lines may be missing"));
     }
 
     #[test]
