@@ -15,6 +15,10 @@ use std::time::{Duration, Instant};
 use hikeshi::exec;
 use serde_json::Value;
 
+#[path = "support/output.rs"]
+mod output;
+use output::collect;
+
 const BIN: &str = env!("CARGO_BIN_EXE_hikeshi");
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -183,18 +187,6 @@ impl Drop for Daemon {
             let _ = self.child.wait();
         }
     }
-}
-
-fn collect(mut pipe: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
-    let buffer = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&buffer);
-    std::thread::spawn(move || {
-        let mut chunk = [0u8; 4096];
-        while let Ok(n @ 1..) = pipe.read(&mut chunk) {
-            sink.lock().unwrap().extend_from_slice(&chunk[..n]);
-        }
-    });
-    buffer
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -386,6 +378,18 @@ fn stdin_is_a_source_and_its_end_stops_the_daemon() {
     assert_eq!(daemon.stdout().matches("Alert #").count(), 1);
 }
 
+/// Sends `message` as sshd[`pid`] to a UDP syslog receiver with the real
+/// `logger`.
+fn logger(port: u16, pid: u32, message: &str) {
+    let (port, id) = (port.to_string(), format!("--id={pid}"));
+    let args = ["--server", "127.0.0.1", "--port", &port, "--udp", "--rfc3164"];
+    let out = exec::command("logger", args)
+        .args(["--tag", "sshd", &id, "-p", "auth.info", message])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
 fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -398,61 +402,16 @@ fn syslog_messages_sent_by_logger_are_detected() {
     for pid in 1..7 {
         let message =
             format!("Failed password for invalid user test from 192.0.2.{pid} port 5{pid} ssh2");
-        let out = exec::command(
-            "logger",
-            [
-                "--server",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--udp",
-                "--rfc3164",
-                "--tag",
-                "sshd",
-                &format!("--id={}", 100 + pid),
-                "-p",
-                "auth.info",
-                &message,
-            ],
-        )
-        .output()
-        .unwrap();
-        assert!(out.status.success(), "{}", text(&out.stderr));
+        logger(port, 100 + pid, &message);
     }
     // Six addresses of one /24 are not one attacker by default: nothing
     // opens, but every message was received and parsed.
-    let start = Instant::now();
-    loop {
-        let status = env.json(&["status", "--json"]);
-        let stream = &status["daemon"]["streams"][0];
-        if stream["failures"] == 6 {
-            assert!(stream["name"].as_str().unwrap().starts_with("syslog-udp:127.0.0.1:"));
-            break;
-        }
-        assert!(start.elapsed() < DEADLINE, "{status:#}\n{}", daemon.stderr());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let status = env.wait_status("6 failures", |s| s["daemon"]["streams"][0]["failures"] == 6);
+    let stream = &status["daemon"]["streams"][0];
+    assert!(stream["name"].as_str().unwrap().starts_with("syslog-udp:127.0.0.1:"), "{status:#}");
+    assert!(env.incidents().is_empty());
     for _ in 0..6 {
-        let out = exec::command(
-            "logger",
-            [
-                "--server",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--udp",
-                "--rfc3164",
-                "--tag",
-                "sshd",
-                "--id=77",
-                "-p",
-                "auth.info",
-                "Failed password for root from 192.0.2.200 port 22 ssh2",
-            ],
-        )
-        .output()
-        .unwrap();
-        assert!(out.status.success());
+        logger(port, 77, "Failed password for root from 192.0.2.200 port 22 ssh2");
     }
     let incidents = env.wait_incidents("the incident", |all| all.len() == 1);
     assert_eq!(incidents[0]["key"]["subject"], "192.0.2.200");

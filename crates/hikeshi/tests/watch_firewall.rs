@@ -8,7 +8,6 @@
 //! (`hk-wf-<pid>-<n>`), removed with everything in it by a guard, also
 //! when the test fails.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,6 +16,10 @@ use std::time::{Duration, Instant};
 
 use hikeshi::exec;
 use serde_json::Value;
+
+#[path = "support/output.rs"]
+mod output;
+use output::collect;
 
 const BIN: &str = env!("CARGO_BIN_EXE_hikeshi");
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -150,18 +153,6 @@ impl Drop for Lab {
 fn must(program: &str, args: &[&str]) {
     let out = exec::command(program, args).output().unwrap();
     assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn collect(mut pipe: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
-    let buffer = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&buffer);
-    std::thread::spawn(move || {
-        let mut chunk = [0u8; 4096];
-        while let Ok(n @ 1..) = pipe.read(&mut chunk) {
-            sink.lock().unwrap().extend_from_slice(&chunk[..n]);
-        }
-    });
-    buffer
 }
 
 fn append(path: &Path, text: &str) {
