@@ -30,6 +30,8 @@ use crate::store::Store;
 
 /// Recognised lines kept per stream for late events.
 const RECENT_LINES: usize = 256;
+/// A stream without a line for this long is forgotten.
+const STREAM_IDLE_LIMIT: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
 
 /// What one committed batch asks of the workers.
 #[derive(Debug, Default)]
@@ -220,6 +222,15 @@ impl Ingest {
     /// Moves the parsers' reference time for yearless timestamps, and
     /// forgets the ban requests whose bans have ended.
     pub fn maintain(&mut self, now: Timestamp) {
+        // Streams of files gone quiet for a day (a host that left the
+        // central collector) are forgotten: the map follows the live files.
+        self.streams.retain(|_, stream| {
+            stream.parser.open_connections() > 0
+                || stream
+                    .status
+                    .last_line
+                    .is_some_and(|t| now.duration_since(t) < STREAM_IDLE_LIMIT)
+        });
         for stream in self.streams.values_mut() {
             stream.parser.set_reference_time(now);
         }
