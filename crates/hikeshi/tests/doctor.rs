@@ -24,7 +24,6 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_hikeshi");
 const PYTHON: &str = "/usr/bin/python3";
-const JOURNAL_REMOTE: &str = "/lib/systemd/systemd-journal-remote";
 const NOBODY: &str = "65534";
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -946,45 +945,61 @@ fn a_busy_syslog_port_names_its_user() {
     assert!(open["fix"].as_str().unwrap().contains("allowed_senders"));
 }
 
-// ---- the journal ------------------------------------------------------
+#[path = "support/output.rs"]
+mod output;
 
-/// Journal Export Format entries → a journal file, with
-/// systemd-journal-remote.
-fn write_journal(dir: &Path, output: &Path, entries: &[Vec<(&str, String)>]) {
-    let mut export = String::new();
-    for entry in entries {
-        for (field, value) in entry {
-            export.push_str(&format!("{field}={value}\n"));
-        }
-        export.push('\n');
+#[test]
+fn the_daemon_holding_its_own_syslog_port_is_not_a_failure() {
+    let env = Env::new();
+    let ns = Netns::new();
+    std::fs::write(env.log(), sshd_log(1)).unwrap();
+    let syslog = format!("[[watch.syslog]]\nlisten = [\"udp://127.0.0.1:{BUSY_PORT}\"]\n");
+    env.write_config(&config(&env, "backend = \"none\"", None, &syslog));
+    let mut watch = env.argv(&[]);
+    watch.pop();
+    watch.push("watch".to_string());
+    let watch: Vec<&str> = watch.iter().map(String::as_str).collect();
+    let mut child =
+        ns.command(BIN, &watch).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let stderr = output::collect(child.stderr.take().unwrap());
+    let daemon = Server { child };
+    let start = Instant::now();
+    while !output::text_of(&stderr).contains(hikeshi::daemon::READY_LINE) {
+        assert!(start.elapsed() < Duration::from_secs(20), "{}", output::text_of(&stderr));
+        std::thread::sleep(Duration::from_millis(20));
     }
-    let export_path = dir.join("export.txt");
-    std::fs::write(&export_path, export).unwrap();
-    let mut out_arg = std::ffi::OsString::from("--output=");
-    out_arg.push(output);
-    exec::run(JOURNAL_REMOTE, [out_arg, export_path.into()]).unwrap();
+    let out = env.doctor_in(&ns, &["--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let all = checks(&out);
+    let port = check(&all, "syslog", &format!("udp://127.0.0.1:{BUSY_PORT}"));
+    assert_eq!(status(port), "ok", "{port}");
+    let finding = port["finding"].as_str().unwrap();
+    assert!(finding.starts_with("in use by hikeshi itself (the daemon runs)"), "{finding}");
+    assert!(finding.contains(&format!("pid={}", daemon.child.id())), "{finding}");
 }
 
-fn journal_entry(
-    seconds_ago: u64,
-    n: u64,
-    unit: &str,
-    exe: &str,
-    message: &str,
-) -> Vec<(&'static str, String)> {
-    let usec = (Timestamp::now().as_microsecond() as u64) - seconds_ago * 1_000_000;
-    vec![
-        ("__REALTIME_TIMESTAMP", usec.to_string()),
-        ("__MONOTONIC_TIMESTAMP", (n + 1).to_string()),
-        ("_BOOT_ID", "0123456789abcdef0123456789abcdef".to_string()),
-        ("_HOSTNAME", "web1".to_string()),
-        ("_SYSTEMD_UNIT", unit.to_string()),
-        ("_EXE", exe.to_string()),
-        ("_COMM", Path::new(exe).file_name().unwrap().to_string_lossy().into_owned()),
-        ("_PID", (1000 + n).to_string()),
-        ("SYSLOG_IDENTIFIER", Path::new(exe).file_name().unwrap().to_string_lossy().into_owned()),
-        ("MESSAGE", message.to_string()),
-    ]
+// ---- the journal ------------------------------------------------------
+
+#[path = "support/journal_export.rs"]
+mod journal_export;
+use journal_export::{write_journal, Entry, BOOT_ID};
+
+/// A journal entry `seconds_ago` before now, logged by `exe` in `unit`.
+fn journal_entry(seconds_ago: u64, n: u64, unit: &str, exe: &str, message: &str) -> Entry {
+    let usec = Timestamp::now().as_microsecond() as u64 - seconds_ago * 1_000_000;
+    let name = Path::new(exe).file_name().unwrap().to_string_lossy().into_owned();
+    Entry(vec![
+        ("__REALTIME_TIMESTAMP", usec.to_string().into_bytes()),
+        ("__MONOTONIC_TIMESTAMP", (n + 1).to_string().into_bytes()),
+        ("_BOOT_ID", BOOT_ID.into()),
+        ("_HOSTNAME", "web1".into()),
+    ])
+    .with("_SYSTEMD_UNIT", unit)
+    .with("_EXE", exe)
+    .with("_COMM", name.clone())
+    .with("_PID", (1000 + n).to_string())
+    .with("SYSLOG_IDENTIFIER", name)
+    .with("MESSAGE", message)
 }
 
 #[test]
@@ -993,7 +1008,6 @@ fn the_journal_is_probed_for_sshd_records() {
     std::fs::write(env.log(), sshd_log(1)).unwrap();
     let journal = env.path("remote.journal");
     write_journal(
-        env.dir.path(),
         &journal,
         &[
             journal_entry(
@@ -1009,7 +1023,7 @@ fn the_journal_is_probed_for_sshd_records() {
     let with_journal = |file: &Path| {
         config(&env, "backend = \"none\"", None, "").replace(
             "[watch.journal]\nenabled = false",
-            &format!("[watch.journal]\nfile = \"{}\"", file.display()),
+            &format!("[watch.journal]\nenabled = true\nfile = \"{}\"", file.display()),
         )
     };
     env.write_config(&with_journal(&journal));
@@ -1024,7 +1038,6 @@ fn the_journal_is_probed_for_sshd_records() {
     // A journal with only other programs' records: a warning.
     let other = env.path("other.journal");
     write_journal(
-        env.dir.path(),
         &other,
         &[journal_entry(60, 1, "cron.service", "/usr/sbin/cron", "(root) CMD (true)")],
     );

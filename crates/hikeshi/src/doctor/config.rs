@@ -60,7 +60,23 @@ impl Doctor<'_> {
                 "correct the [alert]/[team] setting named; alerts cannot be sent until it is",
             ));
         }
-        if config.watch.journal.enabled {
+        if let Err(e) = config.watch.metrics_addr() {
+            problems.push(Check::fail(
+                "config",
+                "watch.metrics_listen",
+                format!("{e:#}"),
+                "give an address and port such as \"127.0.0.1:9464\", or remove it",
+            ));
+        }
+        if let Err(e) = config.watch.silent_after_seconds() {
+            problems.push(Check::fail(
+                "config",
+                "watch.silent_after",
+                format!("{e:#}"),
+                "write a duration such as \"24h\" or \"30m\"",
+            ));
+        }
+        if self.journal_enabled() {
             if let Err(e) = config.watch.journal.validate() {
                 problems.push(Check::fail(
                     "config",

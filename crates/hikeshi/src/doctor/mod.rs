@@ -216,6 +216,14 @@ pub struct Doctor<'a> {
 }
 
 impl Doctor<'_> {
+    /// Whether `hikeshi watch` reads the journal: as set, or when unset,
+    /// only if no file or syslog source is configured (as the daemon
+    /// decides).
+    pub fn journal_enabled(&self) -> bool {
+        let watch = &self.config.watch;
+        watch.journal.is_enabled(!watch.files.is_empty() || !watch.syslog.is_empty())
+    }
+
     /// Runs every check.
     pub fn run(&self) -> Report {
         let mut checks = Vec::new();

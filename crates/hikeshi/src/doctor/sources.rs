@@ -29,6 +29,11 @@ impl Doctor<'_> {
         let mut checks = Vec::new();
         let watch = &self.config.watch;
         if watch.files.is_empty() {
+            if !watch.syslog.is_empty() {
+                // Lines arrive over the network: the receivers' checks say
+                // whether they can.
+                return Vec::new();
+            }
             return self.check_classic_logs();
         }
         for (i, entry) in watch.files.iter().enumerate() {
@@ -109,7 +114,7 @@ impl Doctor<'_> {
     }
 
     fn check_classic_logs(&self) -> Vec<Check> {
-        let journal = self.config.watch.journal.enabled;
+        let journal = self.journal_enabled();
         let present: Vec<&str> =
             CLASSIC_LOGS.iter().copied().filter(|p| Path::new(p).exists()).collect();
         if present.is_empty() {
@@ -124,8 +129,8 @@ impl Doctor<'_> {
                 Check::fail(
                     "log",
                     "/var/log/auth.log",
-                    "absent, no [[watch.files]] configured and [watch.journal] disabled: \
-                     hikeshi has nothing to read",
+                    "absent, and no [[watch.files]], no [[watch.syslog]], [watch.journal] \
+                     disabled: hikeshi has nothing to read",
                     "on Debian 12 set [watch.journal] enabled = true (sshd logs to the \
                      journal), or `apt install rsyslog` and add [[watch.files]] paths = \
                      [\"/var/log/auth.log\"]",
@@ -273,7 +278,7 @@ impl Doctor<'_> {
     /// holds recent sshd records.
     pub fn check_journal(&self) -> Vec<Check> {
         let config = &self.config.watch.journal;
-        if !config.enabled {
+        if !self.journal_enabled() {
             return Vec::new();
         }
         let subject = match (&config.file, &config.directory) {
