@@ -493,8 +493,8 @@ impl Lab {
             "timeout",
             &[
                 "-k",
-                "2",
-                "10",
+                "1",
+                "5",
                 "sshpass",
                 "-p",
                 "wrong-password",
@@ -534,8 +534,12 @@ impl Lab {
         let key = self.path_str("admin_key");
         let out = self.run_in(
             &self.admin,
-            "ssh",
+            "timeout",
             &[
+                "-k",
+                "1",
+                "15",
+                "ssh",
                 "-F",
                 "/dev/null",
                 "-i",
