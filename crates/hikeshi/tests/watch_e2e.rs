@@ -704,7 +704,8 @@ impl Watch {
                 );
             }
             let stderr = self.stderr();
-            if stderr.lines().any(|l| l == Self::READY) {
+            // The line may go on with a summary ("(sources: 1, ...)").
+            if stderr.lines().any(|l| l.starts_with(Self::READY)) {
                 Ok(())
             } else {
                 Err(stderr)
