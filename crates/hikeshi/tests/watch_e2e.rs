@@ -78,6 +78,8 @@ os.makedirs(host_dev, exist_ok=True)
 mount("--rbind", "/dev", host_dev)
 mount("-t", "tmpfs", "-o", "mode=755", "hk-e2e-dev", "/dev")
 for name in os.listdir(host_dev):
+    if name == "log":
+        continue  # the host's syslog socket (journald's, say) is not ours
     real = os.path.join(host_dev, name)
     os.symlink(os.readlink(real) if os.path.islink(real) else real, os.path.join("/dev", name))
 os.symlink(sock, "/dev/log")
