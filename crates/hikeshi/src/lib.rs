@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod config;
 pub mod contain;
+pub mod daemon;
 pub mod data_dir;
 pub mod eradicate;
 pub mod evidence;

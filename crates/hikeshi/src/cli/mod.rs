@@ -28,7 +28,9 @@ pub mod persistence;
 pub mod recent;
 pub mod report;
 pub mod scan;
+pub mod status;
 pub mod verify;
+pub mod watch;
 
 /// Incident response for Linux servers: detect SSH attacks, contain them,
 /// and carry each incident through to its report.
@@ -55,6 +57,10 @@ pub enum Command {
     Parse(parse::Args),
     /// Read what is new in log files, detect attacks, record incidents, ban and alert (for cron).
     Scan(scan::Args),
+    /// The live daemon: follow log files, the journal and syslog; detect, ban and alert as lines arrive.
+    Watch(watch::Args),
+    /// Is the daemon running? What each source read, bans in force, open incidents, warnings.
+    Status(status::Args),
     /// Ban sources in the firewall (the runbook's `iptables -A INPUT -s ADDR -j DROP`).
     Ban(ban::BanArgs),
     /// Lift bans.
@@ -127,6 +133,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Parse(args) => parse::run(&ctx, args),
         Command::Scan(args) => scan::run(&ctx, args),
+        Command::Watch(args) => watch::run(ctx, args),
+        Command::Status(args) => status::run(&ctx, args),
         Command::Ban(args) => ban::run_ban(&ctx, args),
         Command::Unban(args) => ban::run_unban(&ctx, args),
         Command::Bans(args) => bans::run_bans(&ctx, args),
