@@ -28,7 +28,6 @@
 //! the temp dir, also when a test fails.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Output, Stdio};
@@ -39,6 +38,9 @@ use std::time::{Duration, Instant};
 use hikeshi::exec;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+
+#[path = "support/output.rs"]
+mod output;
 
 const BIN: &str = env!("CARGO_BIN_EXE_hikeshi");
 const PYTHON: &str = "/usr/bin/python3";
@@ -665,18 +667,8 @@ timeout_secs = 5
         argv.extend(self.hikeshi_args(&data, &config, &["watch"]));
         let mut child =
             exec::command("ip", argv).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let reader = BufReader::new(child.stderr.take().unwrap());
-        let sink = Arc::clone(&stderr);
-        let collector = std::thread::spawn(move || {
-            for line in reader.lines() {
-                let Ok(line) = line else { break };
-                let mut all = sink.lock().unwrap();
-                all.push_str(&line);
-                all.push('\n');
-            }
-        });
-        let mut watch = Watch { child, stderr, collector: Some(collector) };
+        let stderr = output::collect(child.stderr.take().unwrap());
+        let mut watch = Watch { child, stderr };
         watch.wait_ready();
         watch
     }
@@ -686,15 +678,14 @@ timeout_secs = 5
 /// drop if still running.
 struct Watch {
     child: Child,
-    stderr: Arc<Mutex<String>>,
-    collector: Option<std::thread::JoinHandle<()>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
 }
 
 impl Watch {
     const READY: &'static str = "hikeshi watch: ready";
 
     fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        output::text_of(&self.stderr)
     }
 
     fn wait_ready(&mut self) {
@@ -722,9 +713,6 @@ impl Watch {
         let status = eventually("hikeshi watch to exit after SIGTERM", DEADLINE, || {
             self.child.try_wait().unwrap().ok_or_else(|| self.stderr())
         });
-        if let Some(collector) = self.collector.take() {
-            collector.join().unwrap();
-        }
         (status, self.stderr())
     }
 }
@@ -843,6 +831,45 @@ fn assert_contained(lab: &Lab) {
     assert!(lab.banned("ban4").contains(&attacker), "{:?}", lab.banned("ban4"));
     assert!(!lab.tcp_connects(&lab.attacker, SERVER4, 22), "the banned attacker still connects");
     assert_eq!(lab.admin_login().unwrap(), "logged-in-as-root");
+}
+
+/// Waits until `hikeshi status --json` shows the daemon `watch` running
+/// (its status is rewritten every few seconds) and `check` accepts what
+/// it says; returns the status.
+fn assert_status(lab: &Lab, watch: &Watch, check: impl Fn(&Value) -> Result<(), String>) -> Value {
+    eventually("the daemon's status", DEADLINE, || {
+        let out = lab.hikeshi(&["status", "--json"]);
+        let status: Value =
+            serde_json::from_slice(&out.stdout).map_err(|e| format!("{e}: {}", text(&out)))?;
+        if status["daemon"]["pid"] != watch.child.id() || status["running"] != true {
+            return Err(format!("not this daemon's status yet: {status:#}"));
+        }
+        check(&status).map_err(|e| format!("{e}\n{status:#}"))?;
+        if out.status.code() != Some(0) || status["warnings"] != serde_json::json!([]) {
+            return Err(format!("the status needs attention: {}", text(&out)));
+        }
+        Ok(status)
+    })
+}
+
+/// The status counters of the central log's stream.
+fn auth_log_stream(lab: &Lab, status: &Value) -> Result<Value, String> {
+    let name = format!("file:{}", lab.auth_log_path().display());
+    status["daemon"]["streams"]
+        .as_array()
+        .and_then(|streams| streams.iter().find(|s| s["name"] == name.as_str()))
+        .cloned()
+        .ok_or_else(|| format!("no stream {name}"))
+}
+
+/// Fails unless `value[key]` is `expected`.
+fn expect(value: &Value, key: &str, expected: impl Into<Value>) -> Result<(), String> {
+    let expected = expected.into();
+    if value[key] == expected {
+        Ok(())
+    } else {
+        Err(format!("{key} is {}, expected {expected}", value[key]))
+    }
 }
 
 #[test]
@@ -982,6 +1009,22 @@ fn watch_contains_a_live_brute_force_and_a_restart_repeats_nothing() {
         "the administrator's login is in the log"
     );
     assert_one_alert_email(&lab, &detail["id"]);
+    // What the daemon says it did: one incident, one ban, one alert, every
+    // failure and the administrator's login read, nothing failed.
+    let failures = attacker_failure_lines(&lab).len() as u64;
+    assert_status(&lab, &watch, |status| {
+        let totals = &status["daemon"]["totals"];
+        expect(totals, "incidents_opened", 1)?;
+        expect(totals, "bans_applied", 1)?;
+        expect(totals, "bans_failed", 0)?;
+        expect(totals, "alerts_sent", 1)?;
+        expect(totals, "alerts_failed", 0)?;
+        expect(status, "active_bans", 1)?;
+        expect(&status["open_incidents"][0], "subject", ATTACKER4)?;
+        let stream = auth_log_stream(&lab, status)?;
+        expect(&stream, "failures", failures)?;
+        expect(&stream, "successes", 1)
+    });
 
     let (status, stderr) = watch.terminate();
     assert!(status.success(), "SIGTERM must end watch with 0, got {status}:\n{stderr}");
@@ -995,6 +1038,16 @@ fn watch_contains_a_live_brute_force_and_a_restart_repeats_nothing() {
     assert_eq!(again["attempts"], detail["attempts"]);
     assert_contained(&lab);
     assert_eq!(lab.mails().len(), 1, "nothing is re-alerted:\n{}", watch.stderr());
+    // The restarted daemon resumed after the lines it had handled: it read
+    // no failure again, and opened, banned and alerted nothing.
+    assert_status(&lab, &watch, |status| {
+        let totals = &status["daemon"]["totals"];
+        for key in ["incidents_opened", "incidents_escalated", "ban_requests", "alerts_enqueued"] {
+            expect(totals, key, 0)?;
+        }
+        expect(status, "active_bans", 1)?;
+        expect(&auth_log_stream(&lab, status)?, "failures", 0)
+    });
     // Still banned for the attacker's next try, after the restart.
     assert!(matches!(lab.attack_once(), Attempt::Blocked(_)));
     let (status, stderr) = watch.terminate();
