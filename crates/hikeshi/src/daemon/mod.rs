@@ -256,7 +256,7 @@ impl Daemon {
         }
         let now = Timestamp::now();
         match ingest.expire(&mut store, now) {
-            Ok(outcome) => workers.ban(outcome.ban_intents),
+            Ok(outcome) => workers.dispatch(outcome),
             Err(err) => tracing::error!("resolving idle connections: {err:#}"),
         }
         ingest.save_state(&mut store).context("saving the detection state")?;
@@ -287,10 +287,7 @@ impl Daemon {
                     for item in items {
                         self.cursors.commit_incoming(item);
                     }
-                    workers.ban(outcome.ban_intents);
-                    if outcome.alerts_enqueued > 0 {
-                        workers.deliver_soon();
-                    }
+                    workers.dispatch(outcome);
                     return Ok(());
                 }
                 Err(err) => {
@@ -321,12 +318,7 @@ impl Daemon {
         let now = Instant::now();
         if Timers::due(&mut timers.expire, now, EXPIRE_EVERY) {
             match ingest.expire(store, Timestamp::now()) {
-                Ok(outcome) => {
-                    workers.ban(outcome.ban_intents);
-                    if outcome.alerts_enqueued > 0 {
-                        workers.deliver_soon();
-                    }
-                }
+                Ok(outcome) => workers.dispatch(outcome),
                 Err(err) => tracing::error!("resolving idle connections: {err:#}"),
             }
         }

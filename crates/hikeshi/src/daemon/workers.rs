@@ -85,13 +85,17 @@ impl Workers {
         Ok(Workers { bans, wake_delivery: Some(wake_tx), threads, counters })
     }
 
-    /// Hands ban requests to containment (at once; it never blocks).
-    pub fn ban(&self, intents: Vec<BanIntent>) {
-        if intents.is_empty() {
-            return;
-        }
-        if let Some(bans) = &self.bans {
-            let _ = bans.send(intents);
+    /// Hands what a committed batch asks for to the workers (at once; it
+    /// never blocks). With bans to apply, delivery waits for containment
+    /// (which wakes it), so that an alert reaches the team once the ban
+    /// is in place, with its outcome on the timeline.
+    pub fn dispatch(&self, outcome: super::ingest::BatchOutcome) {
+        match &self.bans {
+            Some(bans) if !outcome.ban_intents.is_empty() => {
+                let _ = bans.send(outcome.ban_intents);
+            }
+            _ if outcome.alerts_enqueued > 0 => self.deliver_soon(),
+            _ => {}
         }
     }
 
