@@ -91,6 +91,10 @@ pub enum Command {
     /// ISO/IEC 27001:2022 Annex A evidence, per control.
     Isms(isms::Args),
     /// Prove the setup works: config, log sources, journal, firewall, SMTP, data dir, team.
+    ///
+    /// Each check prints ok, warn or FAIL with a one-line finding, and a fix for warn and
+    /// FAIL. Exit 0: nothing failed (warnings allowed); 1: a check failed; 2: the
+    /// configuration does not load.
     Doctor(doctor::Args),
 }
 
