@@ -354,7 +354,27 @@ fn sighup_reloads_the_configuration_and_refuses_a_bad_one() {
     });
     let status = env.wait_status("the refused reload", |s| s["daemon"]["reload_failures"] == 1);
     assert_eq!(status["daemon"]["reloads"], 1, "{status:#}");
-    assert_eq!(status["daemon"]["reload_failures"], 1);
+
+    // A configuration that parses but cannot start (its syslog port is
+    // taken): the daemon goes back to the one that ran.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    env.configure(&format!(
+        "{}[detect]\nmaxretry = 3\n[[watch.syslog]]\nlisten = [\"tcp://127.0.0.1:{port}\"]\n",
+        files_config("end")
+    ));
+    daemon.signal(rustix::process::Signal::HUP);
+    daemon.wait_for_stderr("going back to the previous one");
+    env.configure(&format!("{}[detect]\nmaxretry = 3\n", files_config("end")));
+    for pid in 30..33 {
+        append(&log, failed(pid, "198.51.100.23", "admin").as_bytes());
+    }
+    env.wait_incidents("detection after going back", |all| {
+        all.iter().any(|i| i["key"]["subject"] == "198.51.100.23")
+    });
+    let status = env.wait_status("two refused reloads", |s| s["daemon"]["reload_failures"] == 2);
+    assert_eq!(status["daemon"]["reloads"], 1, "{status:#}");
+    assert_eq!(status["running"], true);
     assert_eq!(daemon.stop().0, 0);
 }
 

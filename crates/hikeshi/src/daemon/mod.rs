@@ -119,6 +119,9 @@ struct Daemon {
     reloads: u64,
     reload_failures: u64,
     metrics_page: Arc<Mutex<String>>,
+    /// The configuration before a reload, until the reloaded one has
+    /// started.
+    previous: Option<Arc<Context>>,
 }
 
 /// Runs the daemon until SIGTERM/SIGINT (or the end of standard input when
@@ -146,11 +149,26 @@ pub fn run(ctx: Context, options: WatchOptions) -> Result<()> {
         reloads: 0,
         reload_failures: 0,
         metrics_page: Arc::default(),
+        previous: None,
     };
     loop {
-        match daemon.run_once()? {
-            Exit::Stop | Exit::InputEnded => return Ok(()),
-            Exit::Reload => daemon.reload(),
+        match daemon.run_once() {
+            Ok(Exit::Stop | Exit::InputEnded) => return Ok(()),
+            Ok(Exit::Reload) => daemon.reload(),
+            Err(err) => match daemon.previous.take() {
+                // A reloaded configuration that parses but cannot run (a
+                // port taken, a file source that cannot start): back to
+                // the one that ran.
+                Some(previous) => {
+                    tracing::error!(
+                        "the reloaded configuration cannot run, going back to the previous one: {err:#}"
+                    );
+                    daemon.reloads -= 1;
+                    daemon.reload_failures += 1;
+                    daemon.ctx = previous;
+                }
+                None => return Err(err),
+            },
         }
     }
 }
@@ -166,8 +184,9 @@ impl Daemon {
             Ok((config, config_path)) => {
                 self.reloads += 1;
                 tracing::info!("configuration reloaded");
-                self.ctx =
-                    Arc::new(Context { config, config_path, data_dir: self.ctx.data_dir.clone() });
+                let data_dir = self.ctx.data_dir.clone();
+                let new = Arc::new(Context { config, config_path, data_dir });
+                self.previous = Some(std::mem::replace(&mut self.ctx, new));
             }
             Err(err) => {
                 self.reload_failures += 1;
@@ -208,6 +227,7 @@ impl Daemon {
         eprintln!("{READY_LINE} (sources: {count}, firewall: {backend})");
         // After a reload too: systemd waits for it after RELOADING=1.
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+        self.previous = None;
 
         let mut timers = Timers::new();
         let mut items: Vec<Incoming> = Vec::with_capacity(MAX_BATCH);
