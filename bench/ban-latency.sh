@@ -184,6 +184,10 @@ for tool in $TOOLS; do
   fi
   RUNNER=
   remove_ns "$ns"
+  # The tools' own logs, for a look at what they did (bench/out is ignored).
+  mkdir -p bench/out/ban-latency-logs
+  cp "$dir/tool.log" "bench/out/ban-latency-logs/$tool.log"
+  [ -f "$dir/fail2ban.log" ] && cp "$dir/fail2ban.log" bench/out/ban-latency-logs/fail2ban-server.log
   results+=("$dir/result.json")
 done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

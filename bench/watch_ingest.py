@@ -1,23 +1,25 @@
 #!/usr/bin/python3
 """Sustained ingest of `hikeshi watch`: lag and memory while a log grows.
 
-Driven by bench/watch-ingest.sh. Starts COMMAND (the follower, in the
-namespace given), waits for its ready line, starts WRITER (which appends to
-the log at a steady rate and prints a JSON summary), and every second
-samples:
-  - written: the log's size (bytes appended so far);
-  - read: the bytes the follower has consumed, from `STATUS_COMMAND` (JSON;
-    the sum of the "bytes" of its file sources) when given and working,
-    else /proc/PID/io rchar (every byte the process read: an upper bound
-    on what it read of the log, so the lag it gives is a lower bound);
-  - lag = written - read, in bytes and in seconds of input;
-  - VmRSS from /proc/PID/status, and CPU seconds from /proc/PID/stat.
-After the writer stops it waits (up to --drain-timeout s) for the lag to
-reach zero, stops the follower with SIGTERM, and writes all samples and the
-verdicts as JSON:
-  - lag bounded: the lag never exceeded --max-lag-seconds of input, and the
-    follower had read everything within --drain-timeout s of the end;
-  - RSS flat: mean RSS over the last 10 s of writing within
+Driven by bench/watch-ingest.sh. Starts COMMAND (the daemon, in its
+namespace), waits for its ready line, starts WRITER (which appends to the
+log at a steady rate and prints a JSON summary), and every second samples:
+  - written: bytes appended to the log so far (its size);
+  - lag: bytes written to the log and not yet handled by the daemon
+    (parsed, detected, committed): `behind_bytes` of the daemon's status
+    (--status-file, the document `hikeshi status --json` shows under
+    "daemon", rewritten by the daemon every 2 s: each sample uses the
+    latest one);
+  - lag_read: written - /proc/PID/io rchar (every byte the process read,
+    the log and anything else): how far the reading itself is behind,
+    at most (a lower bound on the lag), sampled exactly on the second;
+  - VmRSS from /proc/PID/status, CPU seconds from /proc/PID/stat.
+After the writer stops it waits (up to --drain-timeout s) for a status
+written after the writer's end that shows nothing behind, stops the
+daemon with SIGTERM, and writes every sample and the verdicts as JSON:
+  - lag bounded: the lag never exceeded --max-lag-seconds of input, and
+    everything was handled within --drain-timeout s of the writer's end;
+  - RSS flat: the mean RSS over the last 10 s of writing is within
     --rss-tolerance (relative) of the mean over the first 10 s.
 """
 
@@ -30,20 +32,13 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime
 
 
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
+def proc_field(pid, name, key):
+    with open(f"/proc/{pid}/{name}") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def rchar(pid):
-    with open(f"/proc/{pid}/io") as f:
-        for line in f:
-            if line.startswith("rchar:"):
+            if line.startswith(key):
                 return int(line.split()[1])
     return 0
 
@@ -54,29 +49,26 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def file_source_bytes(status, log):
-    """Bytes read by the file source(s) following `log`, from the daemon's
-    status JSON; None when the status says nothing usable. Looks for objects
-    that mention the log's path (or are of kind "file") and carry "bytes"."""
-    found = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            text = json.dumps(node)
-            if "bytes" in node and isinstance(node["bytes"], int) and (log in text or node.get("kind") == "file" or node.get("type") == "file"):
-                found.append(node["bytes"])
-                return
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(status)
-    return sum(found) if found else None
+def daemon_status(path):
+    """The daemon's status document, or None before the first one."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (FileNotFoundError, ValueError):
+        return None
 
 
-def stop(proc, grace_s=30.0):
+def behind_bytes(status):
+    """Bytes of the followed files not handled yet, when the daemon says."""
+    values = [s["behind_bytes"] for s in status.get("streams", []) if s.get("behind_bytes") is not None]
+    return sum(values) if values else None
+
+
+def unix_time(rfc3339):
+    return datetime.fromisoformat(rfc3339).timestamp()
+
+
+def stop(proc, grace_s=60.0):
     if proc.poll() is not None:
         return proc.returncode
     try:
@@ -91,13 +83,89 @@ def stop(proc, grace_s=30.0):
         return "killed"
 
 
+def wait_ready(proc, tool_log, text, timeout_s=60):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"watch_ingest: the daemon exited with {proc.returncode} before it was ready")
+        with open(tool_log, "rb") as f:
+            if text.encode() in f.read():
+                return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"watch_ingest: no {text!r} from the daemon within {timeout_s} s")
+        time.sleep(0.01)
+
+
+def measure(args, tool):
+    pid = tool.pid  # `ip netns exec` execs the command: the same process
+    base_size = os.path.getsize(args.log)
+    base_rchar = proc_field(pid, "io", "rchar:")
+    writer = subprocess.Popen(shlex.split(args.writer), stdout=subprocess.PIPE, start_new_session=True)
+    try:
+        started = time.monotonic()
+        started_unix = time.time()
+        writer_done = []
+        threading.Thread(
+            target=lambda: (writer.wait(), writer_done.append(time.monotonic() - started)), daemon=True
+        ).start()
+        samples = []
+        writer_end = None
+        drained_at = None
+        next_sample = started + 1.0
+        while True:
+            while time.monotonic() < next_sample and not (writer_end is None and writer_done):
+                time.sleep(min(0.05, max(0.0, next_sample - time.monotonic())))
+            next_sample += 1.0 if writer_end is None else 0.1
+            if tool.poll() is not None:
+                raise SystemExit(f"watch_ingest: the daemon exited with {tool.returncode} during the run")
+            t = time.monotonic() - started
+            written = os.path.getsize(args.log) - base_size
+            status = daemon_status(args.status_file)
+            status_t = None
+            lag = None
+            if status is not None:
+                status_t = unix_time(status["updated_at"]) - started_unix
+                lag = behind_bytes(status)
+            totals = (status or {}).get("totals", {})
+            samples.append(
+                {
+                    "t": round(t, 3),
+                    "writing": writer_end is None,
+                    "written": written,
+                    "lag_bytes": lag,
+                    "status_t": None if status_t is None else round(status_t, 3),
+                    "lag_read_bytes": max(0, written - (proc_field(pid, "io", "rchar:") - base_rchar)),
+                    "handled_lines": totals.get("handled"),
+                    "bans_applied": totals.get("bans_applied"),
+                    "rss_kib": proc_field(pid, "status", "VmRSS:"),
+                    "cpu_s": cpu_seconds(pid),
+                }
+            )
+            if writer_end is None and writer_done:
+                writer_end = writer_done[0]
+                next_sample = time.monotonic() + 0.1
+            if writer_end is not None:
+                if status_t is not None and status_t >= writer_end and lag == 0:
+                    drained_at = status_t
+                    break
+                if t - writer_end > args.drain_timeout:
+                    break
+        summary = json.loads(writer.stdout.read() or b"{}")
+        if writer.returncode != 0:
+            raise SystemExit(f"watch_ingest: the writer failed ({writer.returncode})")
+    finally:
+        if writer.poll() is None:
+            stop(writer)
+    return summary, samples, writer_end, drained_at
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--log", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--tool-log", required=True)
-    p.add_argument("--ready-line")
-    p.add_argument("--status-command", help="a command printing the follower's status as JSON (shell words)")
+    p.add_argument("--tool-log", required=True, help="file for the daemon's stdout and stderr")
+    p.add_argument("--ready-line", required=True)
+    p.add_argument("--status-file", required=True, help="the daemon's status.json")
     p.add_argument("--writer", required=True, help="the writer command (shell words)")
     p.add_argument("--rate", type=int, required=True)
     p.add_argument("--max-lag-seconds", type=float, default=1.0)
@@ -109,110 +177,46 @@ def main():
 
     out = open(args.tool_log, "wb")
     tool = subprocess.Popen(args.command, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
-    writer = None
     try:
-        deadline = time.monotonic() + 60
-        while args.ready_line:
-            if tool.poll() is not None:
-                raise SystemExit(f"watch_ingest: the follower exited with {tool.returncode} before it was ready")
-            with open(args.tool_log, "rb") as f:
-                if args.ready_line.encode() in f.read():
-                    break
-            if time.monotonic() > deadline:
-                raise SystemExit("watch_ingest: the follower never said it was ready")
-            time.sleep(0.01)
-        pid = tool.pid  # `ip netns exec` execs the command: same process
-        status_cmd = shlex.split(args.status_command) if args.status_command else None
-        base_size = os.path.getsize(args.log)
-        base_rchar = rchar(pid)
-        base_status = None
-        if status_cmd:
-            try:
-                base_status = file_source_bytes(json.loads(subprocess.run(status_cmd, capture_output=True, check=True, timeout=5).stdout), args.log)
-            except (subprocess.SubprocessError, ValueError):
-                base_status = None
-        source = "hikeshi status --json (file source bytes)" if base_status is not None else "/proc/PID/io rchar"
-
-        def read_bytes():
-            if base_status is not None:
-                got = subprocess.run(status_cmd, capture_output=True, check=True, timeout=5).stdout
-                value = file_source_bytes(json.loads(got), args.log)
-                if value is not None:
-                    return value - base_status
-            return rchar(pid) - base_rchar
-
-        writer = subprocess.Popen(shlex.split(args.writer), stdout=subprocess.PIPE, start_new_session=True)
-        started = time.monotonic()
-        writer_done = []
-        threading.Thread(target=lambda: (writer.wait(), writer_done.append(time.monotonic() - started)), daemon=True).start()
-        samples = []
-        writer_end = None
-        next_sample = started + 1.0
-        while True:
-            # Every second while the writer runs, then every 100 ms until
-            # the follower has caught up.
-            while time.monotonic() < next_sample and not (writer_end is None and writer_done):
-                time.sleep(min(0.05, max(0.0, next_sample - time.monotonic())))
-            next_sample += 1.0 if writer_end is None else 0.1
-            if tool.poll() is not None:
-                raise SystemExit(f"watch_ingest: the follower exited with {tool.returncode} during the run")
-            t = time.monotonic() - started
-            written = os.path.getsize(args.log) - base_size
-            read = read_bytes()
-            samples.append(
-                {
-                    "t": round(t, 3),
-                    "written": written,
-                    "read": read,
-                    "lag_bytes": max(0, written - read),
-                    "rss_kib": rss_kib(pid),
-                    "cpu_s": cpu_seconds(pid),
-                    "writing": writer_end is None,
-                }
-            )
-            if writer_end is None and writer_done:
-                writer_end = writer_done[0]
-                next_sample = time.monotonic() + 0.1
-            if writer_end is not None and (written - read <= 0 or t - writer_end > args.drain_timeout):
-                break
-        summary = json.loads(writer.stdout.read() or b"{}")
-        if writer.returncode != 0:
-            raise SystemExit(f"watch_ingest: the writer failed ({writer.returncode})")
-        drained = samples[-1]["lag_bytes"] <= 0
-        drain_s = samples[-1]["t"] - writer_end if drained else None
+        wait_ready(tool, args.tool_log, args.ready_line)
+        summary, samples, writer_end, drained_at = measure(args, tool)
         exit_status = stop(tool)
     finally:
-        if writer is not None and writer.poll() is None:
-            stop(writer)
         if tool.poll() is None:
             stop(tool)
 
     bytes_per_line = summary["bytes"] / summary["lines"]
     bytes_per_s = args.rate * bytes_per_line
     writing = [s for s in samples if s["writing"]]
-    max_lag = max(s["lag_bytes"] for s in samples)
+    lags = [s["lag_bytes"] for s in samples if s["lag_bytes"] is not None]
+    max_lag = max(lags) if lags else None
+    max_lag_read = max(s["lag_read_bytes"] for s in samples)
     first = [s["rss_kib"] for s in writing[:10]]
     last = [s["rss_kib"] for s in writing[-10:]]
     rss_first = sum(first) / len(first)
     rss_last = sum(last) / len(last)
-    lag_ok = max_lag <= args.max_lag_seconds * bytes_per_s and drained
+    drained = drained_at is not None
+    lag_ok = max_lag is not None and max_lag <= args.max_lag_seconds * bytes_per_s and drained
     rss_ok = rss_last <= rss_first * (1 + args.rss_tolerance)
     cpu = samples[-1]["cpu_s"] - samples[0]["cpu_s"]
     result = {
         "rate_asked": args.rate,
         "writer": summary,
         "rate_achieved": summary["lines"] / summary["seconds"],
-        "read_measured_by": source,
+        "bytes_per_line": bytes_per_line,
         "max_lag_bytes": max_lag,
-        "max_lag_lines": round(max_lag / bytes_per_line),
-        "max_lag_seconds": max_lag / bytes_per_s,
+        "max_lag_lines": None if max_lag is None else round(max_lag / bytes_per_line),
+        "max_lag_seconds": None if max_lag is None else max_lag / bytes_per_s,
+        "max_read_lag_bytes": max_lag_read,
         "drained": drained,
-        "drain_seconds_after_writer": drain_s,
+        "drained_seconds_after_writer": None if not drained else max(0.0, drained_at - writer_end),
         "rss_first10_kib": rss_first,
         "rss_last10_kib": rss_last,
         "rss_max_kib": max(s["rss_kib"] for s in samples),
         "cpu_seconds": cpu,
-        "follower_exit": exit_status,
+        "handled_lines": samples[-1]["handled_lines"],
+        "bans_applied": samples[-1]["bans_applied"],
+        "daemon_exit": exit_status,
         "lag_bounded": lag_ok,
         "rss_flat": rss_ok,
         "loadavg_end": os.getloadavg(),
@@ -220,20 +224,46 @@ def main():
     }
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
-    print(f"writer: {summary['lines']} lines, {summary['bytes'] / 1e6:.0f} MB in {summary['seconds']:.1f} s "
-          f"({result['rate_achieved']:.0f} lines/s; {summary['late_ticks']} of {summary['ticks']} ticks late)")
-    print(f"{'t s':>5} {'written MB':>11} {'lag KB':>9} {'lag ms':>8} {'RSS MiB':>8} {'CPU s':>6}")
+
+    def lag_ms(b):
+        return "-" if b is None else f"{b / bytes_per_s * 1e3:.0f}"
+
+    print(
+        f"writer: {summary['lines']} lines, {summary['bytes'] / 1e6:.0f} MB in {summary['seconds']:.1f} s "
+        f"({result['rate_achieved']:.0f} lines/s; {summary['late_ticks']} of {summary['ticks']} 10-ms ticks late)"
+    )
+    print(f"{'t s':>5} {'written MB':>11} {'lag KB':>8} {'lag ms':>7} {'(status t)':>10} {'read lag KB':>12} {'RSS MiB':>8} {'CPU s':>6} {'bans':>6}")
     for s in samples:
-        print(f"{s['t']:5.0f} {s['written'] / 1e6:11.1f} {s['lag_bytes'] / 1e3:9.1f} "
-              f"{s['lag_bytes'] / bytes_per_s * 1e3:8.1f} {s['rss_kib'] / 1024:8.1f} {s['cpu_s']:6.1f}")
-    print(f"read measured by: {source}")
-    print(f"lag: max {max_lag / 1e3:.0f} KB = {result['max_lag_lines']} lines = {result['max_lag_seconds'] * 1e3:.0f} ms of input; "
-          + (f"all read {drain_s:.1f} s after the writer stopped" if drained else f"NOT drained {args.drain_timeout} s after the writer stopped"))
-    print(f"RSS: {rss_first / 1024:.1f} MiB (mean of the first 10 s) -> {rss_last / 1024:.1f} MiB (last 10 s), max {result['rss_max_kib'] / 1024:.1f} MiB")
+        lag_kb = "-" if s["lag_bytes"] is None else f"{s['lag_bytes'] / 1e3:.0f}"
+        st = "-" if s["status_t"] is None else f"{s['status_t']:.1f}"
+        print(
+            f"{s['t']:5.1f} {s['written'] / 1e6:11.1f} {lag_kb:>8} {lag_ms(s['lag_bytes']):>7} {st:>10} "
+            f"{s['lag_read_bytes'] / 1e3:12.0f} {s['rss_kib'] / 1024:8.1f} {s['cpu_s']:6.1f} {s['bans_applied'] if s['bans_applied'] is not None else '-':>6}"
+        )
+    if max_lag is None:
+        print("lag: the daemon's status never reported behind_bytes")
+    else:
+        print(
+            f"lag (written, not handled): max {max_lag / 1e3:.0f} KB = {result['max_lag_lines']} lines = "
+            f"{result['max_lag_seconds'] * 1e3:.0f} ms of input; "
+            + (
+                f"everything handled {result['drained_seconds_after_writer']:.1f} s after the writer stopped"
+                if drained
+                else f"NOT all handled {args.drain_timeout} s after the writer stopped"
+            )
+        )
+    print(f"read lag (written - rchar, a lower bound): max {max_lag_read / 1e3:.0f} KB")
+    print(
+        f"RSS: {rss_first / 1024:.1f} MiB (mean of the first 10 s) -> {rss_last / 1024:.1f} MiB "
+        f"(last 10 s), max {result['rss_max_kib'] / 1024:.1f} MiB"
+    )
     print(f"CPU: {cpu:.1f} s for {summary['seconds']:.0f} s of input ({cpu / summary['seconds'] * 100:.0f}% of one core)")
-    print(f"follower exit status after SIGTERM: {exit_status}")
-    print(f"RESULT: lag {'BOUNDED' if lag_ok else 'NOT BOUNDED'} (<= {args.max_lag_seconds} s of input, drained), "
-          f"RSS {'FLAT' if rss_ok else 'GROWING'} (last 10 s <= first 10 s + {args.rss_tolerance:.0%})")
+    print(f"lines handled: {result['handled_lines']}; bans applied: {result['bans_applied']}; exit status after SIGTERM: {exit_status}")
+    print(
+        f"RESULT: lag {'BOUNDED' if lag_ok else 'NOT BOUNDED'} (<= {args.max_lag_seconds:g} s of input, all handled "
+        f"within {args.drain_timeout:g} s), RSS {'FLAT' if rss_ok else 'GROWING'} (last 10 s <= first 10 s + "
+        f"{args.rss_tolerance:.0%})"
+    )
     return 0 if lag_ok and rss_ok and exit_status == 0 else 1
 
 
