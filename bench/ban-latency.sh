@@ -17,10 +17,12 @@
 # P ssh2" lines from one address (sshguard scores 10 per line: THRESHOLD =
 # 10 x FAILURES; fail2ban and hikeshi: maxretry = FAILURES). For each of
 # ATTACKS distinct addresses (10.64.0.0/16: data only, no packet is sent),
-# bench/ban_latency.py writes the lines (one write() each), takes the
-# monotonic time just before the write() of the last one, and waits for the
-# address in `nft monitor new elements` (read as it arrives, monotonic ns)
-# before the next attack. Prints p50/p90/p99/max and banned/attacked per
+# and for each tool in turn (all three run at once, each idle while another
+# is attacked; the order rotates every round, so that all meet the same
+# machine), bench/ban_latency.py writes the lines to the tool's log (one
+# write() each), takes the monotonic time just before the write() of the
+# last one, and waits for the address in the tool's `nft monitor new
+# elements` (read as it arrives, monotonic ns) before the next attack. Prints p50/p90/p99/max and banned/attacked per
 # tool, and hikeshi's p99 against sshguard's (target: no higher). Writes
 # bench/out/ban-latency.{json,csv}.
 #
@@ -88,7 +90,7 @@ trap 'exit 143' TERM
 # Writes the tool's configuration under $dir and sets CMD and READY.
 configure() {
   local tool=$1 dir=$2 log=$3
-  READY=()
+  READY=
   case $tool in
     hikeshi)
       cat > "$dir/hikeshi.toml" <<EOF
@@ -106,7 +108,7 @@ paths = ["$log"]
 start = "end"
 EOF
       CMD=("$HIKESHI" --data-dir "$dir/data" --config "$dir/hikeshi.toml" watch)
-      READY=(--ready-line "hikeshi watch: ready")
+      READY="hikeshi watch: ready"
       ;;
     sshguard)
       # THRESHOLD: sshguard scores each of these lines 10 (sshg-parser
@@ -161,7 +163,7 @@ EOF
 
 echo "ban latency: $ATTACKS attacks of $FAILURES failures per tool ($(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg))"
 echo "  $("$HIKESHI" --version 2>/dev/null || echo hikeshi), sshguard $(dpkg-query -W -f='${Version}' sshguard), fail2ban $(dpkg-query -W -f='${Version}' fail2ban), $(nft --version)"
-results=()
+specs=()
 for tool in $TOOLS; do
   ns="$PREFIX-$tool"
   dir="$WORK/$tool"
@@ -171,24 +173,28 @@ for tool in $TOOLS; do
   ip netns add "$ns"
   ip -n "$ns" link set lo up
   configure "$tool" "$dir" "$log"
-  $PYTHON bench/ban_latency.py run --tool "$tool" --ns "$ns" --log "$log" \
-    --out "$dir/result.json" --tool-log "$dir/tool.log" "${READY[@]}" \
-    --attacks "$ATTACKS" --failures "$FAILURES" --timeout "$TIMEOUT" -- "${CMD[@]}" &
-  RUNNER=$!
-  if ! wait "$RUNNER"; then
-    RUNNER=
-    echo "bench/ban-latency.sh: $tool failed; its output:" >&2
-    tail -n 30 "$dir/tool.log" >&2 || true
-    [ -f "$dir/fail2ban.log" ] && tail -n 30 "$dir/fail2ban.log" >&2
-    exit 1
-  fi
-  RUNNER=
-  remove_ns "$ns"
-  # The tools' own logs, for a look at what they did (bench/out is ignored).
-  mkdir -p bench/out/ban-latency-logs
-  cp "$dir/tool.log" "bench/out/ban-latency-logs/$tool.log"
-  [ -f "$dir/fail2ban.log" ] && cp "$dir/fail2ban.log" bench/out/ban-latency-logs/fail2ban-server.log
-  results+=("$dir/result.json")
+  ready=${READY:-}
+  $PYTHON -c 'import json, sys; print(json.dumps(dict(zip(["tool", "ns", "log", "tool_log", "ready_line"], sys.argv[1:6]), command=sys.argv[6:])))' \
+    "$tool" "$ns" "$log" "$dir/tool.log" "$ready" "${CMD[@]}" > "$dir/spec.json"
+  specs+=(--spec "$dir/spec.json")
 done
+mkdir -p "$WORK/results" bench/out/ban-latency-logs
+status=0
+$PYTHON bench/ban_latency.py run "${specs[@]}" --out-dir "$WORK/results" \
+  --attacks "$ATTACKS" --failures "$FAILURES" --timeout "$TIMEOUT" &
+RUNNER=$!
+wait "$RUNNER" || status=$?
+RUNNER=
+# The tools' own logs, for a look at what they did (bench/out is ignored).
+for tool in $TOOLS; do
+  cp "$WORK/$tool/tool.log" "bench/out/ban-latency-logs/$tool.log"
+  [ -f "$WORK/$tool/fail2ban.log" ] && cp "$WORK/$tool/fail2ban.log" bench/out/ban-latency-logs/fail2ban-server.log
+done
+if [ "$status" != 0 ]; then
+  echo "bench/ban-latency.sh: the run failed; the tools' output is in bench/out/ban-latency-logs/" >&2
+  exit 1
+fi
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+results=()
+for tool in $TOOLS; do results+=("$WORK/results/$tool.json"); done
 $PYTHON bench/ban_latency.py report --out-dir bench/out "${results[@]}"

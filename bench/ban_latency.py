@@ -1,20 +1,23 @@
 #!/usr/bin/python3
-"""Ban latency of one log follower, measured with `nft monitor`.
+"""Ban latency of log followers, measured with `nft monitor`.
 
 Driven by bench/ban-latency.sh, which creates a network namespace per tool
 and writes the tool's configuration. Two subcommands:
 
-  run    --tool NAME --ns NS --log FILE --out JSON [options] -- COMMAND...
-         Starts `nft monitor new elements` in NS (and checks it sees a probe
-         element), starts COMMAND in NS (its own session, so a tool that
-         kills its process group cannot kill us), warms the tool up, then
-         for each of --attacks distinct attacker addresses appends the
-         --failures sshd lines of one brute-force attack to FILE (one
-         write() per line, like a syslog daemon), takes the monotonic time
-         just before the write() of the last (triggering) line, and waits
-         for an `add element` event naming the address. Latency = time the
-         event was read from the monitor - time of the triggering write(),
-         both CLOCK_MONOTONIC in ns. Stops COMMAND and writes JSON.
+  run    --spec TOOL.json [--spec ...] --out-dir DIR [options]
+         For each tool: starts `nft monitor new elements` in its namespace
+         (and checks it sees a probe element), starts the tool there (in
+         its own session, so a tool that kills its process group cannot
+         kill us), and warms it up. Then, for each of --attacks distinct
+         attacker addresses, and for every tool in turn (the order rotates
+         each round; one tool is busy at a time, so all meet the same
+         machine), appends the --failures sshd lines of one brute-force
+         attack to the tool's log (one write() per line, like a syslog
+         daemon), takes the monotonic time just before the write() of the
+         last (triggering) line, and waits for an `add element` event
+         naming the address. Latency = time the event was read from the
+         monitor - time of the triggering write(), both CLOCK_MONOTONIC in
+         ns. Stops the tools and writes DIR/<tool>.json.
   report --out-dir DIR JSON...
          Prints one table (p50, p90, p99, max, banned/attacked per tool,
          p99 ratios against sshguard) and writes DIR/ban-latency.json and
@@ -176,78 +179,112 @@ class Attacker:
         raise AssertionError("failures >= 1")
 
 
-def run(args):
-    monitor = Monitor(args.ns)
-    tool = None
-    try:
-        check_monitor(args.ns, monitor)
-        stderr = open(args.tool_log, "wb")
-        tool = subprocess.Popen(
-            ["ip", "netns", "exec", args.ns] + args.command,
+class Tool:
+    """One tool under test: its namespace, monitor, log and process."""
+
+    def __init__(self, spec, args):
+        self.name = spec["tool"]
+        self.spec = spec
+        self.monitor = Monitor(spec["ns"])
+        self.proc = None
+        self.attacker = None
+        self.samples = []
+        self.index = 0
+
+    def start(self, args):
+        check_monitor(self.spec["ns"], self.monitor)
+        out = open(self.spec["tool_log"], "wb")
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", self.spec["ns"]] + self.spec["command"],
             stdin=subprocess.DEVNULL,
-            stdout=stderr,
-            stderr=stderr,
+            stdout=out,
+            stderr=out,
             start_new_session=True,
         )
-        if args.ready_line:
-            wait_ready_line(args.tool_log, args.ready_line, tool, 60)
-        attacker_ = Attacker(args.log, args.failures, args.line_gap_ms / 1000, args.settle_ms / 1000)
-        # Warm-up, not measured: attack until the first ban shows (the tool
-        # may still be opening the file), then a few more.
-        index = 0
+        if self.spec.get("ready_line"):
+            wait_ready_line(self.spec["tool_log"], self.spec["ready_line"], self.proc, 60)
+        self.attacker = Attacker(self.spec["log"], args.failures, args.line_gap_ms / 1000, args.settle_ms / 1000)
+
+    def next_addr(self):
+        addr = attacker(self.index)
+        self.index += 1
+        return addr
+
+    def warm_up(self, args):
+        """Attacks until the first ban shows (the tool may still be opening
+        the file), then args.warmup more; none of them is measured."""
         deadline = time.monotonic() + 60
         while True:
-            if tool.poll() is not None:
-                raise SystemExit(f"ban_latency: {args.tool} exited with {tool.returncode}")
-            addr = attacker(index)
-            index += 1
-            attacker_.attack(addr)
-            if monitor.wait_for(addr, 2.0) is not None:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"ban_latency: {self.name} exited with {self.proc.returncode}")
+            addr = self.next_addr()
+            self.attacker.attack(addr)
+            if self.monitor.wait_for(addr, 2.0) is not None:
                 break
             if time.monotonic() > deadline:
-                raise SystemExit(f"ban_latency: {args.tool} banned nothing within 60 s")
+                raise SystemExit(f"ban_latency: {self.name} banned nothing within 60 s")
         for _ in range(args.warmup):
-            addr = attacker(index)
-            index += 1
-            attacker_.attack(addr)
-            monitor.wait_for(addr, args.timeout)
+            addr = self.next_addr()
+            self.attacker.attack(addr)
+            self.monitor.wait_for(addr, args.timeout)
+
+    def measure_one(self, args):
+        addr = self.next_addr()
+        written = self.attacker.attack(addr)
+        seen = self.monitor.wait_for(addr, args.timeout)
+        self.samples.append({"addr": addr, "latency_ns": None if seen is None else seen - written})
+        time.sleep(args.pause_ms / 1000)
+
+    def stop(self):
+        if self.proc is not None:
+            stop_process(self.proc)
+        self.monitor.stop()
+
+
+def run(args):
+    specs = []
+    for path in args.spec:
+        with open(path) as f:
+            specs.append(json.load(f))
+    tools = []
+    try:
+        for spec in specs:
+            tool = Tool(spec, args)
+            tools.append(tool)
+            tool.start(args)
+        for tool in tools:
+            tool.warm_up(args)
         load_before = os.getloadavg()
-        samples = []
-        for _ in range(args.attacks):
-            addr = attacker(index)
-            index += 1
-            written = attacker_.attack(addr)
-            seen = monitor.wait_for(addr, args.timeout)
-            samples.append(
-                {
-                    "addr": addr,
-                    "latency_ns": None if seen is None else seen - written,
-                }
-            )
-            time.sleep(args.pause_ms / 1000)
+        # Interleaved: attack i goes to every tool in turn (one tool busy at
+        # a time), in an order that rotates every round, so that all tools
+        # meet the same machine (load from other programs comes and goes)
+        # and none always follows another.
+        for i in range(args.attacks):
+            for k in range(len(tools)):
+                tools[(i + k) % len(tools)].measure_one(args)
         load_after = os.getloadavg()
-        alive = tool.poll() is None
+        alive = {t.name: t.proc.poll() is None for t in tools}
     finally:
-        if tool is not None:
-            stop_process(tool)
-        monitor.stop()
-    result = {
-        "tool": args.tool,
-        "failures_per_attack": args.failures,
-        "attacks": args.attacks,
-        "tool_alive_at_end": alive,
-        "loadavg_before": load_before,
-        "loadavg_after": load_after,
-        "samples": samples,
-    }
-    with open(args.out, "w") as f:
-        json.dump(result, f)
-    lat = [s["latency_ns"] for s in samples if s["latency_ns"] is not None]
-    print(
-        f"  {args.tool}: {len(lat)}/{len(samples)} banned, "
-        f"median {sorted(lat)[len(lat) // 2] / 1e6 if lat else float('nan'):.2f} ms",
-        file=sys.stderr,
-    )
+        for tool in tools:
+            tool.stop()
+    for tool in tools:
+        result = {
+            "tool": tool.name,
+            "failures_per_attack": args.failures,
+            "attacks": args.attacks,
+            "tool_alive_at_end": alive[tool.name],
+            "loadavg_before": load_before,
+            "loadavg_after": load_after,
+            "samples": tool.samples,
+        }
+        with open(os.path.join(args.out_dir, f"{tool.name}.json"), "w") as f:
+            json.dump(result, f)
+        lat = sorted(s["latency_ns"] for s in tool.samples if s["latency_ns"] is not None)
+        print(
+            f"  {tool.name}: {len(lat)}/{len(tool.samples)} banned, "
+            f"median {lat[len(lat) // 2] / 1e6 if lat else float('nan'):.2f} ms",
+            file=sys.stderr,
+        )
 
 
 def percentile(values, p):
@@ -333,12 +370,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run")
-    r.add_argument("--tool", required=True)
-    r.add_argument("--ns", required=True)
-    r.add_argument("--log", required=True)
-    r.add_argument("--out", required=True)
-    r.add_argument("--tool-log", required=True, help="file for the tool's stdout/stderr")
-    r.add_argument("--ready-line", help="text the tool prints once it follows the log")
+    r.add_argument("--spec", action="append", required=True,
+                   help="JSON file: tool, ns, log, tool_log, ready_line (optional), command (list); repeat per tool")
+    r.add_argument("--out-dir", required=True, help="where <tool>.json results go")
     r.add_argument("--attacks", type=int, default=1000)
     r.add_argument("--failures", type=int, default=5)
     r.add_argument("--warmup", type=int, default=20)
@@ -346,7 +380,6 @@ def main():
     r.add_argument("--line-gap-ms", type=float, default=1.0, help="between the failure lines of an attack")
     r.add_argument("--settle-ms", type=float, default=10.0, help="before the triggering line")
     r.add_argument("--pause-ms", type=float, default=5.0, help="after a ban, before the next attack")
-    r.add_argument("command", nargs="+")
     p = sub.add_parser("report")
     p.add_argument("--out-dir", required=True)
     p.add_argument("results", nargs="+")

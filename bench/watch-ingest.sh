@@ -23,6 +23,8 @@
 # Usage: bench/watch-ingest.sh [HIKESHI_BINARY]   (default:
 # target/release/hikeshi, built if missing)
 # Environment: RATE=200000 SECONDS_=60 ATTACK_SHARE=0.2 ATTACKERS=2000
+# IPV6_SHARE=0.1 (share of attack connections from IPv6; each IPv6 attacker
+# is a /64 whose sessions come from changing addresses inside it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +33,7 @@ RATE=${RATE:-200000}
 DURATION=${SECONDS_:-60}
 ATTACK_SHARE=${ATTACK_SHARE:-0.2}
 ATTACKERS=${ATTACKERS:-2000}
+IPV6_SHARE=${IPV6_SHARE:-0.1}
 PYTHON=/usr/bin/python3
 
 if [ "$(id -u)" != 0 ]; then echo "bench/watch-ingest.sh: needs root (network namespace)" >&2; exit 2; fi
@@ -81,15 +84,15 @@ mkdir -p bench/out
 $PYTHON bench/watch_ingest.py --log "$LOG" --out bench/out/watch-ingest.json --tool-log "$WORK/hikeshi.log" \
   --ready-line "hikeshi watch: ready" \
   --status-file "$WORK/data/watch/status.json" \
-  --writer "$WRITER $LOG $RATE $DURATION $ATTACK_SHARE $ATTACKERS" --rate "$RATE" \
+  --writer "$WRITER $LOG $RATE $DURATION $ATTACK_SHARE $ATTACKERS $IPV6_SHARE" --rate "$RATE" \
   -- ip netns exec "$NS" "$HIKESHI" --data-dir "$WORK/data" --config "$WORK/hikeshi.toml" watch &
 RUNNER=$!
 status=0
 wait "$RUNNER" || status=$?
 RUNNER=
-banned=$(ip netns exec "$NS" nft -j list set inet hikeshi ban4 2>/dev/null |
-  $PYTHON -c 'import json,sys; d=json.load(sys.stdin); print(len(d["nftables"][1]["set"].get("elem", [])))' 2>/dev/null || echo "?")
-echo "addresses banned in the namespace: $banned"
+banned=$(ip netns exec "$NS" nft -j list table inet hikeshi 2>/dev/null |
+  $PYTHON -c 'import json,sys; d=json.load(sys.stdin); print(" + ".join(str(len(i["set"].get("elem", []))) for i in d["nftables"] if "set" in i))' 2>/dev/null || echo "?")
+echo "addresses in hikeshi's sets in the namespace (IPv4 + IPv6): $banned"
 if [ "$status" != 0 ]; then
   echo "hikeshi's output (last lines):" >&2
   tail -n 20 "$WORK/hikeshi.log" >&2 || true

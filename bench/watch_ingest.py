@@ -43,10 +43,24 @@ def proc_field(pid, name, key):
     return 0
 
 
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
+def cpu_seconds(pid, task=None):
+    path = f"/proc/{pid}/stat" if task is None else f"/proc/{pid}/task/{task}/stat"
+    with open(path) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu(pid):
+    """CPU seconds per thread name (threads of one name summed)."""
+    by_name = {}
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/comm") as f:
+                name = f.read().strip()
+            by_name[name] = by_name.get(name, 0.0) + cpu_seconds(pid, task)
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # the thread ended meanwhile
+    return by_name
 
 
 def daemon_status(path):
@@ -139,6 +153,7 @@ def measure(args, tool):
                     "bans_applied": totals.get("bans_applied"),
                     "rss_kib": proc_field(pid, "status", "VmRSS:"),
                     "cpu_s": cpu_seconds(pid),
+                    "thread_cpu_s": thread_cpu(pid),
                 }
             )
             if writer_end is None and writer_done:
@@ -232,13 +247,15 @@ def main():
         f"writer: {summary['lines']} lines, {summary['bytes'] / 1e6:.0f} MB in {summary['seconds']:.1f} s "
         f"({result['rate_achieved']:.0f} lines/s; {summary['late_ticks']} of {summary['ticks']} 10-ms ticks late)"
     )
-    print(f"{'t s':>5} {'written MB':>11} {'lag KB':>8} {'lag ms':>7} {'(status t)':>10} {'read lag KB':>12} {'RSS MiB':>8} {'CPU s':>6} {'bans':>6}")
-    for s in samples:
+    # One row per second of writing, and the last sample; the lag is the
+    # daemon's latest status (written every 2 s, at "status t").
+    print(f"{'t s':>5} {'written MB':>11} {'status t':>9} {'lag KB':>8} {'lag ms':>7} {'RSS MiB':>8} {'CPU s':>6} {'bans':>6}")
+    for s in writing + samples[-1:]:
         lag_kb = "-" if s["lag_bytes"] is None else f"{s['lag_bytes'] / 1e3:.0f}"
         st = "-" if s["status_t"] is None else f"{s['status_t']:.1f}"
         print(
-            f"{s['t']:5.1f} {s['written'] / 1e6:11.1f} {lag_kb:>8} {lag_ms(s['lag_bytes']):>7} {st:>10} "
-            f"{s['lag_read_bytes'] / 1e3:12.0f} {s['rss_kib'] / 1024:8.1f} {s['cpu_s']:6.1f} {s['bans_applied'] if s['bans_applied'] is not None else '-':>6}"
+            f"{s['t']:5.1f} {s['written'] / 1e6:11.1f} {st:>9} {lag_kb:>8} {lag_ms(s['lag_bytes']):>7} "
+            f"{s['rss_kib'] / 1024:8.1f} {s['cpu_s']:6.1f} {s['bans_applied'] if s['bans_applied'] is not None else '-':>6}"
         )
     if max_lag is None:
         print("lag: the daemon's status never reported behind_bytes")
@@ -252,11 +269,12 @@ def main():
                 else f"NOT all handled {args.drain_timeout} s after the writer stopped"
             )
         )
-    print(f"read lag (written - rchar, a lower bound): max {max_lag_read / 1e3:.0f} KB")
     print(
         f"RSS: {rss_first / 1024:.1f} MiB (mean of the first 10 s) -> {rss_last / 1024:.1f} MiB "
         f"(last 10 s), max {result['rss_max_kib'] / 1024:.1f} MiB"
     )
+    threads = samples[-1]["thread_cpu_s"]
+    print("CPU per thread: " + ", ".join(f"{n} {v:.1f} s" for n, v in sorted(threads.items(), key=lambda kv: -kv[1])))
     print(f"CPU: {cpu:.1f} s for {summary['seconds']:.0f} s of input ({cpu / summary['seconds'] * 100:.0f}% of one core)")
     print(f"lines handled: {result['handled_lines']}; bans applied: {result['bans_applied']}; exit status after SIGTERM: {exit_status}")
     print(

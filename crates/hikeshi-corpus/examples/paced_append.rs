@@ -8,7 +8,7 @@
 //! seconds it took, and the ticks that started late (the writer could not
 //! keep the pace; then the rate achieved is lower than asked).
 //!
-//! Usage: paced_append FILE RATE_LINES_PER_S SECONDS [ATTACK_SHARE] [ATTACKERS]
+//! Usage: paced_append FILE RATE_LINES_PER_S SECONDS [ATTACK_SHARE] [ATTACKERS] [IPV6_SHARE]
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -22,13 +22,14 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [file, rate, seconds, rest @ ..] = args.as_slice() else {
         anyhow::bail!(
-            "usage: paced_append FILE RATE_LINES_PER_S SECONDS [ATTACK_SHARE] [ATTACKERS]"
+            "usage: paced_append FILE RATE_LINES_PER_S SECONDS [ATTACK_SHARE] [ATTACKERS] [IPV6_SHARE]"
         );
     };
     let rate: u64 = rate.parse()?;
     let seconds: u64 = seconds.parse()?;
     let attack_share: f64 = rest.first().map_or(Ok(0.2), |s| s.parse())?;
     let attackers: u32 = rest.get(1).map_or(Ok(2000), |s| s.parse())?;
+    let ipv6_share: f64 = rest.get(2).map_or(Ok(0.1), |s| s.parse())?;
     let per_tick = rate / 100;
     let ticks = seconds * 100;
     let mut generator = Generator::new(Config {
@@ -36,7 +37,7 @@ fn main() -> anyhow::Result<()> {
         seed: 5,
         attack_share,
         legit_share: 0.05,
-        ipv6_share: 0.1,
+        ipv6_share,
         start: jiff::Timestamp::now(),
         lines_per_second: rate as f64,
         attackers,
