@@ -29,7 +29,9 @@
 # Usage: bench/ban-latency.sh [HIKESHI_BINARY]   (default:
 # target/release/hikeshi, built if missing)
 # Environment: ATTACKS=1000 FAILURES=5 TOOLS="hikeshi sshguard fail2ban"
-# TIMEOUT=5 (seconds to wait for one ban)
+# TIMEOUT=5 (seconds to wait for one ban); TMPDIR (where the logs and data
+# directories go; default /tmp, a disk); for an A/B comparison of two
+# builds in the same run, add the tool hikeshi-b with HIKESHI_B=BINARY.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,15 +48,18 @@ for tool in $TOOLS; do
     hikeshi)
       if [ ! -x "$HIKESHI" ]; then cargo build --release -p hikeshi; fi
       HIKESHI=$(realpath "$HIKESHI") ;;
+    hikeshi-b)
+      [ -x "${HIKESHI_B:-}" ] || { echo "tool hikeshi-b needs HIKESHI_B=another hikeshi binary" >&2; exit 2; }
+      HIKESHI_B=$(realpath "$HIKESHI_B") ;;
     sshguard) command -v sshguard >/dev/null || { echo "sshguard is not installed" >&2; exit 2; } ;;
     fail2ban)
       command -v fail2ban-server >/dev/null || { echo "fail2ban is not installed" >&2; exit 2; }
       $PYTHON -c 'import pyinotify' 2>/dev/null || { echo "fail2ban's pyinotify backend needs python3-pyinotify" >&2; exit 2; } ;;
-    *) echo "unknown tool $tool (hikeshi, sshguard, fail2ban)" >&2; exit 2 ;;
+    *) echo "unknown tool $tool (hikeshi, hikeshi-b, sshguard, fail2ban)" >&2; exit 2 ;;
   esac
 done
 
-WORK=$(mktemp -d /tmp/hk-lat.XXXXXX)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/hk-lat.XXXXXX")
 PREFIX="hk-lat-$$"
 HELPER=$$
 
@@ -92,7 +97,7 @@ configure() {
   local tool=$1 dir=$2 log=$3
   READY=
   case $tool in
-    hikeshi)
+    hikeshi | hikeshi-b)
       cat > "$dir/hikeshi.toml" <<EOF
 [detect]
 maxretry = $FAILURES
@@ -107,7 +112,9 @@ enabled = false
 paths = ["$log"]
 start = "end"
 EOF
-      CMD=("$HIKESHI" --data-dir "$dir/data" --config "$dir/hikeshi.toml" watch)
+      local binary=$HIKESHI
+      [ "$tool" = hikeshi-b ] && binary=$HIKESHI_B
+      CMD=("$binary" --data-dir "$dir/data" --config "$dir/hikeshi.toml" watch)
       READY="hikeshi watch: ready"
       ;;
     sshguard)

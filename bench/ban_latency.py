@@ -232,7 +232,9 @@ class Tool:
         addr = self.next_addr()
         written = self.attacker.attack(addr)
         seen = self.monitor.wait_for(addr, args.timeout)
-        self.samples.append({"addr": addr, "latency_ns": None if seen is None else seen - written})
+        self.samples.append(
+            {"addr": addr, "written_ns": written, "latency_ns": None if seen is None else seen - written}
+        )
         time.sleep(args.pause_ms / 1000)
 
     def stop(self):
