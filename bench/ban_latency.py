@@ -350,6 +350,16 @@ def report(args):
         )
         if s["early"]:
             print(f"  warning: {s['tool']} banned {s['early']} addresses before their last failure line")
+    # The machine may be shared: p99 per quarter of the run shows whether
+    # a tail comes from one busy stretch (all tools meet the same stretches).
+    print("p99 ms per quarter of the run (attacks in order):")
+    for r in results:
+        values = [s["latency_ns"] for s in r["samples"]]
+        n = len(values)
+        quarters = [values[n * q // 4 : n * (q + 1) // 4] for q in range(4)]
+        p99s = [to_ms(percentile(q, 99)) for q in quarters]
+        by_tool[r["tool"]]["p99_ms_per_quarter"] = p99s
+        print(f"  {r['tool']:10} " + "  ".join(fmt(v) for v in p99s))
     verdict = None
     hk = by_tool.get("hikeshi")
     if hk and base:
