@@ -16,6 +16,7 @@ pub mod config;
 pub mod conntrack;
 pub mod fail2ban;
 pub mod iptables;
+pub mod libnftables;
 pub mod nft;
 pub mod none;
 pub mod store;
