@@ -17,7 +17,7 @@
 //! number among the incident's lines, 0-based). `data` is
 //!
 //! ```text
-//! encoding u8 (0: plain)  then, per line:
+//! encoding u8 (0: plain; 1: LZ4, see below)  then, per line:
 //!   flags u8            bit 0: the file changes here; bit 1: the text is kept
 //!   [file]              if bit 0: varint length, UTF-8 bytes (this line's and the next ones' file)
 //!   offset delta        zigzag varint: offset minus the previous line's (0 before the first)
@@ -26,12 +26,15 @@
 //! ```
 //!
 //! A kept line does not repeat its SHA-256: it is the SHA-256 of the
-//! stored bytes, recomputed when read. Varints are LEB128.
+//! stored bytes, recomputed when read. Varints are LEB128. With encoding
+//! 1, what follows the encoding byte is the uncompressed length (u32 LE)
+//! and one LZ4 block of the records; a chunk is stored compressed when
+//! that is smaller, which it is several times over for log lines.
 //!
 //! `evidence_latest` holds the text of each incident's latest lines (the
 //! rolling window of the cap, whose chunks are deleted once all their
 //! lines have left it); their file, offset and SHA-256 are in
-//! `evidence_lines`. `data` is `encoding u8 (0)` then, per line,
+//! `evidence_lines`. `data` is the encoding byte (as above) then, per line,
 //! `seq delta varint` (from the previous line's seq, from 0 for the first)
 //! and `varint length, the exact bytes`.
 //!
@@ -56,8 +59,36 @@ use sha2::{Digest, Sha256};
 /// whatever the length of an attack.
 pub(super) const CHUNK_BYTES: usize = 64 * 1024;
 
-/// The only encoding byte written: the records as they are.
+/// Encoding byte: the body as it is.
 const ENCODING_PLAIN: u8 = 0;
+/// Encoding byte: the body compressed as one LZ4 block, after its
+/// uncompressed length (u32 LE).
+const ENCODING_LZ4: u8 = 1;
+
+/// No chunk body is larger (a chunk is written once past [`CHUNK_BYTES`],
+/// and no line is near this size): a larger stated length is damage, and
+/// is refused rather than allocated.
+const MAX_BODY_BYTES: usize = 256 * 1024 * 1024;
+
+/// The bytes to store for a chunk built as `data` (encoding byte, body):
+/// the body compressed into `scratch` if that makes it smaller. Log lines
+/// are repetitive, so this usually divides the bytes written several
+/// times (and with them SQLite's, the WAL's and the audit trail's work).
+pub(super) fn stored<'a>(data: &'a [u8], scratch: &'a mut Vec<u8>) -> &'a [u8] {
+    let body = &data[1..];
+    let Ok(len) = u32::try_from(body.len()) else { return data };
+    scratch.clear();
+    scratch.resize(5 + lz4_flex::block::get_maximum_output_size(body.len()), 0);
+    scratch[0] = ENCODING_LZ4;
+    scratch[1..5].copy_from_slice(&len.to_le_bytes());
+    let n = lz4_flex::block::compress_into(body, &mut scratch[5..])
+        .expect("the output is sized for the worst case");
+    if 5 + n < data.len() {
+        &scratch[..5 + n]
+    } else {
+        data
+    }
+}
 
 const FLAG_FILE: u8 = 1;
 const FLAG_TEXT: u8 = 2;
@@ -173,7 +204,8 @@ pub(super) struct Record {
 /// Decodes an `evidence_lines` chunk whose first line is `first_seq`;
 /// says what is wrong with a damaged one.
 pub(super) fn decode_lines(data: &[u8], first_seq: u64) -> Result<Vec<Record>, String> {
-    let mut data = body(data)?;
+    let body = body(data)?;
+    let mut data = &body[..];
     let mut records: Vec<Record> = Vec::new();
     let mut file: Option<String> = None;
     let mut offset = 0u64;
@@ -205,7 +237,8 @@ pub(super) fn decode_lines(data: &[u8], first_seq: u64) -> Result<Vec<Record>, S
 
 /// Decodes an `evidence_latest` chunk into `(seq, text)` pairs.
 pub(super) fn decode_latest(data: &[u8]) -> Result<Vec<(u64, Vec<u8>)>, String> {
-    let mut data = body(data)?;
+    let body = body(data)?;
+    let mut data = &body[..];
     let mut out: Vec<(u64, Vec<u8>)> = Vec::new();
     let mut seq = 0u64;
     while !data.is_empty() {
@@ -219,10 +252,24 @@ pub(super) fn decode_latest(data: &[u8]) -> Result<Vec<(u64, Vec<u8>)>, String> 
     Ok(out)
 }
 
-fn body(data: &[u8]) -> Result<&[u8], String> {
+fn body(data: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, String> {
     match data.split_first() {
         None => Err("empty chunk".to_string()),
-        Some((&ENCODING_PLAIN, body)) => Ok(body),
+        Some((&ENCODING_PLAIN, body)) => Ok(body.into()),
+        Some((&ENCODING_LZ4, mut packed)) => {
+            let len = u32::from_le_bytes(take(&mut packed, 4)?.try_into().expect("4 bytes"));
+            let len = len as usize;
+            if len > MAX_BODY_BYTES {
+                return Err(format!("stated length {len} too large"));
+            }
+            let mut body = vec![0; len];
+            let n = lz4_flex::block::decompress_into(packed, &mut body)
+                .map_err(|e| format!("damaged compression: {e}"))?;
+            if n != len {
+                return Err(format!("decompressed to {n} bytes, {len} stated"));
+            }
+            Ok(body.into())
+        }
         Some((other, _)) => Err(format!("unknown encoding {other}")),
     }
 }
@@ -396,6 +443,52 @@ mod tests {
             chunk.push(seq, &e.file, seq * 110, &e.sha256, None);
         }
         assert!(chunk.data.len() < 1000 * 36, "{} bytes", chunk.data.len());
+    }
+
+    #[test]
+    fn chunks_are_stored_compressed_when_smaller_and_read_back_exactly() {
+        let mut chunk = LinesChunk::default();
+        for seq in 0..200u64 {
+            let text = format!("Jan 15 00:00:{:02} server1 sshd[{}]: Failed password for invalid user u{seq} from 198.18.0.7 port {} ssh2", seq % 60, 4000 + seq, 30000 + seq);
+            let e = ev("/var/log/auth.log", seq * 110, text.as_bytes());
+            chunk.push(seq, &e.file, e.offset, &e.sha256, (seq % 3 != 0).then_some(&e.line[..]));
+        }
+        let mut scratch = Vec::new();
+        let packed = stored(&chunk.data, &mut scratch).to_vec();
+        assert_eq!(packed[0], ENCODING_LZ4);
+        assert!(packed.len() * 2 < chunk.data.len(), "{} of {}", packed.len(), chunk.data.len());
+        assert_eq!(decode_lines(&packed, 0).unwrap(), decode_lines(&chunk.data, 0).unwrap());
+
+        // Incompressible: stored as it is.
+        let mut tiny = LatestChunk::default();
+        tiny.push(1, b"x");
+        assert_eq!(stored(&tiny.data, &mut scratch), &tiny.data[..]);
+
+        // Damage is an error, never a panic or a huge allocation.
+        for cut in 1..packed.len() {
+            assert!(decode_lines(&packed[..cut], 0).is_err(), "{cut}");
+        }
+        // Random damage to the compressed bytes: an error or some records,
+        // never a panic (the test would abort).
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..2000 {
+            let mut damaged = packed.clone();
+            for _ in 0..3 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let at = 5 + (state % (damaged.len() as u64 - 5)) as usize;
+                damaged[at] = (state >> 32) as u8;
+            }
+            let _ = decode_lines(&damaged, 0);
+            let _ = decode_latest(&damaged);
+        }
+        let mut huge = packed.clone();
+        huge[1..5].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(decode_lines(&huge, 0).unwrap_err().contains("too large"));
+        let mut short = packed.clone();
+        short[1..5].copy_from_slice(&10u32.to_le_bytes());
+        assert!(decode_lines(&short, 0).is_err());
     }
 
     #[test]

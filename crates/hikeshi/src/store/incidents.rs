@@ -11,7 +11,7 @@
 //! `latest` per incident per batch); every line is counted and folded
 //! into the incident's evidence digest. See [`super::evidence`].
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use hikeshi_core::incident::{
@@ -119,14 +119,17 @@ struct Loaded {
     /// for good, in the legacy format.
     legacy_kept: LegacyChunk,
     /// The latest evidence lines of this batch (beyond the first ones),
-    /// at most `limits.evidence.latest`; their buffers are reused.
-    latest: VecDeque<LatestLine>,
+    /// at most `limits.evidence.latest`.
+    latest: LatestRing,
     /// Names that joined the campaign's sets in this batch.
     new_names: Vec<(NameKind, String)>,
     /// A host and a user known to be in the campaign's kept sets (the
     /// last ones seen), so that a run of attempts alike skips the lookups.
-    known_host: String,
-    known_user: String,
+    known_host: Option<String>,
+    known_user: Option<String>,
+    /// The campaign's kept user names, hashed: a spray of user names
+    /// looks each one up (built on the first attempt that needs it).
+    user_index: Option<HashSet<String, foldhash::fast::RandomState>>,
 }
 
 impl Loaded {
@@ -136,16 +139,19 @@ impl Loaded {
             dirty,
             lines: LinesChunk::default(),
             legacy_kept: LegacyChunk::default(),
-            latest: VecDeque::new(),
+            latest: LatestRing::default(),
             new_names: Vec::new(),
-            known_host: String::new(),
-            known_user: String::new(),
+            known_host: None,
+            known_user: None,
+            user_index: None,
         }
     }
 
     /// Records line `seq` of this incident: its record always, its text
     /// for good if `keep_text`, or else among the latest lines. Writes
-    /// the batch's records as a chunk of their own once they are big.
+    /// the batch's records as a chunk of their own once they are big
+    /// (`scratch`: a buffer for compressing it).
+    #[allow(clippy::too_many_arguments)]
     fn record_line(
         &mut self,
         conn: &Connection,
@@ -155,15 +161,10 @@ impl Loaded {
         seq: u64,
         ev: EvidenceRef<'_>,
         keep_text: bool,
+        scratch: &mut Vec<u8>,
     ) -> rusqlite::Result<()> {
         if !keep_text && latest_cap > 0 {
-            let mut slot = if self.latest.len() as u64 >= latest_cap {
-                self.latest.pop_front().expect("the latest lines are full")
-            } else {
-                LatestLine::default()
-            };
-            slot.set(seq, ev);
-            self.latest.push_back(slot);
+            self.latest.push(latest_cap, seq, ev, layout == EvidenceLayout::Legacy);
         }
         match layout {
             EvidenceLayout::Legacy => {
@@ -181,7 +182,7 @@ impl Loaded {
                     // Written now, in this transaction: the buffer is
                     // reused, so a long attack neither grows memory nor
                     // reallocates it.
-                    insert_lines(conn, id, &self.lines)?;
+                    insert_lines(conn, id, &self.lines, scratch)?;
                     self.lines.clear();
                 }
             }
@@ -190,45 +191,81 @@ impl Loaded {
     }
 }
 
+/// The latest lines of a batch: a ring of at most `cap` slots, the
+/// oldest overwritten in place (its buffers reused) once it is full.
+#[derive(Default)]
+struct LatestRing {
+    slots: Vec<LatestLine>,
+    /// The oldest slot once the ring is full (0 until then).
+    oldest: usize,
+}
+
+impl LatestRing {
+    /// Adds line `seq`; its file, offset and SHA-256 too if `with_origin`
+    /// (the legacy format repeats them; the current one has them in the
+    /// line's record).
+    fn push(&mut self, cap: u64, seq: u64, ev: EvidenceRef<'_>, with_origin: bool) {
+        let slot = if (self.slots.len() as u64) < cap {
+            self.slots.push(LatestLine::default());
+            self.slots.last_mut().expect("pushed above")
+        } else {
+            let oldest = self.oldest;
+            self.oldest = (oldest + 1) % self.slots.len();
+            &mut self.slots[oldest]
+        };
+        slot.seq = seq;
+        slot.text.clear();
+        slot.text.extend_from_slice(ev.line);
+        if with_origin {
+            slot.file.clear();
+            slot.file.push_str(ev.file);
+            slot.offset = ev.offset;
+            slot.sha256 = ev.sha256;
+        }
+    }
+
+    /// Oldest first.
+    fn iter(&self) -> impl Iterator<Item = &LatestLine> {
+        self.slots[self.oldest..].iter().chain(&self.slots[..self.oldest])
+    }
+
+    fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.slots.clear();
+        self.oldest = 0;
+    }
+}
+
 /// One of the latest lines of a batch, until commit.
 #[derive(Default)]
 struct LatestLine {
     seq: u64,
+    text: Vec<u8>,
+    /// Legacy format only.
     file: String,
     offset: u64,
     sha256: Sha256Digest,
-    text: Vec<u8>,
 }
 
 impl LatestLine {
-    /// Overwrites this slot, reusing its buffers.
-    fn set(&mut self, seq: u64, ev: EvidenceRef<'_>) {
-        self.seq = seq;
-        self.file.clear();
-        self.file.push_str(ev.file);
-        self.offset = ev.offset;
-        self.sha256 = ev.sha256;
-        self.text.clear();
-        self.text.extend_from_slice(ev.line);
-    }
-
     fn as_ref(&self) -> EvidenceRef<'_> {
         EvidenceRef { file: &self.file, offset: self.offset, line: &self.text, sha256: self.sha256 }
     }
 }
 
-/// Adds `name` to `set` unless it is `known` (already kept); remembers it
-/// as known once kept. True if it was newly kept.
-fn note_name(set: &mut BoundedSet, known: &mut String, name: &str, cap: usize) -> bool {
-    if known.as_str() == name {
-        return false;
+/// Sets `known` to `name`, reusing its allocation.
+fn remember(known: &mut Option<String>, name: Option<&str>) {
+    match name {
+        Some(name) => {
+            let known = known.get_or_insert_with(String::new);
+            known.clear();
+            known.push_str(name);
+        }
+        None => *known = None,
     }
-    let newly_kept = set.insert(name, cap);
-    if newly_kept || set.kept.contains(name) {
-        known.clear();
-        known.push_str(name);
-    }
-    newly_kept
 }
 
 /// Which bounded set of an incident a name belongs to (`incident_names.kind`).
@@ -310,6 +347,8 @@ pub(super) struct Cache {
     /// per line: foldhash, randomly seeded (keys are attacker-chosen).
     open_by_key: HashMap<CampaignKey, Option<IncidentId>, foldhash::fast::RandomState>,
     loaded: HashMap<IncidentId, Loaded, foldhash::fast::RandomState>,
+    /// A buffer for compressing evidence chunks, reused.
+    scratch: Vec<u8>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -458,6 +497,9 @@ impl<'s> Batch<'s> {
                 let loaded = self.cache.loaded.get_mut(&id).expect("loaded above");
                 let unseen = unseen_names(&loaded.campaign, &obs);
                 let change = loaded.campaign.merge(&obs, &limits);
+                if !obs.users.is_empty() {
+                    loaded.user_index = None;
+                }
                 if !unseen.is_empty() {
                     let added = newly_kept(&loaded.campaign, unseen);
                     loaded.new_names.extend(added);
@@ -497,26 +539,47 @@ impl<'s> Batch<'s> {
     ) -> Result<(), StoreError> {
         self.load(id)?;
         let limits = self.options.limits;
-        let loaded = self.cache.loaded.get_mut(&id).expect("loaded above");
+        let cache = &mut *self.cache;
+        let loaded = cache.loaded.get_mut(&id).expect("loaded above");
+        let scratch = &mut cache.scratch;
         let campaign = &mut loaded.campaign;
         campaign.attempts = campaign.attempts.saturating_add(1);
         campaign.first_seen = campaign.first_seen.min(at);
         campaign.last_seen = campaign.last_seen.max(at);
         if let Some(host) = host {
-            if note_name(&mut campaign.hosts, &mut loaded.known_host, host, limits.max_hosts) {
-                loaded.new_names.push((NameKind::Host, host.to_string()));
+            if loaded.known_host.as_deref() != Some(host) {
+                let newly_kept = campaign.hosts.insert(host, limits.max_hosts);
+                if newly_kept {
+                    loaded.new_names.push((NameKind::Host, host.to_string()));
+                }
+                let kept = newly_kept || campaign.hosts.kept.contains(host);
+                remember(&mut loaded.known_host, kept.then_some(host));
             }
         }
         if let Some(user) = user {
-            if note_name(&mut campaign.users, &mut loaded.known_user, user, limits.max_users) {
-                loaded.new_names.push((NameKind::User, user.to_string()));
+            if loaded.known_user.as_deref() != Some(user) {
+                let index = loaded
+                    .user_index
+                    .get_or_insert_with(|| campaign.users.kept.iter().cloned().collect());
+                // Not in the index: new to the set, or beyond its cap
+                // (counted there).
+                let kept = index.contains(user) || {
+                    let newly_kept = campaign.users.insert(user, limits.max_users);
+                    if newly_kept {
+                        index.insert(user.to_string());
+                        loaded.new_names.push((NameKind::User, user.to_string()));
+                    }
+                    newly_kept
+                };
+                remember(&mut loaded.known_user, kept.then_some(user));
             }
         }
         let cap = limits.evidence;
         let seq = campaign.note_evidence(&evidence.sha256);
         loaded.dirty = true;
+        let keep = cap.keeps_first(seq);
         loaded
-            .record_line(self.conn, self.layout, id, cap.latest, seq, evidence, cap.keeps_first(seq))
+            .record_line(self.conn, self.layout, id, cap.latest, seq, evidence, keep, scratch)
             .map_err(|e| StoreError::from_sqlite(self.path, self.options.busy_timeout, e))
     }
 
@@ -533,13 +596,15 @@ impl<'s> Batch<'s> {
         pin_last: bool,
     ) -> Result<(), StoreError> {
         let cap = self.options.limits.evidence;
-        let loaded = self.cache.loaded.get_mut(&id).expect("incident loaded before its evidence");
+        let cache = &mut *self.cache;
+        let loaded = cache.loaded.get_mut(&id).expect("incident loaded before its evidence");
         loaded.dirty = true;
         for (i, ev) in lines.iter().enumerate() {
             let seq = loaded.campaign.note_evidence(&ev.sha256);
             let keep = cap.keeps_first(seq) || (pin_last && i + 1 == lines.len());
+            let (layout, scratch) = (self.layout, &mut cache.scratch);
             loaded
-                .record_line(self.conn, self.layout, id, cap.latest, seq, ev.as_ref(), keep)
+                .record_line(self.conn, layout, id, cap.latest, seq, ev.as_ref(), keep, scratch)
                 .map_err(|e| StoreError::from_sqlite(self.path, self.options.busy_timeout, e))?;
         }
         Ok(())
@@ -572,14 +637,15 @@ impl<'s> Batch<'s> {
         detail: &str,
     ) -> Result<u64, StoreError> {
         self.load(id)?;
-        let loaded = self.cache.loaded.get_mut(&id).expect("loaded above");
+        let cache = &mut *self.cache;
+        let loaded = cache.loaded.get_mut(&id).expect("loaded above");
         let seq = loaded.campaign.note_evidence(&evidence.sha256);
         loaded.dirty = true;
         // Kept whatever the cap, with the batch's other lines of the
         // incident (their records are consecutive).
-        let latest = self.options.limits.evidence.latest;
+        let (latest, scratch) = (self.options.limits.evidence.latest, &mut cache.scratch);
         loaded
-            .record_line(self.conn, self.layout, id, latest, seq, evidence.as_ref(), true)
+            .record_line(self.conn, self.layout, id, latest, seq, evidence.as_ref(), true, scratch)
             .map_err(|e| StoreError::from_sqlite(self.path, self.options.busy_timeout, e))?;
         self.insert_timeline(id, at, actor, TimelineKind::EvidenceAdded, detail)?;
         Ok(seq)
@@ -670,9 +736,11 @@ impl<'s> Batch<'s> {
             self.cache.loaded.iter().filter(|(_, l)| l.dirty).map(|(id, _)| *id).collect();
         dirty.sort_unstable();
         for id in dirty {
-            let loaded = self.cache.loaded.get_mut(&id).expect("listed above");
+            let cache = &mut *self.cache;
+            let loaded = cache.loaded.get_mut(&id).expect("listed above");
+            let scratch = &mut cache.scratch;
             let c = &loaded.campaign;
-            let write = || -> rusqlite::Result<()> {
+            let mut write = || -> rusqlite::Result<()> {
                 // `state` is not written here (set_state writes it at
                 // once): leaving indexed columns out of the SET list spares
                 // SQLite the index updates.
@@ -724,14 +792,14 @@ impl<'s> Batch<'s> {
                 match self.layout {
                     EvidenceLayout::Current { legacy_rolling } => {
                         if !loaded.lines.is_empty() {
-                            insert_lines(self.conn, id, &loaded.lines)?;
+                            insert_lines(self.conn, id, &loaded.lines, scratch)?;
                         }
                         if !loaded.latest.is_empty() {
                             let mut chunk = LatestChunk::default();
-                            for line in &loaded.latest {
+                            for line in loaded.latest.iter() {
                                 chunk.push(line.seq, &line.text);
                             }
-                            insert_latest(self.conn, id, &chunk)?;
+                            insert_latest(self.conn, id, &chunk, scratch)?;
                             // Chunks whose every line has left the window go.
                             self.conn
                                 .prepare_cached(DELETE_LATEST)?
@@ -749,7 +817,7 @@ impl<'s> Batch<'s> {
                         }
                         if !loaded.latest.is_empty() {
                             let mut chunk = LegacyChunk::default();
-                            for line in &loaded.latest {
+                            for line in loaded.latest.iter() {
                                 chunk.push_ref(line.seq, line.as_ref());
                             }
                             insert_legacy(self.conn, INSERT_LEGACY_RECENT, id, &chunk)?;
@@ -825,24 +893,34 @@ impl<'s> Batch<'s> {
     }
 }
 
-fn insert_lines(conn: &Connection, id: IncidentId, chunk: &LinesChunk) -> rusqlite::Result<()> {
+fn insert_lines(
+    conn: &Connection,
+    id: IncidentId,
+    chunk: &LinesChunk,
+    scratch: &mut Vec<u8>,
+) -> rusqlite::Result<()> {
     conn.prepare_cached(INSERT_LINES)?.execute(params![
         id.0,
         to_i64(chunk.first_seq),
         to_i64(chunk.last_seq()),
         to_i64(chunk.lines),
-        chunk.data,
+        evidence::stored(&chunk.data, scratch),
     ])?;
     Ok(())
 }
 
-fn insert_latest(conn: &Connection, id: IncidentId, chunk: &LatestChunk) -> rusqlite::Result<()> {
+fn insert_latest(
+    conn: &Connection,
+    id: IncidentId,
+    chunk: &LatestChunk,
+    scratch: &mut Vec<u8>,
+) -> rusqlite::Result<()> {
     conn.prepare_cached(INSERT_LATEST)?.execute(params![
         id.0,
         to_i64(chunk.first_seq),
         to_i64(chunk.last_seq),
         to_i64(chunk.lines),
-        chunk.data,
+        evidence::stored(&chunk.data, scratch),
     ])?;
     Ok(())
 }
