@@ -77,11 +77,15 @@ const MAX_BODY_BYTES: usize = 256 * 1024 * 1024;
 pub(super) fn stored<'a>(data: &'a [u8], scratch: &'a mut Vec<u8>) -> &'a [u8] {
     let body = &data[1..];
     let Ok(len) = u32::try_from(body.len()) else { return data };
-    scratch.clear();
-    scratch.resize(5 + lz4_flex::block::get_maximum_output_size(body.len()), 0);
+    // Grown, never cleared: zeroing a worst-case buffer for every chunk
+    // would cost more than compressing it.
+    let needed = 5 + lz4_flex::block::get_maximum_output_size(body.len());
+    if scratch.len() < needed {
+        scratch.resize(needed, 0);
+    }
     scratch[0] = ENCODING_LZ4;
     scratch[1..5].copy_from_slice(&len.to_le_bytes());
-    let n = lz4_flex::block::compress_into(body, &mut scratch[5..])
+    let n = lz4_flex::block::compress_into(body, &mut scratch[5..needed])
         .expect("the output is sized for the worst case");
     if 5 + n < data.len() {
         &scratch[..5 + n]
