@@ -497,11 +497,12 @@ impl<'s> Batch<'s> {
                 let loaded = self.cache.loaded.get_mut(&id).expect("loaded above");
                 let unseen = unseen_names(&loaded.campaign, &obs);
                 let change = loaded.campaign.merge(&obs, &limits);
-                if !obs.users.is_empty() {
-                    loaded.user_index = None;
-                }
                 if !unseen.is_empty() {
                     let added = newly_kept(&loaded.campaign, unseen);
+                    if let Some(index) = &mut loaded.user_index {
+                        let users = added.iter().filter(|(kind, _)| *kind == NameKind::User);
+                        index.extend(users.map(|(_, name)| name.clone()));
+                    }
                     loaded.new_names.extend(added);
                 }
                 loaded.dirty = true;

@@ -762,3 +762,33 @@ fn a_database_from_before_version_5_migrates_and_keeps_its_evidence() {
     let report = store.audit_verify(None).unwrap();
     assert!(report.broken.is_none(), "{report:?}");
 }
+
+#[test]
+fn attempts_keep_users_and_hosts_up_to_the_cap_and_count_every_sighting_beyond() {
+    let (_dir, path) = temp();
+    let limits = Limits { max_users: 3, max_hosts: 1, ..Limits::default() };
+    let mut store = Store::open_with(&path, with_limits(limits)).unwrap();
+    let line = lines(0, 1).remove(0);
+    let id = store
+        .write(|b| {
+            let (id, _) = b.open_or_update_incident(obs("203.0.113.7", Severity::Medium, 0, 1, &["a"]))?;
+            for (user, host) in [("b", "web1"), ("b", "web1"), ("d", "web2"), ("d", "web2")] {
+                b.record_attempt(id, t(1), Some(host), Some(user), line.as_ref())?;
+            }
+            // A finding between attempts adds a user the attempts then see.
+            b.open_or_update_incident(obs("203.0.113.7", Severity::Medium, 2, 1, &["c"]))?;
+            for user in ["c", "e", "a", "e"] {
+                b.record_attempt(id, t(3), Some("web1"), Some(user), line.as_ref())?;
+            }
+            Ok::<_, StoreError>(id)
+        })
+        .unwrap();
+    let c = store.get_incident(id).unwrap().incident.campaign;
+    assert_eq!(c.users.kept.iter().collect::<Vec<_>>(), ["a", "b", "d"]);
+    // "c" twice (the finding's, an attempt's), "e" twice: every sighting
+    // beyond the cap counts.
+    assert_eq!(c.users.omitted, 4);
+    assert_eq!(c.hosts.kept.iter().collect::<Vec<_>>(), ["web1"]);
+    assert_eq!(c.hosts.omitted, 2, "web2 seen twice");
+    assert_eq!(c.attempts, 10);
+}
