@@ -190,8 +190,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
     });
 
     // Quiet: nothing is printed, so the incidents are not read back.
-    let incidents =
-        if args.quiet { Vec::new() } else { incident_reports(&store, &pipeline)? };
+    let incidents = if args.quiet { Vec::new() } else { incident_reports(&store, &pipeline)? };
     let attention = pipeline.touched.values().any(|t| t.opened || t.escalated_from.is_some())
         || outcomes.iter().any(ContainmentOutcome::is_problem);
     let report = ScanReport {

@@ -232,11 +232,6 @@ impl LatestRing {
     fn is_empty(&self) -> bool {
         self.slots.is_empty()
     }
-
-    fn clear(&mut self) {
-        self.slots.clear();
-        self.oldest = 0;
-    }
 }
 
 /// One of the latest lines of a batch, until commit.
@@ -832,9 +827,11 @@ impl<'s> Batch<'s> {
             };
             write()
                 .map_err(|e| StoreError::from_sqlite(self.path, self.options.busy_timeout, e))?;
-            loaded.lines.clear();
-            loaded.legacy_kept.clear();
-            loaded.latest.clear();
+            // Buffers go with the batch: the cache may hold tens of
+            // thousands of incidents between batches.
+            loaded.lines = LinesChunk::default();
+            loaded.legacy_kept = LegacyChunk::default();
+            loaded.latest = LatestRing::default();
             loaded.new_names.clear();
             loaded.dirty = false;
         }
@@ -1242,7 +1239,8 @@ impl super::Store {
         let mut out: Vec<StoredEvidence> = Vec::new();
         for table in ["evidence", "evidence_recent"] {
             for (chunk_id, _, data) in self.read_chunks(table, id)? {
-                let records = evidence::decode_legacy(&data).map_err(|e| bad(table, chunk_id, e))?;
+                let records =
+                    evidence::decode_legacy(&data).map_err(|e| bad(table, chunk_id, e))?;
                 out.extend(
                     records.into_iter().map(|(seq, evidence)| StoredEvidence { seq, evidence }),
                 );
@@ -1252,13 +1250,14 @@ impl super::Store {
             // The latest lines' texts, then the records they belong to.
             let mut latest: BTreeMap<u64, (i64, Vec<u8>)> = BTreeMap::new();
             for (chunk_id, _, data) in self.read_chunks("evidence_latest", id)? {
-                let texts =
-                    evidence::decode_latest(&data).map_err(|e| bad("evidence_latest", chunk_id, e))?;
+                let texts = evidence::decode_latest(&data)
+                    .map_err(|e| bad("evidence_latest", chunk_id, e))?;
                 latest.extend(texts.into_iter().map(|(seq, text)| (seq, (chunk_id, text))));
             }
             for (chunk_id, first_seq, data) in self.read_chunks("evidence_lines", id)? {
-                let first_seq = u64::try_from(first_seq)
-                    .map_err(|_| bad("evidence_lines", chunk_id, format!("first_seq {first_seq}")))?;
+                let first_seq = u64::try_from(first_seq).map_err(|_| {
+                    bad("evidence_lines", chunk_id, format!("first_seq {first_seq}"))
+                })?;
                 let records = evidence::decode_lines(&data, first_seq)
                     .map_err(|e| bad("evidence_lines", chunk_id, e))?;
                 for record in records {

@@ -231,15 +231,15 @@ impl Store {
             schema::MigrateError::Sqlite(e) => fail(e),
         })?;
         conn.set_prepared_statement_cache_capacity(64);
-        let layout =
-            if schema::latest_version(options.migrations) < schema::EVIDENCE_LINES_VERSION {
-                EvidenceLayout::Legacy
-            } else {
-                let legacy_rolling = conn
-                    .query_row("SELECT EXISTS (SELECT 1 FROM evidence_recent)", [], |r| r.get(0))
-                    .map_err(fail)?;
-                EvidenceLayout::Current { legacy_rolling }
-            };
+        let layout = if schema::latest_version(options.migrations) < schema::EVIDENCE_LINES_VERSION
+        {
+            EvidenceLayout::Legacy
+        } else {
+            let legacy_rolling = conn
+                .query_row("SELECT EXISTS (SELECT 1 FROM evidence_recent)", [], |r| r.get(0))
+                .map_err(fail)?;
+            EvidenceLayout::Current { legacy_rolling }
+        };
         Ok(Store {
             conn,
             path: path.to_path_buf(),

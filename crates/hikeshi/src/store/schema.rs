@@ -232,13 +232,28 @@ CREATE TRIGGER evidence_lines_no_delete BEFORE DELETE ON evidence_lines
 pub const EVIDENCE_LINES: &str = concat!(
     evidence_lines_tables!(),
     "CREATE TRIGGER evidence_lines_audit_insert AFTER INSERT ON evidence_lines BEGIN ",
-    append!("insert", "evidence_lines", "NEW.rowid", "incident_id, first_seq, last_seq, lines, data"),
+    append!(
+        "insert",
+        "evidence_lines",
+        "NEW.rowid",
+        "incident_id, first_seq, last_seq, lines, data"
+    ),
     " END;\n",
     "CREATE TRIGGER evidence_latest_audit_insert AFTER INSERT ON evidence_latest BEGIN ",
-    append!("insert", "evidence_latest", "NEW.rowid", "incident_id, first_seq, last_seq, lines, data"),
+    append!(
+        "insert",
+        "evidence_latest",
+        "NEW.rowid",
+        "incident_id, first_seq, last_seq, lines, data"
+    ),
     " END;\n",
     "CREATE TRIGGER evidence_latest_audit_delete BEFORE DELETE ON evidence_latest BEGIN ",
-    append!("delete", "evidence_latest", "OLD.rowid", "incident_id, first_seq, last_seq, lines, data"),
+    append!(
+        "delete",
+        "evidence_latest",
+        "OLD.rowid",
+        "incident_id, first_seq, last_seq, lines, data"
+    ),
     " END;\n",
 );
 

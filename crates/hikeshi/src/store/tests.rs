@@ -712,7 +712,10 @@ fn a_latest_line_that_does_not_match_its_record_is_an_error() {
     let err = store.get_incident(id).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, StoreError::BadValue { .. }), "{err:?}");
-    assert!(msg.contains(&format!("evidence_latest chunk {chunk}")) && msg.contains("SHA-256"), "{msg}");
+    assert!(
+        msg.contains(&format!("evidence_latest chunk {chunk}")) && msg.contains("SHA-256"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -771,7 +774,8 @@ fn attempts_keep_users_and_hosts_up_to_the_cap_and_count_every_sighting_beyond()
     let line = lines(0, 1).remove(0);
     let id = store
         .write(|b| {
-            let (id, _) = b.open_or_update_incident(obs("203.0.113.7", Severity::Medium, 0, 1, &["a"]))?;
+            let (id, _) =
+                b.open_or_update_incident(obs("203.0.113.7", Severity::Medium, 0, 1, &["a"]))?;
             for (user, host) in [("b", "web1"), ("b", "web1"), ("d", "web2"), ("d", "web2")] {
                 b.record_attempt(id, t(1), Some(host), Some(user), line.as_ref())?;
             }
