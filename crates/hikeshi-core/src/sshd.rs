@@ -245,6 +245,9 @@ const IGNORED_PREFIXES: &[&[u8]] = &[
     b"packet_write_wait",
     b"sshd version ",
     b"Disconnected ",
+    // `UsePAM no` and a user that does not exist (the attempt itself is
+    // the `Invalid user` / `Failed password` lines around it).
+    b"Could not get shadow information for ",
 ];
 
 fn ignored(msg: &[u8]) -> Classified<'_> {
@@ -817,6 +820,24 @@ mod tests {
         ] {
             assert_eq!(parse_ipv4(t.as_bytes()), t.parse().ok(), "{t}");
         }
+    }
+
+    #[test]
+    fn everyday_messages_are_known_and_ignored() {
+        for msg in [
+            "Server listening on 0.0.0.0 port 22.",
+            "error: Could not get shadow information for NOUSER",
+            "Received disconnect from 198.51.100.7 port 22:11: Bye Bye [preauth]",
+        ] {
+            assert!(
+                matches!(
+                    classify(msg.as_bytes()),
+                    Classified::Ignored { .. } | Classified::Recognised(_)
+                ),
+                "{msg}"
+            );
+        }
+        assert!(matches!(classify(b"error: Could not frobnicate"), Classified::Unrecognised));
     }
 
     #[test]

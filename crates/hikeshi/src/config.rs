@@ -57,7 +57,7 @@ pub struct Config {
 }
 
 /// `[watch]`: where `hikeshi watch` reads sshd's messages live.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WatchConfig {
     /// `[watch.journal]`: the systemd journal.
@@ -69,6 +69,63 @@ pub struct WatchConfig {
     /// `[[watch.files]]`: log files followed (globs allowed).
     #[serde(default)]
     pub files: Vec<crate::sources::tail::FileSourceConfig>,
+    /// Items queued between the sources and detection at most. Files and
+    /// the journal wait when it is full; network sources drop and count.
+    #[serde(default = "default_watch_queue")]
+    pub queue: usize,
+    /// A source without a line for this long is reported by `hikeshi
+    /// status` (s, m, h, d: "24h").
+    #[serde(default = "default_silent_after")]
+    pub silent_after: String,
+    /// Where to serve Prometheus metrics (`GET /metrics`), e.g.
+    /// "127.0.0.1:9464". Unset: no endpoint.
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        WatchConfig {
+            journal: Default::default(),
+            syslog: Vec::new(),
+            files: Vec::new(),
+            queue: default_watch_queue(),
+            silent_after: default_silent_after(),
+            metrics_listen: None,
+        }
+    }
+}
+
+fn default_watch_queue() -> usize {
+    65_536
+}
+
+fn default_silent_after() -> String {
+    "24h".to_string()
+}
+
+impl WatchConfig {
+    /// `metrics_listen`, parsed.
+    pub fn metrics_addr(&self) -> Result<Option<std::net::SocketAddr>> {
+        self.metrics_listen
+            .as_deref()
+            .map(|text| {
+                text.parse().map_err(|_| {
+                    anyhow::anyhow!(
+                        "[watch] metrics_listen: {text:?} is not an address and port \
+                         (e.g. \"127.0.0.1:9464\")"
+                    )
+                })
+            })
+            .transpose()
+    }
+
+    /// `silent_after` in seconds.
+    pub fn silent_after_seconds(&self) -> Result<u64> {
+        hikeshi_core::contain::parse_duration(&self.silent_after)
+            .map(|d| d.as_secs())
+            .map_err(|e| anyhow::anyhow!("[watch] silent_after: {e}"))
+    }
 }
 
 /// `[allowlist]`: networks hikeshi never acts against. Their events are
@@ -353,12 +410,22 @@ pub fn default_fim_excludes() -> Vec<String> {
 }
 
 /// `[verify]`: recovery checks for `hikeshi verify`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyConfig {
+    /// Also check that monitoring resumed: `hikeshi watch` runs with this
+    /// data directory and its status has no warnings.
+    #[serde(default = "default_true")]
+    pub monitoring: bool,
     /// The checks, run in order.
     #[serde(default)]
     pub check: Vec<VerifyCheck>,
+}
+
+impl Default for VerifyConfig {
+    fn default() -> Self {
+        VerifyConfig { monitoring: true, check: Vec::new() }
+    }
 }
 
 /// `[[verify.check]]`: one recovery check.

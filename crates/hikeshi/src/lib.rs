@@ -8,7 +8,9 @@
 pub mod cli;
 pub mod config;
 pub mod contain;
+pub mod daemon;
 pub mod data_dir;
+pub mod doctor;
 pub mod eradicate;
 pub mod evidence;
 pub mod exec;

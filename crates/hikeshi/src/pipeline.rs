@@ -112,8 +112,10 @@ pub struct Pipeline {
     bans: BanPlan,
     allowlist: Allowlist,
     now: Timestamp,
-    /// Addresses already asked for in this run.
-    ban_asked: HashSet<IpAddr, FastHash>,
+    /// Addresses asked for, with the clock when they were: asked again
+    /// only once a ban asked then would have ended (a daemon runs for
+    /// longer than a ban lasts).
+    ban_asked: HashMap<IpAddr, Timestamp, FastHash>,
     /// Addresses whose attack seen so far is older than a ban would last.
     ban_too_old: HashSet<IpAddr, FastHash>,
     pub touched: BTreeMap<IncidentId, Touched>,
@@ -147,7 +149,7 @@ impl Pipeline {
             attacked_accounts: HashSet::default(),
             bans,
             now,
-            ban_asked: HashSet::default(),
+            ban_asked: HashMap::default(),
             ban_too_old: HashSet::default(),
             touched: BTreeMap::new(),
             ban_intents: Vec::new(),
@@ -159,6 +161,27 @@ impl Pipeline {
 
     pub fn detector(&self) -> &Detector {
         &self.detector
+    }
+
+    /// Moves the run's clock (a daemon calls it for each batch of lines).
+    pub fn set_now(&mut self, now: Timestamp) {
+        self.now = now;
+    }
+
+    /// Forgets the ban requests whose ban has ended by now, so that the
+    /// memory of a long-running daemon follows the bans in force, not
+    /// every address it ever banned.
+    pub fn forget_ended_ban_requests(&mut self) {
+        let (now, max_age) = (self.now, self.bans.max_age);
+        self.ban_asked.retain(|_, asked| now.duration_since(*asked) <= max_age);
+        self.ban_too_old.clear();
+    }
+
+    /// Whether a ban of `addr` was asked for recently enough to still run.
+    fn ban_outstanding(&self, addr: IpAddr) -> bool {
+        self.ban_asked
+            .get(&addr)
+            .is_some_and(|asked| self.now.duration_since(*asked) <= self.bans.max_age)
     }
 
     /// Restores the lines buffered by a previous run (see
@@ -371,10 +394,11 @@ impl Pipeline {
         }
         if self.now.duration_since(at) > self.bans.max_age {
             // A later, recent line of the same attack may still ban it.
-            if !self.ban_asked.contains(&addr) && self.ban_too_old.insert(addr) {
+            if !self.ban_outstanding(addr) && self.ban_too_old.insert(addr) {
                 self.bans_skipped_old += 1;
             }
-        } else if self.ban_asked.insert(addr) {
+        } else if !self.ban_outstanding(addr) {
+            self.ban_asked.insert(addr, self.now);
             if self.ban_too_old.remove(&addr) {
                 self.bans_skipped_old -= 1;
             }
@@ -393,7 +417,7 @@ impl Pipeline {
     ) -> Result<(), StoreError> {
         let Some(addr) = source.addr() else { return Ok(()) };
         if !self.bans.enabled
-            || self.ban_asked.contains(&addr)
+            || self.ban_outstanding(addr)
             || self.now.duration_since(at) > self.bans.max_age
         {
             // Already asked, or a line too old for any ban to still run.

@@ -105,6 +105,15 @@ pub fn enqueue_alerts(
     Ok(enqueued)
 }
 
+/// A firewall backend kept from one batch of bans to the next (the
+/// daemon's): built once, set up by its first successful ban, so that
+/// each later ban is a single firewall call.
+#[derive(Default)]
+pub struct FirewallSlot {
+    firewall: Option<Box<dyn crate::contain::Firewall>>,
+    set_up: bool,
+}
+
 /// Carries out `intents` with the configured firewall, on the store's
 /// connection (the bans table lives there). An error building the
 /// backend becomes a `Failed` outcome for every intent, so it reaches the
@@ -112,6 +121,18 @@ pub fn enqueue_alerts(
 pub fn contain(
     ctx: &Context,
     store: &mut Store,
+    intents: &[BanIntent],
+    now: Timestamp,
+) -> Vec<ContainmentOutcome> {
+    contain_in(ctx, store, &mut FirewallSlot::default(), intents, now)
+}
+
+/// [`contain`] with the backend kept in `slot` between calls. A failed
+/// ban makes the next one set the backend up again.
+pub fn contain_in(
+    ctx: &Context,
+    store: &mut Store,
+    slot: &mut FirewallSlot,
     intents: &[BanIntent],
     now: Timestamp,
 ) -> Vec<ContainmentOutcome> {
@@ -142,7 +163,13 @@ pub fn contain(
     let setup = (|| -> Result<_> {
         let config = &ctx.config.contain;
         let policy = config.policy().map_err(anyhow::Error::msg)?;
-        let firewall = crate::contain::backend(config)?;
+        let firewall = match slot.firewall.take() {
+            Some(firewall) => firewall,
+            None => {
+                slot.set_up = false;
+                crate::contain::backend(config)?
+            }
+        };
         let allowlist = crate::cli::ban::allowlist(ctx)?;
         Ok((policy, firewall, allowlist))
     })();
@@ -156,8 +183,29 @@ pub fn contain(
                 policy,
                 store.conn_mut(),
                 conntrack,
-            );
-            containment.ban(&requests, now)
+            )
+            .assume_set_up(slot.set_up);
+            let mut outcomes = containment.ban(&requests, now);
+            let failed = |o: &ContainmentOutcome| matches!(o, ContainmentOutcome::Failed { .. });
+            if slot.set_up && outcomes.iter().any(failed) {
+                // Someone may have removed hikeshi's objects since: set
+                // them up again and retry what failed, once.
+                let retry: Vec<BanRequest> = requests
+                    .iter()
+                    .filter(|r| {
+                        outcomes.iter().any(|o| {
+                            matches!(o, ContainmentOutcome::Failed { addr, .. } if *addr == r.addr)
+                        })
+                    })
+                    .cloned()
+                    .collect();
+                containment = containment.assume_set_up(false);
+                outcomes.retain(|o| !failed(o));
+                outcomes.extend(containment.ban(&retry, now));
+            }
+            slot.set_up = !outcomes.iter().any(failed);
+            slot.firewall = Some(containment.into_firewall());
+            outcomes
         }
         Err(err) => fail_all(format!("{err:#}")),
     }
@@ -192,7 +240,8 @@ pub fn record_containment(
         let Some(id) = incident.map(IncidentId) else { continue };
         batch.add_timeline(id, now, &Actor::Automatic, kind, &outcome.to_string())?;
         match outcome {
-            ContainmentOutcome::Banned { .. } => {
+            // A dry run (the `none` backend) contains nothing.
+            ContainmentOutcome::Banned { dry_run: false, .. } => {
                 let state = batch.incident_state(id)?;
                 if matches!(state, State::Detected | State::Analysing) {
                     batch.set_state(id, State::Contained, now, &Actor::Automatic)?;

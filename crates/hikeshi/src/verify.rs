@@ -1,6 +1,7 @@
 //! Recovery validation (`hikeshi verify`): after an incident, check that
 //! the system works again: systemd units active, TCP ports answering,
-//! commands succeeding, files matching a known hash. Each check gives a
+//! commands succeeding, files matching a known hash, and monitoring
+//! resumed (`hikeshi watch` running and healthy). Each check gives a
 //! result with what was checked and why it failed; the report serialises
 //! to canonical JSON with a SHA-256, ready to attach to an incident.
 
@@ -22,7 +23,7 @@ use crate::exec;
 pub struct CheckOutcome {
     /// The configured name, or the target.
     pub name: String,
-    /// systemd, tcp, command or file.
+    /// systemd, tcp, command, file or monitoring.
     pub kind: String,
     /// What was checked: the unit, address, command line or path.
     pub target: String,
@@ -73,9 +74,16 @@ impl VerifyReport {
     }
 }
 
-/// Runs every check in order.
-pub fn run(checks: &[VerifyCheck], checked_at: Timestamp, host: String) -> VerifyReport {
-    let results: Vec<CheckOutcome> = checks.iter().map(run_one).collect();
+/// Runs every check in order, then appends `extra` (results computed
+/// elsewhere, such as [`monitoring`]).
+pub fn run(
+    checks: &[VerifyCheck],
+    extra: Vec<CheckOutcome>,
+    checked_at: Timestamp,
+    host: String,
+) -> VerifyReport {
+    let mut results: Vec<CheckOutcome> = checks.iter().map(run_one).collect();
+    results.extend(extra);
     let passed = results.iter().filter(|r| r.passed).count();
     let failed = results.len() - passed;
     VerifyReport {
@@ -85,6 +93,44 @@ pub fn run(checks: &[VerifyCheck], checked_at: Timestamp, host: String) -> Verif
         failed,
         all_passed: failed == 0 && passed > 0,
         results,
+    }
+}
+
+/// The "monitoring resumed" check: `hikeshi watch` runs with this data
+/// directory and its status has nothing to warn about. `status` is the
+/// daemon's last status (if any), `running` whether it runs now.
+pub fn monitoring(
+    status: Option<&crate::daemon::status::DaemonStatus>,
+    running: bool,
+    warnings: &[crate::daemon::status::Warning],
+) -> CheckOutcome {
+    let started = Instant::now();
+    let (passed, detail) = match status {
+        Some(s) if running && warnings.is_empty() => (
+            true,
+            format!(
+                "hikeshi watch runs (pid {}), {} sources, {} lines handled, no warnings",
+                s.pid,
+                s.sources.len(),
+                s.totals.handled
+            ),
+        ),
+        _ => (
+            false,
+            warnings
+                .iter()
+                .map(|w| format!("{}: {}", w.subject, w.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+    };
+    CheckOutcome {
+        name: "monitoring resumed".into(),
+        kind: "monitoring".into(),
+        target: "hikeshi watch".into(),
+        passed,
+        detail,
+        duration_ms: started.elapsed().as_millis() as u64,
     }
 }
 

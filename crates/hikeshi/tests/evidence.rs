@@ -368,6 +368,8 @@ fn fim_check_result_is_attached_with_its_evidence_digest() {
 fn verify_config(port: u16, last_command: &str) -> String {
     format!(
         r#"
+[verify]
+monitoring = false
 [[verify.check]]
 type = "tcp"
 address = "127.0.0.1:{port}"

@@ -8,8 +8,15 @@ use std::process::Output;
 
 use serde_json::Value;
 
+/// Runs `verify --json` with `config`; the daemon check is off unless the
+/// configuration says otherwise (see `monitoring_*` below).
 fn run(config: &str) -> (Output, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
+    let config = if config.contains("[verify]") {
+        config.to_string()
+    } else {
+        format!("[verify]\nmonitoring = false\n{config}")
+    };
     fs::write(dir.path().join("hikeshi.toml"), config).unwrap();
     let out = hikeshi::exec::command(env!("CARGO_BIN_EXE_hikeshi"), Vec::<&str>::new())
         .arg("--config")
@@ -148,7 +155,7 @@ fn no_checks_is_an_error_and_text_output_has_the_digest() {
     let dir = tempfile::tempdir().unwrap();
     fs::write(
         dir.path().join("c.toml"),
-        "[[verify.check]]\ntype = \"command\"\nargv = [\"true\"]\n",
+        "[verify]\nmonitoring = false\n[[verify.check]]\ntype = \"command\"\nargv = [\"true\"]\n",
     )
     .unwrap();
     let out = hikeshi::exec::command(env!("CARGO_BIN_EXE_hikeshi"), Vec::<&str>::new())
@@ -161,4 +168,15 @@ fn no_checks_is_an_error_and_text_output_has_the_digest() {
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("ok   true [command true]: exit status 0"), "{text}");
     assert!(text.contains("evidence digest: sha256:"), "{text}");
+}
+
+#[test]
+fn monitoring_is_checked_by_default_and_fails_without_the_daemon() {
+    let (out, _dir) = run("[verify]\n");
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = report(&out);
+    let check = &report["results"][0];
+    assert_eq!(check["kind"], "monitoring");
+    assert_eq!(check["passed"], false);
+    assert!(check["detail"].as_str().unwrap().contains("hikeshi watch has never run"), "{check}");
 }

@@ -18,6 +18,7 @@ pub mod accounts;
 pub mod audit;
 pub mod ban;
 pub mod bans;
+pub mod doctor;
 pub mod fim;
 pub mod harden;
 pub mod incident;
@@ -28,7 +29,9 @@ pub mod persistence;
 pub mod recent;
 pub mod report;
 pub mod scan;
+pub mod status;
 pub mod verify;
+pub mod watch;
 
 /// Incident response for Linux servers: detect SSH attacks, contain them,
 /// and carry each incident through to its report.
@@ -55,6 +58,10 @@ pub enum Command {
     Parse(parse::Args),
     /// Read what is new in log files, detect attacks, record incidents, ban and alert (for cron).
     Scan(scan::Args),
+    /// The live daemon: follow log files, the journal and syslog; detect, ban and alert as lines arrive.
+    Watch(watch::Args),
+    /// Is the daemon running? What each source read, bans in force, open incidents, warnings.
+    Status(status::Args),
     /// Ban sources in the firewall (the runbook's `iptables -A INPUT -s ADDR -j DROP`).
     Ban(ban::BanArgs),
     /// Lift bans.
@@ -83,6 +90,12 @@ pub enum Command {
     Harden(harden::Args),
     /// ISO/IEC 27001:2022 Annex A evidence, per control.
     Isms(isms::Args),
+    /// Prove the setup works: config, log sources, journal, firewall, SMTP, data dir, team.
+    ///
+    /// Each check prints ok, warn or FAIL with a one-line finding, and a fix for warn and
+    /// FAIL. Exit 0: nothing failed (warnings allowed); 1: a check failed; 2: the
+    /// configuration does not load.
+    Doctor(doctor::Args),
 }
 
 /// What every command gets: the loaded configuration and where state lives.
@@ -121,12 +134,19 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let (config, config_path) = Config::load(cli.config.as_deref())?;
     let data_dir = cli.data_dir.clone().unwrap_or_else(crate::data_dir::default_data_dir);
+    let command = match cli.command {
+        // doctor reports a configuration that does not load as a check.
+        Command::Doctor(args) => return doctor::run(cli.config.as_deref(), data_dir, args),
+        other => other,
+    };
+    let (config, config_path) = Config::load(cli.config.as_deref())?;
     let ctx = Context { config, config_path, data_dir };
-    match cli.command {
+    match command {
         Command::Parse(args) => parse::run(&ctx, args),
         Command::Scan(args) => scan::run(&ctx, args),
+        Command::Watch(args) => watch::run(ctx, args),
+        Command::Status(args) => status::run(&ctx, args),
         Command::Ban(args) => ban::run_ban(&ctx, args),
         Command::Unban(args) => ban::run_unban(&ctx, args),
         Command::Bans(args) => bans::run_bans(&ctx, args),
@@ -141,6 +161,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report(args) => report::run(&ctx, args),
         Command::Harden(args) => harden::run(&ctx, args),
         Command::Isms(args) => isms::run(&ctx, args),
+        Command::Doctor(_) => unreachable!("handled before the configuration is loaded"),
     }
 }
 

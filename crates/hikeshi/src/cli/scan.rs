@@ -226,7 +226,12 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
 }
 
 /// A pipeline that goes on from the state the last committed run left.
-fn new_pipeline(ctx: &Context, store: &Store, now: Timestamp, no_ban: bool) -> Result<Pipeline> {
+pub(crate) fn new_pipeline(
+    ctx: &Context,
+    store: &Store,
+    now: Timestamp,
+    no_ban: bool,
+) -> Result<Pipeline> {
     let allowlist = ctx
         .config
         .allowlist
@@ -438,14 +443,14 @@ fn scan_segment(
 }
 
 /// Whether an event can matter to detection (only these need their line).
-fn counts(event: &hikeshi_core::AuthEvent) -> bool {
+pub(crate) fn counts(event: &hikeshi_core::AuthEvent) -> bool {
     matches!(event.outcome, hikeshi_core::Outcome::Failure | hikeshi_core::Outcome::Success)
 }
 
 /// Reads back the line starting at `offset` (an event the parser released
 /// after its line had gone by: a pending failure resolved at the end of
 /// its connection).
-fn read_line_at(file: &File, offset: u64, max: usize, buf: &mut Vec<u8>) -> Result<()> {
+pub(crate) fn read_line_at(file: &File, offset: u64, max: usize, buf: &mut Vec<u8>) -> Result<()> {
     // sshd lines are short: read a little, and more only if needed.
     let mut want = 512.min(max + 1);
     loop {

@@ -1,4 +1,6 @@
-//! `hikeshi verify`: recovery validation from `[[verify.check]]`.
+//! `hikeshi verify`: recovery validation from `[[verify.check]]`, and
+//! (unless `[verify] monitoring = false`) that monitoring resumed: the
+//! daemon runs and its status is healthy.
 //! Exit 0 when every check passes, 1 when one fails, 2 on errors (no
 //! checks configured, no such incident).
 //!
@@ -38,13 +40,22 @@ enum Recovery {
 
 pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
     let checks = &ctx.config.verify.check;
-    if checks.is_empty() {
-        bail!("no recovery checks configured: add [[verify.check]] entries to the configuration");
+    if checks.is_empty() && !ctx.config.verify.monitoring {
+        bail!(
+            "no recovery checks configured: add [[verify.check]] entries to the configuration \
+             (or set [verify] monitoring = true)"
+        );
     }
     // Checked first: a wrong incident number must not run the checks.
     let target = args.incident.map(|id| Target::open(ctx, id)).transpose()?;
     let (_, host) = crate::fim::identity();
-    let report = crate::verify::run(checks, jiff::Timestamp::now(), host);
+    let now = jiff::Timestamp::now();
+    let mut extra = Vec::new();
+    if ctx.config.verify.monitoring {
+        let (status, running, warnings) = super::status::daemon_health(ctx, now)?;
+        extra.push(crate::verify::monitoring(status.as_ref(), running, &warnings));
+    }
+    let report = crate::verify::run(checks, extra, now, host);
     let mut out = std::io::stdout().lock();
     if args.json {
         out.write_all(&report.to_canonical_json())?;

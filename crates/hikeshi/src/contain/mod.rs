@@ -271,6 +271,9 @@ pub struct Containment<'a> {
     policy: BanPolicy,
     conn: &'a mut Connection,
     conntrack: Option<String>,
+    /// The backend's objects are known to exist (a daemon's backend that
+    /// has banned before): bans skip `setup`.
+    set_up: bool,
 }
 
 impl<'a> Containment<'a> {
@@ -283,7 +286,20 @@ impl<'a> Containment<'a> {
         conn: &'a mut Connection,
         conntrack: Option<String>,
     ) -> Self {
-        Containment { firewall, allowlist, policy, conn, conntrack }
+        Containment { firewall, allowlist, policy, conn, conntrack, set_up: false }
+    }
+
+    /// Says whether `firewall` is known to be set up already (it banned
+    /// successfully in this process), so that a ban is one firewall call.
+    pub fn assume_set_up(mut self, set_up: bool) -> Self {
+        self.set_up = set_up;
+        self
+    }
+
+    /// Gives the backend back, to be used again (see
+    /// [`Containment::assume_set_up`]).
+    pub fn into_firewall(self) -> Box<dyn Firewall> {
+        self.firewall
     }
 
     /// The backend in use.
@@ -345,9 +361,14 @@ impl<'a> Containment<'a> {
         let entries: Vec<BanEntry> = planned.iter().map(|p| p.entry).collect();
         let firewall = &mut self.firewall;
         let conn: &Connection = self.conn;
+        let set_up = self.set_up;
         let (applied, written) = std::thread::scope(|scope| {
-            let applying =
-                scope.spawn(move || firewall.setup().and_then(|()| firewall.ban(&entries)));
+            let applying = scope.spawn(move || {
+                if !set_up {
+                    firewall.setup()?;
+                }
+                firewall.ban(&entries)
+            });
             let written = write_plan(conn, &planned, backend, now);
             let applied = applying.join().unwrap_or_else(|_| {
                 Err(FirewallError::Output {

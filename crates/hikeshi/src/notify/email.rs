@@ -104,6 +104,30 @@ impl EmailSender {
     }
 }
 
+impl EmailSender {
+    /// The server as `host:port`.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// Connects, says EHLO (and STARTTLS and AUTH when configured), then
+    /// NOOP and QUIT: proves alerts could be sent, without sending one
+    /// (`hikeshi doctor`).
+    pub fn test_connection(&self) -> Result<(), String> {
+        match self.transport.test_connection() {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(format!("SMTP {}: the server did not answer NOOP", self.server)),
+            Err(e) if is_timeout(&e) => Err(format!(
+                "SMTP {}: timed out after {}s waiting for the server ({})",
+                self.server,
+                self.timeout.as_secs(),
+                error_chain(&e)
+            )),
+            Err(e) => Err(format!("SMTP {}: {}", self.server, error_chain(&e))),
+        }
+    }
+}
+
 fn read_password(file: Option<&std::path::Path>, env: Option<&str>) -> Result<String, NotifyError> {
     match (file, env) {
         (Some(_), Some(_)) => Err(NotifyError::config(

@@ -93,9 +93,12 @@ const STDERR_KEEP: usize = 4096;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JournalConfig {
-    /// Read the journal at all.
-    #[serde(default = "default_true")]
-    pub enabled: bool,
+    /// Read the journal: `true`, `false`, or unset to read it only when no
+    /// `[[watch.files]]` or `[[watch.syslog]]` source is configured (on a
+    /// host where rsyslog copies the journal into auth.log, reading both
+    /// would count every attempt twice).
+    #[serde(default)]
+    pub enabled: Option<bool>,
     /// `_SYSTEMD_UNIT` values whose records are sshd's (when the record has
     /// no `_EXE`): Debian's `ssh.service`, elsewhere `sshd.service`.
     #[serde(default = "default_units")]
@@ -124,10 +127,6 @@ pub struct JournalConfig {
     pub max_record_bytes: usize,
 }
 
-fn default_true() -> bool {
-    true
-}
-
 fn default_units() -> Vec<String> {
     DEFAULT_UNITS.iter().map(|s| s.to_string()).collect()
 }
@@ -147,7 +146,7 @@ fn default_max_record_bytes() -> usize {
 impl Default for JournalConfig {
     fn default() -> Self {
         JournalConfig {
-            enabled: true,
+            enabled: None,
             units: default_units(),
             executables: default_executables(),
             file: None,
@@ -160,6 +159,12 @@ impl Default for JournalConfig {
 }
 
 impl JournalConfig {
+    /// Whether `hikeshi watch` reads the journal, given whether other
+    /// sources are configured.
+    pub fn is_enabled(&self, other_sources: bool) -> bool {
+        self.enabled.unwrap_or(!other_sources)
+    }
+
     /// Checks what serde cannot: at least one trusted selector, sane
     /// values, not both `file` and `directory`.
     pub fn validate(&self) -> Result<(), JournalError> {

@@ -1,0 +1,227 @@
+//! The daemon's two workers, each a thread with its own store connection,
+//! so that neither a slow firewall nor a slow mail server ever holds up
+//! reading and detection:
+//!
+//! - containment carries out the ban requests of each committed batch
+//!   (as soon as they come: ban latency is the point), records each
+//!   outcome on its incident, and reconciles the firewall with the store
+//!   at start and every [`RECONCILE_EVERY`] (closing expired bans,
+//!   re-applying bans someone flushed);
+//! - delivery sends what is due in the alert outbox when woken, and every
+//!   [`DELIVERY_POLL`] for retries.
+//!
+//! On stop, containment finishes the requests already queued (a ban asked
+//! for is a ban applied); delivery stops after its current round (what is
+//! left stays in the outbox for the next start).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::Result;
+use jiff::Timestamp;
+
+use crate::cli::Context;
+use crate::contain::ContainmentOutcome;
+use crate::notify::Notifier;
+use crate::pipeline::BanIntent;
+use crate::store::Store;
+
+/// How often the firewall is brought in line with the store.
+pub const RECONCILE_EVERY: Duration = Duration::from_secs(60);
+/// How often the outbox is looked at without being woken (retries).
+pub const DELIVERY_POLL: Duration = Duration::from_secs(10);
+
+/// What the workers did, for the status.
+#[derive(Debug, Default)]
+pub struct WorkerCounters {
+    pub bans_applied: AtomicU64,
+    pub bans_failed: AtomicU64,
+    pub bans_refused: AtomicU64,
+    pub alerts_sent: AtomicU64,
+    pub alerts_failed: AtomicU64,
+    pub reconcile_errors: AtomicU64,
+}
+
+/// The running workers.
+pub struct Workers {
+    bans: Option<Sender<Vec<BanIntent>>>,
+    wake_delivery: Option<Sender<()>>,
+    threads: Vec<JoinHandle<()>>,
+    pub counters: Arc<WorkerCounters>,
+}
+
+impl Workers {
+    /// Starts both workers. `contain`: false when bans are off (`--no-ban`).
+    pub fn start(ctx: Arc<Context>, contain: bool) -> Result<Workers> {
+        let counters = Arc::new(WorkerCounters::default());
+        let (wake_tx, wake_rx) = mpsc::channel::<()>();
+        let (ban_tx, ban_rx) = mpsc::channel::<Vec<BanIntent>>();
+        // Opened here, so that a store that cannot be opened stops the
+        // start with its error.
+        let delivery_store = Store::open_for(&ctx)?;
+        let delivery_notifier = notifier(&ctx)?;
+        let mut threads = Vec::new();
+        let delivery_counters = Arc::clone(&counters);
+        threads.push(std::thread::Builder::new().name("hikeshi-deliver".into()).spawn(
+            move || deliver_loop(delivery_store, delivery_notifier, wake_rx, delivery_counters),
+        )?);
+        let bans = if contain {
+            let store = Store::open_for(&ctx)?;
+            let notifier = notifier(&ctx)?;
+            let counters = Arc::clone(&counters);
+            let wake = wake_tx.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name("hikeshi-contain".into())
+                    .spawn(move || contain_loop(ctx, store, notifier, ban_rx, wake, counters))?,
+            );
+            Some(ban_tx)
+        } else {
+            None
+        };
+        Ok(Workers { bans, wake_delivery: Some(wake_tx), threads, counters })
+    }
+
+    /// Hands what a committed batch asks for to the workers (at once; it
+    /// never blocks). With bans to apply, delivery waits for containment
+    /// (which wakes it), so that an alert reaches the team once the ban
+    /// is in place, with its outcome on the timeline.
+    pub fn dispatch(&self, outcome: super::ingest::BatchOutcome) {
+        match &self.bans {
+            Some(bans) if !outcome.ban_intents.is_empty() => {
+                let _ = bans.send(outcome.ban_intents);
+            }
+            _ if outcome.alerts_enqueued > 0 => self.deliver_soon(),
+            _ => {}
+        }
+    }
+
+    /// Asks delivery to look at the outbox now.
+    pub fn deliver_soon(&self) {
+        if let Some(wake) = &self.wake_delivery {
+            let _ = wake.send(());
+        }
+    }
+
+    /// Stops both: containment after the requests already queued.
+    pub fn stop(mut self) {
+        self.bans.take();
+        self.wake_delivery.take();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn notifier(ctx: &Context) -> Result<Notifier> {
+    Notifier::from_config(&ctx.config.team, &ctx.config.alert, ctx.config.alert.stdout)
+        .map_err(|e| anyhow::anyhow!("alert configuration: {e}"))
+}
+
+fn contain_loop(
+    ctx: Arc<Context>,
+    mut store: Store,
+    notifier: Notifier,
+    requests: Receiver<Vec<BanIntent>>,
+    wake_delivery: Sender<()>,
+    counters: Arc<WorkerCounters>,
+) {
+    reconcile(&ctx, &counters);
+    let mut firewall = crate::respond::FirewallSlot::default();
+    loop {
+        let mut intents = match requests.recv_timeout(RECONCILE_EVERY) {
+            Ok(intents) => intents,
+            Err(RecvTimeoutError::Timeout) => {
+                reconcile(&ctx, &counters);
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        // Whatever else is queued goes to the firewall in the same batch.
+        while let Ok(more) = requests.try_recv() {
+            intents.extend(more);
+        }
+        let now = Timestamp::now();
+        let outcomes = crate::respond::contain_in(&ctx, &mut store, &mut firewall, &intents, now);
+        for outcome in &outcomes {
+            match outcome {
+                ContainmentOutcome::Banned { .. } => {
+                    counters.bans_applied.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!("{outcome}");
+                }
+                ContainmentOutcome::Failed { .. } => {
+                    counters.bans_failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!("{outcome}");
+                }
+                ContainmentOutcome::Refused { .. } => {
+                    counters.bans_refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!("{outcome}");
+                }
+                _ => tracing::info!("{outcome}"),
+            }
+        }
+        if let Err(err) = crate::respond::record_containment(&mut store, &notifier, &outcomes, now)
+        {
+            tracing::error!("recording containment on the incidents: {err:#}");
+        }
+        let _ = wake_delivery.send(());
+    }
+}
+
+fn reconcile(ctx: &Context, counters: &WorkerCounters) {
+    let now = Timestamp::now();
+    let result = crate::cli::ban::with_containment(ctx, |containment| {
+        containment.reconcile(now).map_err(anyhow::Error::from)
+    });
+    match result {
+        Ok(report) => {
+            for addr in &report.expired {
+                tracing::info!("ban of {addr} ended");
+            }
+            if !report.reapplied.is_empty() {
+                tracing::warn!(
+                    "re-applied {} bans missing from the firewall",
+                    report.reapplied.len()
+                );
+            }
+        }
+        Err(err) => {
+            counters.reconcile_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!("reconciling the firewall with the store: {err:#}");
+        }
+    }
+}
+
+fn deliver_loop(
+    mut store: Store,
+    notifier: Notifier,
+    wake: Receiver<()>,
+    counters: Arc<WorkerCounters>,
+) {
+    loop {
+        match wake.recv_timeout(DELIVERY_POLL) {
+            Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        while wake.try_recv().is_ok() {}
+        match crate::respond::deliver(&mut store, &notifier, Timestamp::now()) {
+            Ok(report) => {
+                counters.alerts_sent.fetch_add(report.sent as u64, Ordering::Relaxed);
+                counters.alerts_failed.fetch_add(report.failed.len() as u64, Ordering::Relaxed);
+                for failed in &report.failed {
+                    tracing::warn!(
+                        "alert via {} to {} failed (attempt {}): {}",
+                        failed.channel,
+                        failed.recipient,
+                        failed.attempts,
+                        failed.error
+                    );
+                }
+            }
+            Err(err) => tracing::warn!("delivering alerts: {err:#}"),
+        }
+    }
+}
