@@ -9,7 +9,7 @@
 //! incident per batch, with its text when the cap keeps it for good; the
 //! texts of the latest lines are buffered and written at commit (at most
 //! `latest` per incident per batch); every line is counted and folded
-//! into the incident's evidence digest. See [`super::evidence`].
+//! into the incident's evidence digest. See `store::evidence` for the formats.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
