@@ -19,6 +19,9 @@ use std::time::Duration;
 use hikeshi_core::incident::{IncidentId, Limits, TransitionError};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
+// `#[macro_use]`: schema.rs writes the audit triggers of later tables with
+// the same macros.
+#[macro_use]
 pub mod audit;
 mod evidence;
 pub mod incidents;
@@ -26,7 +29,8 @@ pub mod lifecycle;
 pub mod schema;
 
 pub use incidents::{
-    Batch, Incident, IncidentDetail, IncidentFilter, StoredEvidence, StoredTimelineEntry,
+    Batch, EvidenceRecord, Incident, IncidentDetail, IncidentFilter, StoredEvidence,
+    StoredTimelineEntry,
 };
 pub use schema::{Migration, MIGRATIONS};
 
@@ -135,12 +139,26 @@ impl StoreError {
     }
 }
 
+/// Where a store writes evidence lines (see [`evidence`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EvidenceLayout {
+    /// Schema version 5 on: a record per line in `evidence_lines`, the
+    /// latest texts in `evidence_latest`. `legacy_rolling`: the database
+    /// was migrated with rows in the old rolling table, which the window
+    /// still trims.
+    Current { legacy_rolling: bool },
+    /// A store opened at an older schema (tests, benchmarks): the kept
+    /// lines in `evidence` and `evidence_recent`.
+    Legacy,
+}
+
 /// An open incident database.
 #[derive(Debug)]
 pub struct Store {
     conn: Connection,
     path: PathBuf,
     options: StoreOptions,
+    layout: EvidenceLayout,
     cache: incidents::Cache,
 }
 
@@ -213,7 +231,22 @@ impl Store {
             schema::MigrateError::Sqlite(e) => fail(e),
         })?;
         conn.set_prepared_statement_cache_capacity(64);
-        Ok(Store { conn, path: path.to_path_buf(), options, cache: incidents::Cache::default() })
+        let layout = if schema::latest_version(options.migrations) < schema::EVIDENCE_LINES_VERSION
+        {
+            EvidenceLayout::Legacy
+        } else {
+            let legacy_rolling = conn
+                .query_row("SELECT EXISTS (SELECT 1 FROM evidence_recent)", [], |r| r.get(0))
+                .map_err(fail)?;
+            EvidenceLayout::Current { legacy_rolling }
+        };
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+            options,
+            layout,
+            cache: incidents::Cache::default(),
+        })
     }
 
     /// The database file.
@@ -223,6 +256,10 @@ impl Store {
 
     pub fn options(&self) -> &StoreOptions {
         &self.options
+    }
+
+    pub(crate) fn layout(&self) -> EvidenceLayout {
+        self.layout
     }
 
     /// The connection, for other modules' reads of their own tables.
@@ -262,7 +299,7 @@ impl Store {
     /// busy timeout for other writers). Dropping it without
     /// [`Batch::commit`] rolls everything back.
     pub fn batch(&mut self) -> Result<Batch<'_>, StoreError> {
-        Batch::begin(&self.conn, &self.path, &self.options, &mut self.cache)
+        Batch::begin(&self.conn, &self.path, &self.options, self.layout, &mut self.cache)
     }
 
     /// Runs `f` in one batch: commits if it returns `Ok`, rolls back
