@@ -80,13 +80,7 @@ impl LibNftables {
             unsafe { ctx_free(ctx.as_ptr()) };
             return Err(format!("{SONAME}: cannot buffer errors"));
         }
-        Ok(LibNftables {
-            ctx,
-            ctx_free,
-            run_cmd_from_buffer,
-            get_error_buffer,
-            _library: library,
-        })
+        Ok(LibNftables { ctx, ctx_free, run_cmd_from_buffer, get_error_buffer, _library: library })
     }
 
     /// Runs `commands` (the text `nft -f -` reads) as one transaction:

@@ -56,10 +56,7 @@ impl Nftables {
     /// through libnftables).
     fn apply(&mut self, batch: &str) -> Result<(), FirewallError> {
         match &mut self.library {
-            Some(library) => library.run(batch).map_err(|detail| FirewallError::Output {
-                program: "libnftables".to_string(),
-                detail,
-            }),
+            Some(library) => library.run(batch).map_err(FirewallError::Library),
             None => {
                 exec::run_with_stdin(&self.nft, ["-f", "-"], batch.as_bytes())?;
                 Ok(())
