@@ -23,6 +23,7 @@
 //! - Every [`status::STATUS_EVERY`] the owner rewrites the status file
 //!   (`hikeshi status`, `hikeshi verify`) and the metrics page.
 
+pub mod cursors;
 pub mod ingest;
 pub mod metrics;
 pub mod status;
@@ -59,8 +60,6 @@ const EXPIRE_EVERY: Duration = Duration::from_secs(1);
 const MAINTAIN_EVERY: Duration = Duration::from_secs(60);
 /// How often the detection state is saved (it is also saved on stop).
 const SAVE_STATE_EVERY: Duration = Duration::from_secs(300);
-/// How often the file positions and journal cursor are written.
-const CURSOR_FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// The line that tells a supervisor (and the tests) that every source is
 /// started: lines written from now on will be seen.
 pub const READY_LINE: &str = "hikeshi watch: ready";
@@ -130,7 +129,7 @@ pub fn run(ctx: Context, options: WatchOptions) -> Result<()> {
     crate::data_dir::ensure(&ctx.data_dir)?;
     let signals = Signals::install()?;
     let (tx, rx) = std::sync::mpsc::sync_channel(ctx.config.watch.queue.max(1));
-    let cursors = CursorStore::open(&ctx.data_dir.join("cursors"), CURSOR_FLUSH_EVERY)
+    let cursors = CursorStore::open(&ctx.data_dir.join("cursors"), cursors::FLUSH_EVERY)
         .context("file positions")?;
     let stdin = if options.stdin {
         Some(StdinSource::spawn(tx.clone(), ctx.config.parse.max_line_bytes)?)
@@ -200,7 +199,16 @@ impl Daemon {
         let ctx = Arc::clone(&self.ctx);
         validate(&ctx.config, self.options.stdin)?;
         let mut store = Store::open_for(&ctx)?;
-        let mut ingest = Ingest::new(&ctx, &store, Timestamp::now(), self.options.no_ban)?;
+        let journal_cursor =
+            cursors::JournalCursor::new(ctx.config.watch.journal.cursor_path(&ctx.data_dir));
+        let mut ingest = Ingest::new(
+            &ctx,
+            &store,
+            Timestamp::now(),
+            self.options.no_ban,
+            journal_cursor.clone(),
+        )?;
+        let flusher = cursors::Flusher::start(Arc::clone(&self.cursors), journal_cursor.clone())?;
         let workers = Workers::start(Arc::clone(&ctx), !self.options.no_ban)?;
         let sources = Sources::start(&ctx, &self.tx, &self.cursors, self.options.stdin)?;
         let metrics = match ctx.config.watch.metrics_addr()? {
@@ -280,7 +288,8 @@ impl Daemon {
             Err(err) => tracing::error!("resolving idle connections: {err:#}"),
         }
         ingest.save_state(&mut store).context("saving the detection state")?;
-        self.flush_cursors(&ctx, &ingest);
+        drop(flusher);
+        cursors::flush(&self.cursors, &journal_cursor);
         workers.deliver_soon();
         reporter.write_stopping(self.stdin.as_ref(), &ingest, &workers, exit);
         workers.stop();
@@ -342,9 +351,6 @@ impl Daemon {
                 Err(err) => tracing::error!("resolving idle connections: {err:#}"),
             }
         }
-        if Timers::due(&mut timers.cursors, now, CURSOR_FLUSH_EVERY) {
-            self.flush_cursors(&self.ctx, ingest);
-        }
         if Timers::due(&mut timers.status, now, status::STATUS_EVERY) {
             reporter.write(sources, self.stdin.as_ref(), ingest, workers, true);
         }
@@ -354,21 +360,6 @@ impl Daemon {
         if Timers::due(&mut timers.save_state, now, SAVE_STATE_EVERY) {
             if let Err(err) = ingest.save_state(store) {
                 tracing::error!("saving the detection state: {err:#}");
-            }
-        }
-    }
-
-    fn flush_cursors(&self, ctx: &Context, ingest: &Ingest) {
-        if let Err(err) = self.cursors.flush() {
-            tracing::error!("saving file positions: {err}");
-        }
-        if let Some(cursor) = ingest.journal_cursor() {
-            let journal =
-                JournalCursorStore::new(ctx.config.watch.journal.cursor_path(&ctx.data_dir));
-            if journal.load().ok().flatten().as_deref() != Some(cursor) {
-                if let Err(err) = journal.save(cursor) {
-                    tracing::error!("saving the journal cursor: {err}");
-                }
             }
         }
     }
@@ -398,7 +389,6 @@ fn has_other_sources(watch: &crate::config::WatchConfig, stdin: bool) -> bool {
 /// The periodic jobs' last runs.
 struct Timers {
     expire: Instant,
-    cursors: Instant,
     status: Instant,
     maintain: Instant,
     save_state: Instant,
@@ -407,7 +397,7 @@ struct Timers {
 impl Timers {
     fn new() -> Timers {
         let now = Instant::now();
-        Timers { expire: now, cursors: now, status: now, maintain: now, save_state: now }
+        Timers { expire: now, status: now, maintain: now, save_state: now }
     }
 
     fn due(last: &mut Instant, now: Instant, every: Duration) -> bool {
