@@ -198,7 +198,7 @@ impl Daemon {
     fn run_once(&mut self) -> Result<Exit> {
         let ctx = Arc::clone(&self.ctx);
         validate(&ctx.config, self.options.stdin)?;
-        let mut store = Store::open_for(&ctx)?;
+        let mut store = open_store(&ctx, Role::Owner)?;
         let journal_cursor =
             cursors::JournalCursor::new(ctx.config.watch.journal.cursor_path(&ctx.data_dir));
         let mut ingest = Ingest::new(
@@ -363,6 +363,26 @@ impl Daemon {
             }
         }
     }
+}
+
+/// Who opens a store connection in the daemon: the caches follow.
+#[derive(Debug, Clone, Copy)]
+pub enum Role {
+    /// Parses, detects, writes incidents: the working set of the attacks
+    /// in progress.
+    Owner,
+    /// Containment and delivery: a few rows per ban or alert.
+    Worker,
+}
+
+/// Opens the store with caches sized for a process that runs for months.
+pub fn open_store(ctx: &Context, role: Role) -> Result<Store> {
+    let options = crate::store::StoreOptions::from_config(&ctx.config);
+    let options = match role {
+        Role::Owner => options.long_running(16 * 1024, 5_000),
+        Role::Worker => options.long_running(2 * 1024, 500),
+    };
+    Store::open_for_with(ctx, options)
 }
 
 /// Checks what must hold before anything starts.

@@ -61,7 +61,7 @@ impl Workers {
         let (ban_tx, ban_rx) = mpsc::channel::<Vec<BanIntent>>();
         // Opened here, so that a store that cannot be opened stops the
         // start with its error.
-        let delivery_store = Store::open_for(&ctx)?;
+        let delivery_store = super::open_store(&ctx, super::Role::Worker)?;
         let delivery_notifier = notifier(&ctx)?;
         let mut threads = Vec::new();
         let delivery_counters = Arc::clone(&counters);
@@ -69,7 +69,7 @@ impl Workers {
             move || deliver_loop(delivery_store, delivery_notifier, wake_rx, delivery_counters),
         )?);
         let bans = if contain {
-            let store = Store::open_for(&ctx)?;
+            let store = super::open_store(&ctx, super::Role::Worker)?;
             let notifier = notifier(&ctx)?;
             let counters = Arc::clone(&counters);
             let wake = wake_tx.clone();

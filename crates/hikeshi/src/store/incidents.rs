@@ -352,9 +352,10 @@ impl std::fmt::Debug for Cache {
     }
 }
 
-/// Beyond this many cached incidents, the cache is emptied after a commit:
-/// memory stays bounded whatever the number of attackers.
-const CACHE_MAX_INCIDENTS: usize = 50_000;
+/// Campaigns looked up (most without an incident) kept per cached
+/// incident allowed: beyond, the cache is emptied after a commit too, so
+/// that a stream of new addresses cannot grow it without end.
+const CACHED_KEYS_PER_INCIDENT: usize = 4;
 
 impl Cache {
     fn clear(&mut self) {
@@ -716,7 +717,11 @@ impl<'s> Batch<'s> {
         self.flush()?;
         self.conn.execute_batch("COMMIT").map_err(|e| self.error(e))?;
         self.finished = true;
-        if self.cache.loaded.len() > CACHE_MAX_INCIDENTS {
+        // Memory stays bounded whatever the number of attackers.
+        let max = self.options.max_cached_incidents;
+        if self.cache.loaded.len() > max
+            || self.cache.open_by_key.len() > max.saturating_mul(CACHED_KEYS_PER_INCIDENT)
+        {
             self.cache.clear();
         }
         Ok(())

@@ -55,12 +55,25 @@ pub struct StoreOptions {
     pub limits: Limits,
     /// The schema steps to apply. Always [`MIGRATIONS`] outside tests.
     pub migrations: &'static [Migration],
+    /// SQLite's page cache, in KiB.
+    pub page_cache_kib: u32,
+    /// Incidents kept in memory between transactions at most (beyond, the
+    /// cache is emptied after a commit).
+    pub max_cached_incidents: usize,
 }
 
 impl StoreOptions {
     /// The options the configuration asks for.
     pub fn from_config(config: &crate::config::Config) -> StoreOptions {
         StoreOptions { limits: config.incidents.limits(), ..StoreOptions::default() }
+    }
+
+    /// Smaller caches, for a process that runs for months (the daemon):
+    /// memory follows the attacks in progress, not the history.
+    pub fn long_running(mut self, page_cache_kib: u32, max_cached_incidents: usize) -> Self {
+        self.page_cache_kib = page_cache_kib;
+        self.max_cached_incidents = max_cached_incidents;
+        self
     }
 }
 
@@ -70,6 +83,8 @@ impl Default for StoreOptions {
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
             limits: Limits::default(),
             migrations: MIGRATIONS,
+            page_cache_kib: 65_536,
+            max_cached_incidents: 50_000,
         }
     }
 }
@@ -166,8 +181,16 @@ impl Store {
     /// Opens the database of the data directory `ctx` names (creating the
     /// directory and the file if needed) with the configured limits.
     pub fn open_for(ctx: &crate::cli::Context) -> Result<Store, anyhow::Error> {
+        Store::open_for_with(ctx, StoreOptions::from_config(&ctx.config))
+    }
+
+    /// [`Store::open_for`] with `options` (see [`StoreOptions::long_running`]).
+    pub fn open_for_with(
+        ctx: &crate::cli::Context,
+        options: StoreOptions,
+    ) -> Result<Store, anyhow::Error> {
         crate::data_dir::ensure(&ctx.data_dir)?;
-        Ok(Store::open_with(&db_path(&ctx.data_dir), StoreOptions::from_config(&ctx.config))?)
+        Ok(Store::open_with(&db_path(&ctx.data_dir), options)?)
     }
 
     /// Opens (creating it if needed) the database at `path` with the
@@ -206,9 +229,10 @@ impl Store {
         // are simply read again.
         // A bigger page cache than SQLite's 2 MiB default keeps the
         // incident and index pages of a busy scan in memory.
-        conn.execute_batch(
-            "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536;",
-        )
+        conn.execute_batch(&format!(
+            "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -{};",
+            options.page_cache_kib
+        ))
         .map_err(fail)?;
         // Before migrating: the audit migration's triggers call them.
         audit::register_functions(&conn).map_err(fail)?;
