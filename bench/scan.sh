@@ -70,7 +70,11 @@ time_cmd() {
     # scan exits 1 when it opened incidents: that is its success.
     [[ $name == scan && $rc == 1 ]] || die "$name failed ($rc): $(tail -3 "$OUT/.stderr")"
   }
-  awk '{ printf "%s %.4f\n", $1, $2 + $3 }' "$OUT/.time" >>"$OUT/$name.times"
+  # GNU time adds "Command exited with non-zero status N" before the
+  # figures when the command fails (scan's 1): read the figures line only,
+  # or that line would count as a run of 0 s and halve the median.
+  awk 'NF == 3 && $1 ~ /^[0-9.]+$/ { printf "%s %.4f\n", $1, $2 + $3; n++ } END { exit n != 1 }' \
+    "$OUT/.time" >>"$OUT/$name.times" || die "$name: unreadable timing: $(cat "$OUT/.time")"
 }
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.4f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
@@ -92,7 +96,7 @@ F2B_LINE="fail2ban-regex: not measured (--no-fail2ban)"
 if ((F2B)) && command -v fail2ban-regex >/dev/null; then
   note "fail2ban-regex on the same file (slow, one run)"
   /usr/bin/time -f '%e %U %S' -o "$OUT/.time" "${PIN[@]}" fail2ban-regex "$LOG" /etc/fail2ban/filter.d/sshd.conf >"$OUT/f2b.out" 2>&1 || true
-  FW=$(awk '{print $1}' "$OUT/.time")
+  FW=$(awk 'NF == 3 && $1 ~ /^[0-9.]+$/ { print $1 }' "$OUT/.time")
   F2B_LINE=$(awk -v f="$FW" -v s="$SW" 'BEGIN { printf "fail2ban-regex (parse only, no actions): %.2f s wall = %.1fx hikeshi scan", f, f / s }')
 fi
 

@@ -112,6 +112,18 @@ pub fn enqueue_alerts(
 pub struct FirewallSlot {
     firewall: Option<Box<dyn crate::contain::Firewall>>,
     set_up: bool,
+    /// Leave ending the banned sources' connections to the caller (the
+    /// daemon does it off the ban path, so that the next ban never waits
+    /// for conntrack).
+    defer_conntrack: bool,
+}
+
+impl FirewallSlot {
+    /// A slot whose bans do not end connections themselves: the caller
+    /// does, for the addresses its outcomes say were banned.
+    pub fn deferring_conntrack() -> FirewallSlot {
+        FirewallSlot { defer_conntrack: true, ..FirewallSlot::default() }
+    }
 }
 
 /// Carries out `intents` with the configured firewall, on the store's
@@ -176,7 +188,8 @@ pub fn contain_in(
     match setup {
         Ok((policy, firewall, allowlist)) => {
             let config = &ctx.config.contain;
-            let conntrack = config.kill_connections.then(|| config.conntrack.clone());
+            let conntrack = (config.kill_connections && !slot.defer_conntrack)
+                .then(|| config.conntrack.clone());
             let mut containment = crate::contain::Containment::new(
                 firewall,
                 allowlist,

@@ -225,7 +225,7 @@ fn a_normal_history_verifies() {
     assert_eq!(per_table("timeline"), timeline);
     assert_eq!(per_table("bans"), 2, "insert and lift");
     assert_eq!(per_table("alert_outbox"), 2, "queued and retried");
-    assert!(per_table("evidence_recent") > 0);
+    assert!(per_table("evidence_latest") > 0 && per_table("evidence_lines") > 0);
     let deletes: i64 = c
         .query_row("SELECT count(*) FROM audit_log WHERE action = 'delete'", [], |r| r.get(0))
         .unwrap();

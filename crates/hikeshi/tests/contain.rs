@@ -515,7 +515,8 @@ fn invalid_addresses_are_clear_errors_and_ban_nothing() {
 
 #[test]
 fn missing_firewall_binary_fails_cleanly_and_records_nothing() {
-    let lab = Lab::new("[contain.nftables]\nnft = \"/nonexistent/nft\"");
+    // (`library = false`: the program, not libnftables, makes the change.)
+    let lab = Lab::new("[contain.nftables]\nnft = \"/nonexistent/nft\"\nlibrary = false");
     let out = lab.hikeshi(&["ban", PEER4]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -526,7 +527,7 @@ fn missing_firewall_binary_fails_cleanly_and_records_nothing() {
     assert!(lab.active_addresses().is_empty(), "a failed ban was recorded as active");
 
     // The same with `nft` missing from PATH.
-    lab.write_config("backend = \"nftables\"");
+    lab.write_config("backend = \"nftables\"\n[contain.nftables]\nlibrary = false");
     let data = lab.path("data");
     let config = lab.path("hikeshi.toml");
     let out = lab.server(
@@ -569,7 +570,8 @@ fn a_firewall_that_rejects_the_batch_applies_nothing() {
             && stderr.contains("containment FAILED for 2001:db8:f::2"),
         "{stderr}"
     );
-    assert!(stderr.contains("nft -f -"), "{stderr}");
+    assert!(stderr.contains("libnftables refused the change"), "{stderr}");
+    assert!(stderr.contains("datatype mismatch"), "{stderr}");
     assert!(lab.active_addresses().is_empty());
     let ruleset = lab.ruleset();
     assert!(
@@ -579,7 +581,7 @@ fn a_firewall_that_rejects_the_batch_applies_nothing() {
     assert!(lab.connects(SERVER6));
 
     // A firewall program that fails every command.
-    lab.write_config("[contain.nftables]\nnft = \"/bin/false\"");
+    lab.write_config("[contain.nftables]\nnft = \"/bin/false\"\nlibrary = false");
     let out = lab.hikeshi(&["ban", PEER4]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(

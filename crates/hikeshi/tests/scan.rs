@@ -332,3 +332,35 @@ fn bad_configuration_names_the_field() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("contain.ban_rules") && err.contains("brute_forse"), "{err}");
 }
+
+#[test]
+fn evidence_from_a_rotated_file_names_that_file_and_its_offset() {
+    let env = Env::new("");
+    let log = env.path("auth.log");
+    let rotated = env.path("auth.log.1");
+    for s in 0..6 {
+        append(&log, &failed(s, "203.0.113.9", "a"));
+    }
+    env.scan(&[&log]);
+    // Written after the run, then rotated away: read from auth.log.1.
+    let late = failed(6, "203.0.113.9", "late");
+    append(&log, &late);
+    std::fs::rename(&log, &rotated).unwrap();
+    append(&log, &failed(7, "203.0.113.9", "new"));
+    let (_, report) = env.scan(&[&log]);
+    assert_eq!(report["files"][0]["continuity"], "rotated", "{report:#}");
+    let detail = env.incident(&incidents(&report)[0]["id"]);
+    let evidence = detail["evidence"].as_array().unwrap();
+    let find = |text: &str| {
+        evidence.iter().find(|e| e["line"].as_str().unwrap().contains(text)).unwrap().clone()
+    };
+    for (user, file) in [("late", &rotated), ("new", &log)] {
+        let e = find(&format!("invalid user {user} "));
+        assert_eq!(e["file"], file.display().to_string(), "{e:#}");
+        let bytes = std::fs::read(file).unwrap();
+        let at = e["offset"].as_u64().unwrap() as usize;
+        let line = e["line"].as_str().unwrap();
+        assert_eq!(&bytes[at..at + line.len()], line.as_bytes(), "the offset is in that file");
+    }
+    assert_eq!(find("invalid user late ")["line"].as_str().unwrap(), late.trim_end());
+}

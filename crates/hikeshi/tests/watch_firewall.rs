@@ -206,7 +206,7 @@ fn bans_follow_the_log_survive_a_deleted_table_and_spare_the_allowlist() {
 fn a_firewall_that_refuses_is_reported_and_detection_goes_on() {
     let mut lab = Lab::new(
         "[contain]\nbackend = \"nftables\"\nkill_connections = false\n\
-         [contain.nftables]\nnft = \"/nonexistent/nft\"\n",
+         [contain.nftables]\nnft = \"/nonexistent/nft\"\nlibrary = false\n",
     );
     lab.start();
     lab.attack("203.0.113.1");

@@ -189,8 +189,9 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
         DeliveryReport::default()
     });
 
-    let incidents = incident_reports(&store, &pipeline)?;
-    let attention = incidents.iter().any(|i| i.change != "updated")
+    // Quiet: nothing is printed, so the incidents are not read back.
+    let incidents = if args.quiet { Vec::new() } else { incident_reports(&store, &pipeline)? };
+    let attention = pipeline.touched.values().any(|t| t.opened || t.escalated_from.is_some())
         || outcomes.iter().any(ContainmentOutcome::is_problem);
     let report = ScanReport {
         files,
@@ -369,6 +370,15 @@ fn scan_segment(
     name: &str,
     mut parse: ParseOptions,
 ) -> Result<(u64, ParseStats)> {
+    // Evidence names the file its offsets are in: a rotated predecessor
+    // by its own name, the live file as it was given.
+    let rotated_name;
+    let name = if segment.live {
+        name
+    } else {
+        rotated_name = segment.path.display().to_string();
+        &rotated_name
+    };
     let what = || format!("cannot read {}", segment.path.display());
     let mut file = File::open(&segment.path).with_context(what)?;
     let meta = file.metadata().with_context(what)?;

@@ -103,11 +103,15 @@ pub struct NftablesConfig {
     pub nft: String,
     /// hikeshi's own table (family inet); nothing outside it is touched.
     pub table: String,
+    /// Change the ruleset in-process through libnftables (the library
+    /// `nft` is built on) when it can be loaded: a ban without starting a
+    /// program. Listing and the fallback use `nft`.
+    pub library: bool,
 }
 
 impl Default for NftablesConfig {
     fn default() -> Self {
-        NftablesConfig { nft: "nft".into(), table: "hikeshi".into() }
+        NftablesConfig { nft: "nft".into(), table: "hikeshi".into(), library: true }
     }
 }
 

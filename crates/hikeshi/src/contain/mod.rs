@@ -16,6 +16,7 @@ pub mod config;
 pub mod conntrack;
 pub mod fail2ban;
 pub mod iptables;
+pub mod libnftables;
 pub mod nft;
 pub mod none;
 pub mod store;
@@ -42,6 +43,8 @@ pub enum FirewallError {
     Exec(#[from] ExecError),
     #[error("cannot understand the output of `{program}`: {detail}")]
     Output { program: String, detail: String },
+    #[error("libnftables refused the change: {0}")]
+    Library(String),
     #[error("invalid [contain] setting {field} = {value:?}: {why}")]
     Config { field: &'static str, value: String, why: &'static str },
     #[error("store: {0}")]

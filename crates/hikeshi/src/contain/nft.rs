@@ -15,6 +15,7 @@ use std::net::IpAddr;
 use serde_json::Value;
 
 use super::config::NftablesConfig;
+use super::libnftables::LibNftables;
 use super::{check_name, BackendKind, BanEntry, Firewall, FirewallError};
 use crate::exec;
 
@@ -25,21 +26,42 @@ pub const SET_V6: &str = "ban6";
 pub const CHAIN: &str = "input";
 
 /// hikeshi's nftables table.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Nftables {
     nft: String,
     table: String,
+    /// In-process libnftables, when configured and loadable; else `nft`.
+    library: Option<LibNftables>,
 }
 
 impl Nftables {
     pub fn new(config: &NftablesConfig) -> Result<Self, FirewallError> {
         check_name("nftables.table", &config.table, 32)?;
-        Ok(Nftables { nft: config.nft.clone(), table: config.table.clone() })
+        let library = if config.library {
+            LibNftables::load()
+                .map_err(|why| tracing::debug!("running `{}` for each change: {why}", config.nft))
+                .ok()
+        } else {
+            None
+        };
+        Ok(Nftables { nft: config.nft.clone(), table: config.table.clone(), library })
     }
 
-    fn apply(&self, batch: &str) -> Result<(), FirewallError> {
-        exec::run_with_stdin(&self.nft, ["-f", "-"], batch.as_bytes())?;
-        Ok(())
+    /// Whether changes go through libnftables (else the `nft` program).
+    pub fn in_process(&self) -> bool {
+        self.library.is_some()
+    }
+
+    /// Runs `batch` as one transaction (`nft -f -`, or the same text
+    /// through libnftables).
+    fn apply(&mut self, batch: &str) -> Result<(), FirewallError> {
+        match &mut self.library {
+            Some(library) => library.run(batch).map_err(FirewallError::Library),
+            None => {
+                exec::run_with_stdin(&self.nft, ["-f", "-"], batch.as_bytes())?;
+                Ok(())
+            }
+        }
     }
 
     fn table_exists(&self) -> Result<bool, FirewallError> {

@@ -113,14 +113,20 @@ pub struct Ingest {
     streams: HashMap<Arc<str>, Stream>,
     events: Vec<Parsed>,
     evidence: Vec<u8>,
-    /// The journal cursor of the last record committed.
-    journal_cursor: Option<String>,
+    /// Where the journal cursor of the last record committed goes.
+    journal: super::cursors::JournalCursor,
     pub totals: Totals,
 }
 
 impl Ingest {
     /// Goes on from the detection state the store holds.
-    pub fn new(ctx: &Context, store: &Store, now: Timestamp, no_ban: bool) -> Result<Ingest> {
+    pub fn new(
+        ctx: &Context,
+        store: &Store,
+        now: Timestamp,
+        no_ban: bool,
+        journal: super::cursors::JournalCursor,
+    ) -> Result<Ingest> {
         let pipeline = crate::cli::scan::new_pipeline(ctx, store, now, no_ban)?;
         let notifier = Notifier::from_config(&ctx.config.team, &ctx.config.alert, false)
             .map_err(|e| anyhow::anyhow!("alert configuration: {e}"))?;
@@ -137,7 +143,7 @@ impl Ingest {
             streams: HashMap::new(),
             events: Vec::new(),
             evidence: Vec::new(),
-            journal_cursor: None,
+            journal,
             totals: Totals::default(),
         })
     }
@@ -164,8 +170,8 @@ impl Ingest {
             Ok(outcome) => {
                 self.totals.handled += items.len() as u64;
                 self.totals.batches += 1;
-                if journal_cursor.is_some() {
-                    self.journal_cursor = journal_cursor;
+                if let Some(cursor) = journal_cursor {
+                    self.journal.committed(&cursor);
                 }
                 Ok(outcome)
             }
@@ -236,11 +242,6 @@ impl Ingest {
         }
         self.pipeline.set_now(now);
         self.pipeline.forget_ended_ban_requests();
-    }
-
-    /// The journal cursor of the last record committed.
-    pub fn journal_cursor(&self) -> Option<&str> {
-        self.journal_cursor.as_deref()
     }
 
     /// What each stream parsed, by name; for files, how far the file is

@@ -23,6 +23,7 @@
 //! - Every [`status::STATUS_EVERY`] the owner rewrites the status file
 //!   (`hikeshi status`, `hikeshi verify`) and the metrics page.
 
+pub mod cursors;
 pub mod ingest;
 pub mod metrics;
 pub mod status;
@@ -59,8 +60,6 @@ const EXPIRE_EVERY: Duration = Duration::from_secs(1);
 const MAINTAIN_EVERY: Duration = Duration::from_secs(60);
 /// How often the detection state is saved (it is also saved on stop).
 const SAVE_STATE_EVERY: Duration = Duration::from_secs(300);
-/// How often the file positions and journal cursor are written.
-const CURSOR_FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// The line that tells a supervisor (and the tests) that every source is
 /// started: lines written from now on will be seen.
 pub const READY_LINE: &str = "hikeshi watch: ready";
@@ -130,7 +129,7 @@ pub fn run(ctx: Context, options: WatchOptions) -> Result<()> {
     crate::data_dir::ensure(&ctx.data_dir)?;
     let signals = Signals::install()?;
     let (tx, rx) = std::sync::mpsc::sync_channel(ctx.config.watch.queue.max(1));
-    let cursors = CursorStore::open(&ctx.data_dir.join("cursors"), CURSOR_FLUSH_EVERY)
+    let cursors = CursorStore::open(&ctx.data_dir.join("cursors"), cursors::FLUSH_EVERY)
         .context("file positions")?;
     let stdin = if options.stdin {
         Some(StdinSource::spawn(tx.clone(), ctx.config.parse.max_line_bytes)?)
@@ -199,8 +198,17 @@ impl Daemon {
     fn run_once(&mut self) -> Result<Exit> {
         let ctx = Arc::clone(&self.ctx);
         validate(&ctx.config, self.options.stdin)?;
-        let mut store = Store::open_for(&ctx)?;
-        let mut ingest = Ingest::new(&ctx, &store, Timestamp::now(), self.options.no_ban)?;
+        let mut store = open_store(&ctx, Role::Owner)?;
+        let journal_cursor =
+            cursors::JournalCursor::new(ctx.config.watch.journal.cursor_path(&ctx.data_dir));
+        let mut ingest = Ingest::new(
+            &ctx,
+            &store,
+            Timestamp::now(),
+            self.options.no_ban,
+            journal_cursor.clone(),
+        )?;
+        let flusher = cursors::Flusher::start(Arc::clone(&self.cursors), journal_cursor.clone())?;
         let workers = Workers::start(Arc::clone(&ctx), !self.options.no_ban)?;
         let sources = Sources::start(&ctx, &self.tx, &self.cursors, self.options.stdin)?;
         let metrics = match ctx.config.watch.metrics_addr()? {
@@ -280,7 +288,8 @@ impl Daemon {
             Err(err) => tracing::error!("resolving idle connections: {err:#}"),
         }
         ingest.save_state(&mut store).context("saving the detection state")?;
-        self.flush_cursors(&ctx, &ingest);
+        drop(flusher);
+        cursors::flush(&self.cursors, &journal_cursor);
         workers.deliver_soon();
         reporter.write_stopping(self.stdin.as_ref(), &ingest, &workers, exit);
         workers.stop();
@@ -342,9 +351,6 @@ impl Daemon {
                 Err(err) => tracing::error!("resolving idle connections: {err:#}"),
             }
         }
-        if Timers::due(&mut timers.cursors, now, CURSOR_FLUSH_EVERY) {
-            self.flush_cursors(&self.ctx, ingest);
-        }
         if Timers::due(&mut timers.status, now, status::STATUS_EVERY) {
             reporter.write(sources, self.stdin.as_ref(), ingest, workers, true);
         }
@@ -357,21 +363,26 @@ impl Daemon {
             }
         }
     }
+}
 
-    fn flush_cursors(&self, ctx: &Context, ingest: &Ingest) {
-        if let Err(err) = self.cursors.flush() {
-            tracing::error!("saving file positions: {err}");
-        }
-        if let Some(cursor) = ingest.journal_cursor() {
-            let journal =
-                JournalCursorStore::new(ctx.config.watch.journal.cursor_path(&ctx.data_dir));
-            if journal.load().ok().flatten().as_deref() != Some(cursor) {
-                if let Err(err) = journal.save(cursor) {
-                    tracing::error!("saving the journal cursor: {err}");
-                }
-            }
-        }
-    }
+/// Who opens a store connection in the daemon: the caches follow.
+#[derive(Debug, Clone, Copy)]
+pub enum Role {
+    /// Parses, detects, writes incidents: the working set of the attacks
+    /// in progress.
+    Owner,
+    /// Containment and delivery: a few rows per ban or alert.
+    Worker,
+}
+
+/// Opens the store with caches sized for a process that runs for months.
+pub fn open_store(ctx: &Context, role: Role) -> Result<Store> {
+    let options = crate::store::StoreOptions::from_config(&ctx.config);
+    let options = match role {
+        Role::Owner => options.long_running(16 * 1024, 5_000),
+        Role::Worker => options.long_running(2 * 1024, 500),
+    };
+    Store::open_for_with(ctx, options)
 }
 
 /// Checks what must hold before anything starts.
@@ -398,7 +409,6 @@ fn has_other_sources(watch: &crate::config::WatchConfig, stdin: bool) -> bool {
 /// The periodic jobs' last runs.
 struct Timers {
     expire: Instant,
-    cursors: Instant,
     status: Instant,
     maintain: Instant,
     save_state: Instant,
@@ -407,7 +417,7 @@ struct Timers {
 impl Timers {
     fn new() -> Timers {
         let now = Instant::now();
-        Timers { expire: now, cursors: now, status: now, maintain: now, save_state: now }
+        Timers { expire: now, status: now, maintain: now, save_state: now }
     }
 
     fn due(last: &mut Instant, now: Instant, every: Duration) -> bool {

@@ -61,7 +61,7 @@ impl Workers {
         let (ban_tx, ban_rx) = mpsc::channel::<Vec<BanIntent>>();
         // Opened here, so that a store that cannot be opened stops the
         // start with its error.
-        let delivery_store = Store::open_for(&ctx)?;
+        let delivery_store = super::open_store(&ctx, super::Role::Worker)?;
         let delivery_notifier = notifier(&ctx)?;
         let mut threads = Vec::new();
         let delivery_counters = Arc::clone(&counters);
@@ -69,7 +69,7 @@ impl Workers {
             move || deliver_loop(delivery_store, delivery_notifier, wake_rx, delivery_counters),
         )?);
         let bans = if contain {
-            let store = Store::open_for(&ctx)?;
+            let store = super::open_store(&ctx, super::Role::Worker)?;
             let notifier = notifier(&ctx)?;
             let counters = Arc::clone(&counters);
             let wake = wake_tx.clone();
@@ -130,7 +130,8 @@ fn contain_loop(
     counters: Arc<WorkerCounters>,
 ) {
     reconcile(&ctx, &counters);
-    let mut firewall = crate::respond::FirewallSlot::default();
+    let mut firewall = crate::respond::FirewallSlot::deferring_conntrack();
+    let disconnect = Disconnect::start(&ctx);
     loop {
         let mut intents = match requests.recv_timeout(RECONCILE_EVERY) {
             Ok(intents) => intents,
@@ -163,11 +164,73 @@ fn contain_loop(
                 _ => tracing::info!("{outcome}"),
             }
         }
+        if let Some(disconnect) = &disconnect {
+            disconnect.end_connections_of(&outcomes);
+        }
         if let Err(err) = crate::respond::record_containment(&mut store, &notifier, &outcomes, now)
         {
             tracing::error!("recording containment on the incidents: {err:#}");
         }
         let _ = wake_delivery.send(());
+    }
+}
+
+/// Ends the established connections of banned sources (`conntrack -D`)
+/// on a thread of its own, after their bans are in place: a DROP rule
+/// alone leaves an open SSH session's state, and the next ban must not
+/// wait for conntrack.
+struct Disconnect {
+    tx: Sender<std::collections::BTreeSet<std::net::IpAddr>>,
+}
+
+impl Disconnect {
+    /// `None` when `[contain] kill_connections` is off or nothing is banned
+    /// for real (the `none` backend).
+    fn start(ctx: &Context) -> Option<Disconnect> {
+        let config = &ctx.config.contain;
+        if !config.kill_connections || config.backend == crate::contain::BackendKind::None {
+            return None;
+        }
+        let program = config.conntrack.clone();
+        let (tx, rx) = mpsc::channel::<std::collections::BTreeSet<std::net::IpAddr>>();
+        let spawned =
+            std::thread::Builder::new().name("hikeshi-conntrack".into()).spawn(move || {
+                while let Ok(mut addrs) = rx.recv() {
+                    while let Ok(more) = rx.try_recv() {
+                        addrs.extend(more);
+                    }
+                    match crate::contain::conntrack::kill(&program, &addrs) {
+                        Ok(killed) => {
+                            for (addr, n) in killed.iter().filter(|(_, n)| **n > 0) {
+                                tracing::info!("ended {n} established connections of {addr}");
+                            }
+                        }
+                        Err(err) => {
+                            tracing::warn!("could not end connections of banned sources: {err}")
+                        }
+                    }
+                }
+            });
+        match spawned {
+            Ok(_) => Some(Disconnect { tx }),
+            Err(err) => {
+                tracing::warn!("connections of banned sources will not be ended: {err}");
+                None
+            }
+        }
+    }
+
+    fn end_connections_of(&self, outcomes: &[ContainmentOutcome]) {
+        let banned: std::collections::BTreeSet<std::net::IpAddr> = outcomes
+            .iter()
+            .filter_map(|o| match o {
+                ContainmentOutcome::Banned { addr, dry_run: false, .. } => Some(*addr),
+                _ => None,
+            })
+            .collect();
+        if !banned.is_empty() {
+            let _ = self.tx.send(banned);
+        }
     }
 }
 

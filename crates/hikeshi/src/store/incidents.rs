@@ -4,13 +4,14 @@
 //!
 //! Writes go through a [`Batch`], which keeps the incidents it touches in
 //! memory (merged with the pure [`Campaign::merge`]) and writes each one's
-//! row once, at commit. Evidence lines are the volume: the first lines of
-//! an incident are inserted at once through a cached statement, the latest
-//! ones are buffered and written at commit (at most `latest` per incident
-//! per batch), and every line, kept or not, is counted and folded into the
-//! incident's evidence digest.
+//! row once, at commit. Evidence lines are the volume: every line gets a
+//! compact record (file, offset, SHA-256) packed into one chunk per
+//! incident per batch, with its text when the cap keeps it for good; the
+//! texts of the latest lines are buffered and written at commit (at most
+//! `latest` per incident per batch); every line is counted and folded
+//! into the incident's evidence digest. See `store::evidence` for the formats.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use hikeshi_core::incident::{
@@ -21,9 +22,10 @@ use hikeshi_core::Severity;
 use jiff::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
-use super::evidence::{self, ChunkBuilder};
-use super::{StoreError, StoreOptions};
+use super::evidence::{self, LatestChunk, LegacyChunk, LinesChunk, CHUNK_BYTES};
+use super::{EvidenceLayout, StoreError, StoreOptions};
 
 /// An incident as listed: its aggregate, without timeline and evidence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -72,6 +74,20 @@ impl Serialize for StoredEvidence {
     }
 }
 
+/// One line attributed to an incident as the store records it, whether or
+/// not its text is kept: where it was read and its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EvidenceRecord {
+    /// The line's number among all the incident's evidence lines (0-based).
+    pub seq: u64,
+    pub file: String,
+    pub offset: u64,
+    #[serde(with = "hikeshi_core::incident::digest_hex")]
+    pub sha256: Sha256Digest,
+    /// Whether its text is kept (see [`IncidentDetail::evidence`]).
+    pub text_kept: bool,
+}
+
 /// An incident with its timeline and kept evidence, oldest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct IncidentDetail {
@@ -96,14 +112,24 @@ struct Loaded {
     campaign: Campaign,
     /// Its row must be written at commit.
     dirty: bool,
+    /// The records of this batch's lines not written yet (every line,
+    /// with the text of those kept for good), packed as they arrive.
+    lines: LinesChunk,
+    /// A store at a schema before version 5: the lines of this batch kept
+    /// for good, in the legacy format.
+    legacy_kept: LegacyChunk,
     /// The latest evidence lines of this batch (beyond the first ones),
-    /// at most `limits.evidence.latest`, with their `seq`.
-    recent: VecDeque<(u64, Evidence)>,
-    /// Lines of this batch kept for good (the first ones, pinned ones),
-    /// packed as they arrive and written as one chunk at commit.
-    kept: ChunkBuilder,
+    /// at most `limits.evidence.latest`.
+    latest: LatestRing,
     /// Names that joined the campaign's sets in this batch.
     new_names: Vec<(NameKind, String)>,
+    /// A host and a user known to be in the campaign's kept sets (the
+    /// last ones seen), so that a run of attempts alike skips the lookups.
+    known_host: Option<String>,
+    known_user: Option<String>,
+    /// The campaign's kept user names, hashed: a spray of user names
+    /// looks each one up (built on the first attempt that needs it).
+    user_index: Option<HashSet<String, foldhash::fast::RandomState>>,
 }
 
 impl Loaded {
@@ -111,10 +137,129 @@ impl Loaded {
         Loaded {
             campaign,
             dirty,
-            recent: VecDeque::new(),
-            kept: ChunkBuilder::default(),
+            lines: LinesChunk::default(),
+            legacy_kept: LegacyChunk::default(),
+            latest: LatestRing::default(),
             new_names: Vec::new(),
+            known_host: None,
+            known_user: None,
+            user_index: None,
         }
+    }
+
+    /// Records line `seq` of this incident: its record always, its text
+    /// for good if `keep_text`, or else among the latest lines. Writes
+    /// the batch's records as a chunk of their own once they are big
+    /// (`scratch`: a buffer for compressing it).
+    #[allow(clippy::too_many_arguments)]
+    fn record_line(
+        &mut self,
+        conn: &Connection,
+        layout: EvidenceLayout,
+        id: IncidentId,
+        latest_cap: u64,
+        seq: u64,
+        ev: EvidenceRef<'_>,
+        keep_text: bool,
+        scratch: &mut Vec<u8>,
+    ) -> rusqlite::Result<()> {
+        if !keep_text && latest_cap > 0 {
+            self.latest.push(latest_cap, seq, ev, layout == EvidenceLayout::Legacy);
+        }
+        match layout {
+            EvidenceLayout::Legacy => {
+                if keep_text {
+                    self.legacy_kept.push_ref(seq, ev);
+                    if self.legacy_kept.data.len() >= CHUNK_BYTES {
+                        insert_legacy(conn, INSERT_LEGACY_KEPT, id, &self.legacy_kept)?;
+                        self.legacy_kept.clear();
+                    }
+                }
+            }
+            EvidenceLayout::Current { .. } => {
+                self.lines.push(seq, ev.file, ev.offset, &ev.sha256, keep_text.then_some(ev.line));
+                if self.lines.data.len() >= CHUNK_BYTES {
+                    // Written now, in this transaction: the buffer is
+                    // reused, so a long attack neither grows memory nor
+                    // reallocates it.
+                    insert_lines(conn, id, &self.lines, scratch)?;
+                    self.lines.clear();
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The latest lines of a batch: a ring of at most `cap` slots, the
+/// oldest overwritten in place (its buffers reused) once it is full.
+#[derive(Default)]
+struct LatestRing {
+    slots: Vec<LatestLine>,
+    /// The oldest slot once the ring is full (0 until then).
+    oldest: usize,
+}
+
+impl LatestRing {
+    /// Adds line `seq`; its file, offset and SHA-256 too if `with_origin`
+    /// (the legacy format repeats them; the current one has them in the
+    /// line's record).
+    fn push(&mut self, cap: u64, seq: u64, ev: EvidenceRef<'_>, with_origin: bool) {
+        let slot = if (self.slots.len() as u64) < cap {
+            self.slots.push(LatestLine::default());
+            self.slots.last_mut().expect("pushed above")
+        } else {
+            let oldest = self.oldest;
+            self.oldest = (oldest + 1) % self.slots.len();
+            &mut self.slots[oldest]
+        };
+        slot.seq = seq;
+        slot.text.clear();
+        slot.text.extend_from_slice(ev.line);
+        if with_origin {
+            slot.file.clear();
+            slot.file.push_str(ev.file);
+            slot.offset = ev.offset;
+            slot.sha256 = ev.sha256;
+        }
+    }
+
+    /// Oldest first.
+    fn iter(&self) -> impl Iterator<Item = &LatestLine> {
+        self.slots[self.oldest..].iter().chain(&self.slots[..self.oldest])
+    }
+
+    fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+}
+
+/// One of the latest lines of a batch, until commit.
+#[derive(Default)]
+struct LatestLine {
+    seq: u64,
+    text: Vec<u8>,
+    /// Legacy format only.
+    file: String,
+    offset: u64,
+    sha256: Sha256Digest,
+}
+
+impl LatestLine {
+    fn as_ref(&self) -> EvidenceRef<'_> {
+        EvidenceRef { file: &self.file, offset: self.offset, line: &self.text, sha256: self.sha256 }
+    }
+}
+
+/// Sets `known` to `name`, reusing its allocation.
+fn remember(known: &mut Option<String>, name: Option<&str>) {
+    match name {
+        Some(name) => {
+            let known = known.get_or_insert_with(String::new);
+            known.clear();
+            known.push_str(name);
+        }
+        None => *known = None,
     }
 }
 
@@ -197,6 +342,8 @@ pub(super) struct Cache {
     /// per line: foldhash, randomly seeded (keys are attacker-chosen).
     open_by_key: HashMap<CampaignKey, Option<IncidentId>, foldhash::fast::RandomState>,
     loaded: HashMap<IncidentId, Loaded, foldhash::fast::RandomState>,
+    /// A buffer for compressing evidence chunks, reused.
+    scratch: Vec<u8>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -205,9 +352,10 @@ impl std::fmt::Debug for Cache {
     }
 }
 
-/// Beyond this many cached incidents, the cache is emptied after a commit:
-/// memory stays bounded whatever the number of attackers.
-const CACHE_MAX_INCIDENTS: usize = 50_000;
+/// Campaigns looked up (most without an incident) kept per cached
+/// incident allowed: beyond, the cache is emptied after a commit too, so
+/// that a stream of new addresses cannot grow it without end.
+const CACHED_KEYS_PER_INCIDENT: usize = 4;
 
 impl Cache {
     fn clear(&mut self) {
@@ -223,6 +371,7 @@ pub struct Batch<'s> {
     conn: &'s Connection,
     path: &'s Path,
     options: &'s StoreOptions,
+    layout: EvidenceLayout,
     cache: &'s mut Cache,
     finished: bool,
 }
@@ -239,29 +388,35 @@ impl Drop for Batch<'_> {
     }
 }
 
-/// A batch's kept (first) lines of one incident are written as a chunk
-/// once they reach this size, rather than all at commit.
-const KEPT_CHUNK_BYTES: usize = 64 * 1024;
-
-const INSERT_EVIDENCE: &str =
-    "INSERT INTO evidence (incident_id, first_seq, last_seq, lines, data) \
-                               VALUES (?1, ?2, ?3, ?4, ?5)";
-const INSERT_RECENT: &str = "INSERT INTO evidence_recent \
+const INSERT_LINES: &str = "INSERT INTO evidence_lines \
+                            (incident_id, first_seq, last_seq, lines, data) \
+                            VALUES (?1, ?2, ?3, ?4, ?5)";
+const INSERT_LATEST: &str = "INSERT INTO evidence_latest \
                              (incident_id, first_seq, last_seq, lines, data) \
                              VALUES (?1, ?2, ?3, ?4, ?5)";
+const INSERT_LEGACY_KEPT: &str =
+    "INSERT INTO evidence (incident_id, first_seq, last_seq, lines, data) \
+                               VALUES (?1, ?2, ?3, ?4, ?5)";
+const INSERT_LEGACY_RECENT: &str = "INSERT INTO evidence_recent \
+                             (incident_id, first_seq, last_seq, lines, data) \
+                             VALUES (?1, ?2, ?3, ?4, ?5)";
+const DELETE_LATEST: &str = "DELETE FROM evidence_latest WHERE incident_id = ?1 AND last_seq < ?2";
+const DELETE_LEGACY_RECENT: &str =
+    "DELETE FROM evidence_recent WHERE incident_id = ?1 AND last_seq < ?2";
 
 impl<'s> Batch<'s> {
     pub(super) fn begin(
         conn: &'s Connection,
         path: &'s Path,
         options: &'s StoreOptions,
+        layout: EvidenceLayout,
         cache: &'s mut Cache,
     ) -> Result<Batch<'s>, StoreError> {
         let fail = |e| StoreError::from_sqlite(path, options.busy_timeout, e);
         // IMMEDIATE takes the write lock now (waiting up to the busy
         // timeout), so the batch never fails half-way for a lock.
         conn.execute_batch("BEGIN IMMEDIATE").map_err(fail)?;
-        let batch = Batch { conn, path, options, cache, finished: false };
+        let batch = Batch { conn, path, options, layout, cache, finished: false };
         let version: i64 =
             conn.query_row("PRAGMA data_version", [], |row| row.get(0)).map_err(fail)?;
         if batch.cache.data_version != Some(version) {
@@ -340,6 +495,10 @@ impl<'s> Batch<'s> {
                 let change = loaded.campaign.merge(&obs, &limits);
                 if !unseen.is_empty() {
                     let added = newly_kept(&loaded.campaign, unseen);
+                    if let Some(index) = &mut loaded.user_index {
+                        let users = added.iter().filter(|(kind, _)| *kind == NameKind::User);
+                        index.extend(users.map(|(_, name)| name.clone()));
+                    }
                     loaded.new_names.extend(added);
                 }
                 loaded.dirty = true;
@@ -357,7 +516,7 @@ impl<'s> Batch<'s> {
             }
         };
         let pin_last = matches!(change, Change::Escalated { .. });
-        self.record_lines(id, obs.evidence.into_iter(), pin_last);
+        self.record_lines(id, &obs.evidence, pin_last)?;
         Ok((id, change))
     }
 
@@ -377,48 +536,48 @@ impl<'s> Batch<'s> {
     ) -> Result<(), StoreError> {
         self.load(id)?;
         let limits = self.options.limits;
-        let loaded = self.cache.loaded.get_mut(&id).expect("loaded above");
+        let cache = &mut *self.cache;
+        let loaded = cache.loaded.get_mut(&id).expect("loaded above");
+        let scratch = &mut cache.scratch;
         let campaign = &mut loaded.campaign;
         campaign.attempts = campaign.attempts.saturating_add(1);
         campaign.first_seen = campaign.first_seen.min(at);
         campaign.last_seen = campaign.last_seen.max(at);
         if let Some(host) = host {
-            if campaign.hosts.insert(host, limits.max_hosts) {
-                loaded.new_names.push((NameKind::Host, host.to_string()));
+            if loaded.known_host.as_deref() != Some(host) {
+                let newly_kept = campaign.hosts.insert(host, limits.max_hosts);
+                if newly_kept {
+                    loaded.new_names.push((NameKind::Host, host.to_string()));
+                }
+                let kept = newly_kept || campaign.hosts.kept.contains(host);
+                remember(&mut loaded.known_host, kept.then_some(host));
             }
         }
         if let Some(user) = user {
-            if campaign.users.insert(user, limits.max_users) {
-                loaded.new_names.push((NameKind::User, user.to_string()));
+            if loaded.known_user.as_deref() != Some(user) {
+                let index = loaded
+                    .user_index
+                    .get_or_insert_with(|| campaign.users.kept.iter().cloned().collect());
+                // Not in the index: new to the set, or beyond its cap
+                // (counted there).
+                let kept = index.contains(user) || {
+                    let newly_kept = campaign.users.insert(user, limits.max_users);
+                    if newly_kept {
+                        index.insert(user.to_string());
+                        loaded.new_names.push((NameKind::User, user.to_string()));
+                    }
+                    newly_kept
+                };
+                remember(&mut loaded.known_user, kept.then_some(user));
             }
         }
-        // The line's bytes are copied only if the cap keeps them: into
-        // the first lines' chunk, or into the buffer of the oldest of the
-        // latest lines it pushes out.
         let cap = limits.evidence;
         let seq = campaign.note_evidence(&evidence.sha256);
-        if cap.keeps_first(seq) {
-            loaded.kept.push_ref(seq, evidence);
-            if loaded.kept.data.len() >= KEPT_CHUNK_BYTES {
-                // Written now, in this transaction, as a chunk of its own:
-                // the buffer is reused, so a long attack neither grows
-                // memory nor reallocates it.
-                insert_chunk(self.conn, INSERT_EVIDENCE, id, &loaded.kept).map_err(|e| {
-                    StoreError::from_sqlite(self.path, self.options.busy_timeout, e)
-                })?;
-                loaded.kept.clear();
-            }
-        } else if cap.latest > 0 {
-            let mut slot = if loaded.recent.len() as u64 >= cap.latest {
-                loaded.recent.pop_front().expect("the latest lines are full").1
-            } else {
-                Evidence::default()
-            };
-            evidence.copy_into(&mut slot);
-            loaded.recent.push_back((seq, slot));
-        }
         loaded.dirty = true;
-        Ok(())
+        let keep = cap.keeps_first(seq);
+        loaded
+            .record_line(self.conn, self.layout, id, cap.latest, seq, evidence, keep, scratch)
+            .map_err(|e| StoreError::from_sqlite(self.path, self.options.busy_timeout, e))
     }
 
     /// The aggregate of incident `id` as this batch has made it so far.
@@ -430,24 +589,22 @@ impl<'s> Batch<'s> {
     fn record_lines(
         &mut self,
         id: IncidentId,
-        lines: impl ExactSizeIterator<Item = Evidence>,
+        lines: &[Evidence],
         pin_last: bool,
-    ) {
+    ) -> Result<(), StoreError> {
         let cap = self.options.limits.evidence;
-        let last = lines.len().checked_sub(1);
-        let loaded = self.cache.loaded.get_mut(&id).expect("incident loaded before its evidence");
-        for (i, ev) in lines.enumerate() {
-            let seq = loaded.campaign.note_evidence(&ev.sha256);
-            if cap.keeps_first(seq) || (pin_last && Some(i) == last) {
-                loaded.kept.push_ref(seq, ev.as_ref());
-            } else if cap.latest > 0 {
-                if loaded.recent.len() as u64 >= cap.latest {
-                    loaded.recent.pop_front();
-                }
-                loaded.recent.push_back((seq, ev));
-            }
-        }
+        let cache = &mut *self.cache;
+        let loaded = cache.loaded.get_mut(&id).expect("incident loaded before its evidence");
         loaded.dirty = true;
+        for (i, ev) in lines.iter().enumerate() {
+            let seq = loaded.campaign.note_evidence(&ev.sha256);
+            let keep = cap.keeps_first(seq) || (pin_last && i + 1 == lines.len());
+            let (layout, scratch) = (self.layout, &mut cache.scratch);
+            loaded
+                .record_line(self.conn, layout, id, cap.latest, seq, ev.as_ref(), keep, scratch)
+                .map_err(|e| StoreError::from_sqlite(self.path, self.options.busy_timeout, e))?;
+        }
+        Ok(())
     }
 
     /// Attaches evidence explicitly (eradication, file integrity, a
@@ -477,12 +634,16 @@ impl<'s> Batch<'s> {
         detail: &str,
     ) -> Result<u64, StoreError> {
         self.load(id)?;
-        let loaded = self.cache.loaded.get_mut(&id).expect("loaded above");
+        let cache = &mut *self.cache;
+        let loaded = cache.loaded.get_mut(&id).expect("loaded above");
         let seq = loaded.campaign.note_evidence(&evidence.sha256);
         loaded.dirty = true;
-        let mut chunk = ChunkBuilder::default();
-        chunk.push(seq, &evidence);
-        insert_chunk(self.conn, INSERT_EVIDENCE, id, &chunk).map_err(|e| self.error(e))?;
+        // Kept whatever the cap, with the batch's other lines of the
+        // incident (their records are consecutive).
+        let (latest, scratch) = (self.options.limits.evidence.latest, &mut cache.scratch);
+        loaded
+            .record_line(self.conn, self.layout, id, latest, seq, evidence.as_ref(), true, scratch)
+            .map_err(|e| StoreError::from_sqlite(self.path, self.options.busy_timeout, e))?;
         self.insert_timeline(id, at, actor, TimelineKind::EvidenceAdded, detail)?;
         Ok(seq)
     }
@@ -556,7 +717,11 @@ impl<'s> Batch<'s> {
         self.flush()?;
         self.conn.execute_batch("COMMIT").map_err(|e| self.error(e))?;
         self.finished = true;
-        if self.cache.loaded.len() > CACHE_MAX_INCIDENTS {
+        // Memory stays bounded whatever the number of attackers.
+        let max = self.options.max_cached_incidents;
+        if self.cache.loaded.len() > max
+            || self.cache.open_by_key.len() > max.saturating_mul(CACHED_KEYS_PER_INCIDENT)
+        {
             self.cache.clear();
         }
         Ok(())
@@ -572,9 +737,11 @@ impl<'s> Batch<'s> {
             self.cache.loaded.iter().filter(|(_, l)| l.dirty).map(|(id, _)| *id).collect();
         dirty.sort_unstable();
         for id in dirty {
-            let loaded = self.cache.loaded.get_mut(&id).expect("listed above");
+            let cache = &mut *self.cache;
+            let loaded = cache.loaded.get_mut(&id).expect("listed above");
+            let scratch = &mut cache.scratch;
             let c = &loaded.campaign;
-            let write = || -> rusqlite::Result<()> {
+            let mut write = || -> rusqlite::Result<()> {
                 // `state` is not written here (set_state writes it at
                 // once): leaving indexed columns out of the SET list spares
                 // SQLite the index updates.
@@ -622,28 +789,54 @@ impl<'s> Batch<'s> {
                         &digest,
                     )?;
                 }
-                if !loaded.kept.is_empty() {
-                    insert_chunk(self.conn, INSERT_EVIDENCE, id, &loaded.kept)?;
-                }
-                if !loaded.recent.is_empty() {
-                    let mut chunk = ChunkBuilder::default();
-                    for (seq, ev) in &loaded.recent {
-                        chunk.push(*seq, ev);
+                let window_start = to_i64(cap.latest_start(c.evidence_lines));
+                match self.layout {
+                    EvidenceLayout::Current { legacy_rolling } => {
+                        if !loaded.lines.is_empty() {
+                            insert_lines(self.conn, id, &loaded.lines, scratch)?;
+                        }
+                        if !loaded.latest.is_empty() {
+                            let mut chunk = LatestChunk::default();
+                            for line in loaded.latest.iter() {
+                                chunk.push(line.seq, &line.text);
+                            }
+                            insert_latest(self.conn, id, &chunk, scratch)?;
+                            // Chunks whose every line has left the window go.
+                            self.conn
+                                .prepare_cached(DELETE_LATEST)?
+                                .execute(params![id.0, window_start])?;
+                            if legacy_rolling {
+                                self.conn
+                                    .prepare_cached(DELETE_LEGACY_RECENT)?
+                                    .execute(params![id.0, window_start])?;
+                            }
+                        }
                     }
-                    insert_chunk(self.conn, INSERT_RECENT, id, &chunk)?;
-                    // Chunks whose every line has left the window go.
-                    self.conn
-                        .prepare_cached(
-                            "DELETE FROM evidence_recent WHERE incident_id = ?1 AND last_seq < ?2",
-                        )?
-                        .execute(params![id.0, to_i64(cap.latest_start(c.evidence_lines))])?;
+                    EvidenceLayout::Legacy => {
+                        if !loaded.legacy_kept.is_empty() {
+                            insert_legacy(self.conn, INSERT_LEGACY_KEPT, id, &loaded.legacy_kept)?;
+                        }
+                        if !loaded.latest.is_empty() {
+                            let mut chunk = LegacyChunk::default();
+                            for line in loaded.latest.iter() {
+                                chunk.push_ref(line.seq, line.as_ref());
+                            }
+                            insert_legacy(self.conn, INSERT_LEGACY_RECENT, id, &chunk)?;
+                            self.conn
+                                .prepare_cached(DELETE_LEGACY_RECENT)?
+                                .execute(params![id.0, window_start])?;
+                        }
+                    }
                 }
                 Ok(())
             };
             write()
                 .map_err(|e| StoreError::from_sqlite(self.path, self.options.busy_timeout, e))?;
-            loaded.kept.clear();
-            loaded.recent.clear();
+            // Buffers go with the batch: the cache may hold tens of
+            // thousands of incidents between batches.
+            loaded.lines = LinesChunk::default();
+            loaded.legacy_kept = LegacyChunk::default();
+            loaded.latest = LatestRing::default();
             loaded.new_names.clear();
             loaded.dirty = false;
         }
@@ -703,11 +896,43 @@ impl<'s> Batch<'s> {
     }
 }
 
-fn insert_chunk(
+fn insert_lines(
+    conn: &Connection,
+    id: IncidentId,
+    chunk: &LinesChunk,
+    scratch: &mut Vec<u8>,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(INSERT_LINES)?.execute(params![
+        id.0,
+        to_i64(chunk.first_seq),
+        to_i64(chunk.last_seq()),
+        to_i64(chunk.lines),
+        evidence::stored(&chunk.data, scratch),
+    ])?;
+    Ok(())
+}
+
+fn insert_latest(
+    conn: &Connection,
+    id: IncidentId,
+    chunk: &LatestChunk,
+    scratch: &mut Vec<u8>,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(INSERT_LATEST)?.execute(params![
+        id.0,
+        to_i64(chunk.first_seq),
+        to_i64(chunk.last_seq),
+        to_i64(chunk.lines),
+        evidence::stored(&chunk.data, scratch),
+    ])?;
+    Ok(())
+}
+
+fn insert_legacy(
     conn: &Connection,
     sql: &str,
     id: IncidentId,
-    chunk: &ChunkBuilder,
+    chunk: &LegacyChunk,
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute(params![
         id.0,
@@ -1013,30 +1238,124 @@ impl super::Store {
     /// may show too: every line shown is genuine.
     fn read_evidence(&self, incident: &Incident) -> Result<Vec<StoredEvidence>, StoreError> {
         let id = incident.id;
-        let read = |sql: &str| -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
-            self.conn()
-                .prepare_cached(sql)
-                .and_then(|mut stmt| {
-                    stmt.query_map([id.0], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
-                })
-                .map_err(|e| self.error(e))
+        let bad = |table: &str, chunk_id: i64, e: String| {
+            bad_value(self.path(), format!("incident {id}, {table} chunk {chunk_id}: {e}"))
         };
         let mut out: Vec<StoredEvidence> = Vec::new();
         for table in ["evidence", "evidence_recent"] {
-            let chunks =
-                read(&format!("SELECT id, data FROM {table} WHERE incident_id = ?1 ORDER BY id"))?;
-            for (chunk_id, data) in chunks {
-                let records = evidence::decode(&data).map_err(|e| {
-                    bad_value(self.path(), format!("incident {id}, {table} chunk {chunk_id}: {e}"))
-                })?;
+            for (chunk_id, _, data) in self.read_chunks(table, id)? {
+                let records =
+                    evidence::decode_legacy(&data).map_err(|e| bad(table, chunk_id, e))?;
                 out.extend(
                     records.into_iter().map(|(seq, evidence)| StoredEvidence { seq, evidence }),
                 );
+            }
+        }
+        if matches!(self.layout(), EvidenceLayout::Current { .. }) {
+            // The latest lines' texts, then the records they belong to.
+            let mut latest: BTreeMap<u64, (i64, Vec<u8>)> = BTreeMap::new();
+            for (chunk_id, _, data) in self.read_chunks("evidence_latest", id)? {
+                let texts = evidence::decode_latest(&data)
+                    .map_err(|e| bad("evidence_latest", chunk_id, e))?;
+                latest.extend(texts.into_iter().map(|(seq, text)| (seq, (chunk_id, text))));
+            }
+            for (chunk_id, first_seq, data) in self.read_chunks("evidence_lines", id)? {
+                let first_seq = u64::try_from(first_seq).map_err(|_| {
+                    bad("evidence_lines", chunk_id, format!("first_seq {first_seq}"))
+                })?;
+                let records = evidence::decode_lines(&data, first_seq)
+                    .map_err(|e| bad("evidence_lines", chunk_id, e))?;
+                for record in records {
+                    let line = match (record.text, latest.remove(&record.seq)) {
+                        (Some(text), _) => text,
+                        (None, Some((latest_chunk, text))) => {
+                            if <[u8; 32]>::from(Sha256::digest(&text)) != record.sha256 {
+                                return Err(bad(
+                                    "evidence_latest",
+                                    latest_chunk,
+                                    format!("line {} does not match its SHA-256", record.seq),
+                                ));
+                            }
+                            text
+                        }
+                        (None, None) => continue,
+                    };
+                    let evidence = Evidence {
+                        file: record.file,
+                        offset: record.offset,
+                        line,
+                        sha256: record.sha256,
+                    };
+                    out.push(StoredEvidence { seq: record.seq, evidence });
+                }
+            }
+            if let Some((seq, (chunk_id, _))) = latest.into_iter().next() {
+                return Err(bad("evidence_latest", chunk_id, format!("line {seq} has no record")));
             }
         }
         out.sort_by_key(|e| e.seq);
         // A pinned line may also sit in the rolling table: keep one copy.
         out.dedup_by_key(|e| e.seq);
         Ok(out)
+    }
+
+    /// The record of every evidence line of incident `id`, by `seq`. Lines
+    /// recorded before schema version 5 have a record only if their text
+    /// was kept. Folding their SHA-256s with
+    /// [`hikeshi_core::incident::chain_evidence_digest`] gives the
+    /// incident's evidence digest when none is missing.
+    pub fn evidence_records(&self, id: IncidentId) -> Result<Vec<EvidenceRecord>, StoreError> {
+        let incident = self.incident(id)?;
+        let mut out: Vec<EvidenceRecord> = self
+            .read_evidence(&incident)?
+            .into_iter()
+            .map(|kept| EvidenceRecord {
+                seq: kept.seq,
+                file: kept.evidence.file,
+                offset: kept.evidence.offset,
+                sha256: kept.evidence.sha256,
+                text_kept: true,
+            })
+            .collect();
+        if matches!(self.layout(), EvidenceLayout::Current { .. }) {
+            for (chunk_id, first_seq, data) in self.read_chunks("evidence_lines", id)? {
+                let bad = |e: String| {
+                    bad_value(
+                        self.path(),
+                        format!("incident {id}, evidence_lines chunk {chunk_id}: {e}"),
+                    )
+                };
+                let first_seq =
+                    u64::try_from(first_seq).map_err(|_| bad(format!("first_seq {first_seq}")))?;
+                let records = evidence::decode_lines(&data, first_seq).map_err(bad)?;
+                out.extend(records.into_iter().map(|r| EvidenceRecord {
+                    seq: r.seq,
+                    file: r.file,
+                    offset: r.offset,
+                    sha256: r.sha256,
+                    text_kept: false,
+                }));
+            }
+        }
+        // Kept lines first among equal seqs: the kept copy wins.
+        out.sort_by_key(|r| (r.seq, !r.text_kept));
+        out.dedup_by_key(|r| r.seq);
+        Ok(out)
+    }
+
+    /// The chunks of one incident in `table`: id, first_seq, data.
+    fn read_chunks(
+        &self,
+        table: &str,
+        id: IncidentId,
+    ) -> Result<Vec<(i64, i64, Vec<u8>)>, StoreError> {
+        self.conn()
+            .prepare_cached(&format!(
+                "SELECT id, first_seq, data FROM {table} WHERE incident_id = ?1 ORDER BY id"
+            ))
+            .and_then(|mut stmt| {
+                stmt.query_map([id.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect()
+            })
+            .map_err(|e| self.error(e))
     }
 }

@@ -19,6 +19,9 @@ use std::time::Duration;
 use hikeshi_core::incident::{IncidentId, Limits, TransitionError};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
+// `#[macro_use]`: schema.rs writes the audit triggers of later tables with
+// the same macros.
+#[macro_use]
 pub mod audit;
 mod evidence;
 pub mod incidents;
@@ -26,7 +29,8 @@ pub mod lifecycle;
 pub mod schema;
 
 pub use incidents::{
-    Batch, Incident, IncidentDetail, IncidentFilter, StoredEvidence, StoredTimelineEntry,
+    Batch, EvidenceRecord, Incident, IncidentDetail, IncidentFilter, StoredEvidence,
+    StoredTimelineEntry,
 };
 pub use schema::{Migration, MIGRATIONS};
 
@@ -51,12 +55,25 @@ pub struct StoreOptions {
     pub limits: Limits,
     /// The schema steps to apply. Always [`MIGRATIONS`] outside tests.
     pub migrations: &'static [Migration],
+    /// SQLite's page cache, in KiB.
+    pub page_cache_kib: u32,
+    /// Incidents kept in memory between transactions at most (beyond, the
+    /// cache is emptied after a commit).
+    pub max_cached_incidents: usize,
 }
 
 impl StoreOptions {
     /// The options the configuration asks for.
     pub fn from_config(config: &crate::config::Config) -> StoreOptions {
         StoreOptions { limits: config.incidents.limits(), ..StoreOptions::default() }
+    }
+
+    /// Smaller caches, for a process that runs for months (the daemon):
+    /// memory follows the attacks in progress, not the history.
+    pub fn long_running(mut self, page_cache_kib: u32, max_cached_incidents: usize) -> Self {
+        self.page_cache_kib = page_cache_kib;
+        self.max_cached_incidents = max_cached_incidents;
+        self
     }
 }
 
@@ -66,6 +83,8 @@ impl Default for StoreOptions {
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
             limits: Limits::default(),
             migrations: MIGRATIONS,
+            page_cache_kib: 65_536,
+            max_cached_incidents: 50_000,
         }
     }
 }
@@ -135,12 +154,26 @@ impl StoreError {
     }
 }
 
+/// Where a store writes evidence lines (see [`evidence`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EvidenceLayout {
+    /// Schema version 5 on: a record per line in `evidence_lines`, the
+    /// latest texts in `evidence_latest`. `legacy_rolling`: the database
+    /// was migrated with rows in the old rolling table, which the window
+    /// still trims.
+    Current { legacy_rolling: bool },
+    /// A store opened at an older schema (tests, benchmarks): the kept
+    /// lines in `evidence` and `evidence_recent`.
+    Legacy,
+}
+
 /// An open incident database.
 #[derive(Debug)]
 pub struct Store {
     conn: Connection,
     path: PathBuf,
     options: StoreOptions,
+    layout: EvidenceLayout,
     cache: incidents::Cache,
 }
 
@@ -148,8 +181,16 @@ impl Store {
     /// Opens the database of the data directory `ctx` names (creating the
     /// directory and the file if needed) with the configured limits.
     pub fn open_for(ctx: &crate::cli::Context) -> Result<Store, anyhow::Error> {
+        Store::open_for_with(ctx, StoreOptions::from_config(&ctx.config))
+    }
+
+    /// [`Store::open_for`] with `options` (see [`StoreOptions::long_running`]).
+    pub fn open_for_with(
+        ctx: &crate::cli::Context,
+        options: StoreOptions,
+    ) -> Result<Store, anyhow::Error> {
         crate::data_dir::ensure(&ctx.data_dir)?;
-        Ok(Store::open_with(&db_path(&ctx.data_dir), StoreOptions::from_config(&ctx.config))?)
+        Ok(Store::open_with(&db_path(&ctx.data_dir), options)?)
     }
 
     /// Opens (creating it if needed) the database at `path` with the
@@ -188,9 +229,10 @@ impl Store {
         // are simply read again.
         // A bigger page cache than SQLite's 2 MiB default keeps the
         // incident and index pages of a busy scan in memory.
-        conn.execute_batch(
-            "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536;",
-        )
+        conn.execute_batch(&format!(
+            "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -{};",
+            options.page_cache_kib
+        ))
         .map_err(fail)?;
         // Before migrating: the audit migration's triggers call them.
         audit::register_functions(&conn).map_err(fail)?;
@@ -213,7 +255,22 @@ impl Store {
             schema::MigrateError::Sqlite(e) => fail(e),
         })?;
         conn.set_prepared_statement_cache_capacity(64);
-        Ok(Store { conn, path: path.to_path_buf(), options, cache: incidents::Cache::default() })
+        let layout = if schema::latest_version(options.migrations) < schema::EVIDENCE_LINES_VERSION
+        {
+            EvidenceLayout::Legacy
+        } else {
+            let legacy_rolling = conn
+                .query_row("SELECT EXISTS (SELECT 1 FROM evidence_recent)", [], |r| r.get(0))
+                .map_err(fail)?;
+            EvidenceLayout::Current { legacy_rolling }
+        };
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+            options,
+            layout,
+            cache: incidents::Cache::default(),
+        })
     }
 
     /// The database file.
@@ -223,6 +280,10 @@ impl Store {
 
     pub fn options(&self) -> &StoreOptions {
         &self.options
+    }
+
+    pub(crate) fn layout(&self) -> EvidenceLayout {
+        self.layout
     }
 
     /// The connection, for other modules' reads of their own tables.
@@ -262,7 +323,7 @@ impl Store {
     /// busy timeout for other writers). Dropping it without
     /// [`Batch::commit`] rolls everything back.
     pub fn batch(&mut self) -> Result<Batch<'_>, StoreError> {
-        Batch::begin(&self.conn, &self.path, &self.options, &mut self.cache)
+        Batch::begin(&self.conn, &self.path, &self.options, self.layout, &mut self.cache)
     }
 
     /// Runs `f` in one batch: commits if it returns `Ok`, rolls back

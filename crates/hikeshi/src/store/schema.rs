@@ -29,7 +29,12 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 2, name: "alert_outbox", sql: crate::notify::outbox::SCHEMA },
     Migration { version: 3, name: "bans", sql: crate::contain::store::SCHEMA },
     Migration { version: 4, name: "audit_log", sql: super::audit::SCHEMA },
+    Migration { version: EVIDENCE_LINES_VERSION, name: "evidence_lines", sql: EVIDENCE_LINES },
 ];
+
+/// The schema version from which evidence is written as a record per line
+/// (`evidence_lines`, `evidence_latest`).
+pub const EVIDENCE_LINES_VERSION: u32 = 5;
 
 /// The schema version this build writes.
 pub fn latest_version(migrations: &[Migration]) -> u32 {
@@ -179,3 +184,79 @@ pub(crate) fn migrate(
 pub(crate) fn user_version(conn: &Connection) -> rusqlite::Result<u32> {
     conn.query_row("PRAGMA user_version", [], |row| row.get(0))
 }
+
+/// The evidence tables without their audit triggers (to measure the audit
+/// trail's cost in benchmarks).
+macro_rules! evidence_lines_tables {
+    () => {
+        r#"
+CREATE TABLE evidence_lines (
+    id           INTEGER PRIMARY KEY,
+    incident_id  INTEGER NOT NULL REFERENCES incidents (id),
+    first_seq    INTEGER NOT NULL,               -- seq of its first line
+    last_seq     INTEGER NOT NULL,               -- seq of its last line (consecutive)
+    lines        INTEGER NOT NULL,
+    data         BLOB    NOT NULL                -- records (store::evidence)
+);
+CREATE INDEX evidence_lines_incident ON evidence_lines (incident_id, id);
+
+CREATE TABLE evidence_latest (
+    id           INTEGER PRIMARY KEY,
+    incident_id  INTEGER NOT NULL REFERENCES incidents (id),
+    first_seq    INTEGER NOT NULL,
+    last_seq     INTEGER NOT NULL,
+    lines        INTEGER NOT NULL,
+    data         BLOB    NOT NULL                -- texts (store::evidence)
+);
+CREATE INDEX evidence_latest_incident ON evidence_latest (incident_id, last_seq);
+
+CREATE TRIGGER evidence_lines_no_update BEFORE UPDATE ON evidence_lines
+    BEGIN SELECT RAISE(ABORT, 'evidence rows are append-only'); END;
+CREATE TRIGGER evidence_lines_no_delete BEFORE DELETE ON evidence_lines
+    BEGIN SELECT RAISE(ABORT, 'evidence rows are append-only'); END;
+"#
+    };
+}
+
+/// Evidence as a record per line (schema version 5).
+///
+/// Every line attributed to an incident gets a compact record in
+/// `evidence_lines` (append-only): its file, offset and SHA-256, with its
+/// text when the cap keeps it for good (the first lines, a line that
+/// raised the severity, explicit attachments). The texts of the latest
+/// lines go to `evidence_latest`, the rolling table, whose chunks are
+/// deleted once all their lines have left the "latest" window. Both are
+/// audited like the tables they succeed. The version 1 tables `evidence`
+/// and `evidence_recent` keep what was written before, read beside these.
+/// See `store::evidence` for the chunk formats.
+pub const EVIDENCE_LINES: &str = concat!(
+    evidence_lines_tables!(),
+    "CREATE TRIGGER evidence_lines_audit_insert AFTER INSERT ON evidence_lines BEGIN ",
+    append!(
+        "insert",
+        "evidence_lines",
+        "NEW.rowid",
+        "incident_id, first_seq, last_seq, lines, data"
+    ),
+    " END;\n",
+    "CREATE TRIGGER evidence_latest_audit_insert AFTER INSERT ON evidence_latest BEGIN ",
+    append!(
+        "insert",
+        "evidence_latest",
+        "NEW.rowid",
+        "incident_id, first_seq, last_seq, lines, data"
+    ),
+    " END;\n",
+    "CREATE TRIGGER evidence_latest_audit_delete BEFORE DELETE ON evidence_latest BEGIN ",
+    append!(
+        "delete",
+        "evidence_latest",
+        "OLD.rowid",
+        "incident_id, first_seq, last_seq, lines, data"
+    ),
+    " END;\n",
+);
+
+/// [`EVIDENCE_LINES`] without the audit triggers, for a benchmark's store
+/// without the audit trail (whose version 4 step is then a no-op).
+pub const EVIDENCE_LINES_UNAUDITED: &str = evidence_lines_tables!();

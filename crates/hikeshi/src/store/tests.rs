@@ -283,9 +283,14 @@ fn evidence_cap_keeps_first_and_latest_and_the_digest_covers_every_line() {
     for kept in &detail.evidence {
         assert_eq!(kept.evidence, all[kept.seq as usize], "line {} intact", kept.seq);
     }
-    // Packed: one chunk per incident per batch, not one row per line.
-    assert_eq!(count(&store, "evidence"), 1);
-    assert_eq!(count(&store, "evidence_recent"), 1, "older rolling chunks were deleted");
+    // Packed: one chunk of records per incident per batch, not one row
+    // per line; every line has its record.
+    assert_eq!(count(&store, "evidence_lines"), 3);
+    let recorded: i64 =
+        store.conn().query_row("SELECT sum(lines) FROM evidence_lines", [], |r| r.get(0)).unwrap();
+    assert_eq!(recorded, 120);
+    assert_eq!(count(&store, "evidence_latest"), 1, "older rolling chunks were deleted");
+    assert_eq!(count(&store, "evidence") + count(&store, "evidence_recent"), 0);
 }
 
 #[test]
@@ -415,8 +420,8 @@ fn a_failure_mid_batch_leaves_no_half_written_incident() {
     store
         .conn()
         .execute_batch(
-            "CREATE TEMP TRIGGER inject BEFORE INSERT ON main.evidence \
-             WHEN (SELECT count(*) FROM main.evidence) >= 1 \
+            "CREATE TEMP TRIGGER inject BEFORE INSERT ON main.evidence_lines \
+             WHEN (SELECT count(*) FROM main.evidence_lines) >= 1 \
              BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
         )
         .unwrap();
@@ -433,7 +438,7 @@ fn a_failure_mid_batch_leaves_no_half_written_incident() {
     });
     let err = result.unwrap_err();
     assert!(err.to_string().contains("injected failure"), "{err}");
-    for table in ["incidents", "timeline", "evidence", "evidence_recent"] {
+    for table in ["incidents", "timeline", "evidence_lines", "evidence_latest", "audit_log"] {
         assert_eq!(count(&store, table), 0, "{table} after rollback");
     }
     assert_eq!(store.cursor("file:/var/log/auth.log").unwrap().as_deref(), Some(&b"offset=0"[..]));
@@ -472,8 +477,8 @@ fn timeline_and_evidence_rows_are_append_only() {
     for sql in [
         "UPDATE timeline SET detail = 'forged'",
         "DELETE FROM timeline",
-        "UPDATE evidence SET data = x'00'",
-        "DELETE FROM evidence",
+        "UPDATE evidence_lines SET data = x'00'",
+        "DELETE FROM evidence_lines",
     ] {
         let err = store.conn().execute(sql, []).unwrap_err();
         assert!(err.to_string().contains("append-only"), "{sql}: {err}");
@@ -618,4 +623,176 @@ fn a_rolled_back_batch_leaves_nothing_in_memory_either() {
     store.open_or_update_incident(obs("203.0.113.7", Severity::Medium, 2, 1, &[])).unwrap();
     let c = store.get_incident(id).unwrap().incident.campaign;
     assert_eq!((c.attempts, c.severity), (6, Severity::Medium));
+}
+
+/// The digest an incident's records give when folded in order.
+fn digest_of_records(records: &[EvidenceRecord]) -> hikeshi_core::incident::Sha256Digest {
+    records.iter().fold(EMPTY_EVIDENCE_DIGEST, |d, r| chain_evidence_digest(&d, &r.sha256))
+}
+
+#[test]
+fn every_line_has_a_record_with_its_file_offset_and_sha256() {
+    let (_dir, path) = temp();
+    let limits = Limits { evidence: EvidenceCap::from_max_lines(4), ..Limits::default() };
+    let mut store = Store::open_with(&path, with_limits(limits)).unwrap();
+    let mut all = lines(0, 30);
+    // Lines from another file in the middle (a rotated log, the journal).
+    for (i, e) in all.iter_mut().enumerate().skip(10).take(5) {
+        *e = Evidence::new("/var/log/auth.log.1", i as u64, &e.line);
+    }
+    let mut id = None;
+    for chunk in all.chunks(12) {
+        let mut batch = store.batch().unwrap();
+        let mut o = obs("203.0.113.7", Severity::Medium, 0, chunk.len() as u64, &[]);
+        o.evidence = chunk.to_vec();
+        id = Some(batch.open_or_update_incident(o).unwrap().0);
+        batch.commit().unwrap();
+    }
+    let id = id.unwrap();
+    let records = store.evidence_records(id).unwrap();
+    assert_eq!(records.len(), 30);
+    for (record, e) in records.iter().zip(&all) {
+        assert_eq!((&record.file, record.offset, record.sha256), (&e.file, e.offset, e.sha256));
+    }
+    let kept: Vec<u64> = records.iter().filter(|r| r.text_kept).map(|r| r.seq).collect();
+    assert_eq!(kept, [0, 1, 28, 29]);
+    let c = store.incident(id).unwrap().campaign;
+    assert_eq!(digest_of_records(&records), c.evidence_digest, "the records prove the digest");
+}
+
+#[test]
+fn attempts_and_attachments_in_one_batch_keep_consecutive_records() {
+    let (_dir, path) = temp();
+    let limits = Limits { evidence: EvidenceCap::from_max_lines(2), ..Limits::default() };
+    let mut store = Store::open_with(&path, with_limits(limits)).unwrap();
+    let all = lines(0, 6);
+    let doc = Evidence::new("hikeshi accounts --root /", 0, b"{\"findings\": []}");
+    let id = store
+        .write(|b| {
+            let mut o = obs("203.0.113.7", Severity::Medium, 0, 2, &[]);
+            o.evidence = all[..2].to_vec();
+            let (id, _) = b.open_or_update_incident(o)?;
+            b.record_attempt(id, t(1), Some("web1"), Some("root"), all[2].as_ref())?;
+            assert_eq!(b.add_evidence(id, t(2), &Actor::Automatic, doc.clone())?, 3);
+            for e in &all[3..] {
+                b.record_attempt(id, t(3), Some("web2"), Some("admin"), e.as_ref())?;
+            }
+            Ok::<_, StoreError>(id)
+        })
+        .unwrap();
+    let detail = store.get_incident(id).unwrap();
+    let shown: Vec<(u64, &[u8])> =
+        detail.evidence.iter().map(|e| (e.seq, &e.evidence.line[..])).collect();
+    assert_eq!(shown, [(0, &all[0].line[..]), (3, &doc.line[..]), (6, &all[5].line[..])]);
+    let records = store.evidence_records(id).unwrap();
+    assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), [0, 1, 2, 3, 4, 5, 6]);
+    assert_eq!(records[3].file, doc.file);
+    assert_eq!(digest_of_records(&records), detail.incident.campaign.evidence_digest);
+    let c = &detail.incident.campaign;
+    assert_eq!(c.hosts.kept.iter().collect::<Vec<_>>(), ["web1", "web2"]);
+    assert!(c.users.kept.contains("root") && c.users.kept.contains("admin"));
+}
+
+#[test]
+fn a_latest_line_that_does_not_match_its_record_is_an_error() {
+    let (_dir, path) = temp();
+    let limits = Limits { evidence: EvidenceCap::from_max_lines(2), ..Limits::default() };
+    let mut store = Store::open_with(&path, with_limits(limits)).unwrap();
+    let mut o = obs("203.0.113.7", Severity::Medium, 0, 5, &[]);
+    o.evidence = lines(0, 5);
+    let (id, _) = store.open_or_update_incident(o).unwrap();
+    // The rolling table is not append-only: someone rewrites a text.
+    let (chunk, data): (i64, Vec<u8>) = store
+        .conn()
+        .query_row("SELECT id, data FROM evidence_latest", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
+    let forged = data.iter().map(|&b| if b == b'7' { b'8' } else { b }).collect::<Vec<u8>>();
+    assert_ne!(forged, data);
+    store.conn().execute("UPDATE evidence_latest SET data = ?1", [forged]).unwrap();
+    let err = store.get_incident(id).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, StoreError::BadValue { .. }), "{err:?}");
+    assert!(
+        msg.contains(&format!("evidence_latest chunk {chunk}")) && msg.contains("SHA-256"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_database_from_before_version_5_migrates_and_keeps_its_evidence() {
+    let (_dir, path) = temp();
+    let limits = Limits { evidence: EvidenceCap::from_max_lines(10), ..Limits::default() };
+    let all = lines(0, 80);
+    let write = |store: &mut Store, part: &[Evidence]| {
+        let mut id = None;
+        for batch_lines in part.chunks(20) {
+            let mut batch = store.batch().unwrap();
+            let mut o = obs("203.0.113.7", Severity::Medium, 0, batch_lines.len() as u64, &[]);
+            o.evidence = batch_lines.to_vec();
+            id = Some(batch.open_or_update_incident(o).unwrap().0);
+            batch.commit().unwrap();
+        }
+        id.unwrap()
+    };
+    // Written by a build at schema version 4: the legacy tables.
+    let old = StoreOptions { limits, migrations: &MIGRATIONS[..4], ..StoreOptions::default() };
+    let id = write(&mut Store::open_with(&path, old).unwrap(), &all[..40]);
+
+    let mut store = Store::open_with(&path, with_limits(limits)).unwrap();
+    assert_eq!(schema::user_version(store.conn()).unwrap(), schema::EVIDENCE_LINES_VERSION);
+    let seqs = |store: &Store| -> Vec<u64> {
+        store.get_incident(id).unwrap().evidence.iter().map(|e| e.seq).collect()
+    };
+    assert_eq!(seqs(&store), [0, 1, 2, 3, 4, 35, 36, 37, 38, 39], "legacy lines readable");
+    assert_eq!(count(&store, "evidence_recent"), 1);
+
+    assert_eq!(write(&mut store, &all[40..]), id, "the same incident goes on");
+    let detail = store.get_incident(id).unwrap();
+    assert_eq!(seqs(&store), [0, 1, 2, 3, 4, 75, 76, 77, 78, 79]);
+    for kept in &detail.evidence {
+        assert_eq!(kept.evidence, all[kept.seq as usize], "line {} intact", kept.seq);
+    }
+    assert_eq!(count(&store, "evidence_recent"), 0, "the window left the legacy chunks");
+    let c = &detail.incident.campaign;
+    let expected =
+        all.iter().fold(EMPTY_EVIDENCE_DIGEST, |d, e| chain_evidence_digest(&d, &e.sha256));
+    assert_eq!((c.evidence_lines, c.evidence_digest), (80, expected));
+    // Records: the legacy kept lines, then every line from the migration on.
+    let records: Vec<u64> = store.evidence_records(id).unwrap().iter().map(|r| r.seq).collect();
+    let mut expected_records: Vec<u64> = (0..5).collect();
+    expected_records.extend(40..80);
+    assert_eq!(records, expected_records);
+    let report = store.audit_verify(None).unwrap();
+    assert!(report.broken.is_none(), "{report:?}");
+}
+
+#[test]
+fn attempts_keep_users_and_hosts_up_to_the_cap_and_count_every_sighting_beyond() {
+    let (_dir, path) = temp();
+    let limits = Limits { max_users: 3, max_hosts: 1, ..Limits::default() };
+    let mut store = Store::open_with(&path, with_limits(limits)).unwrap();
+    let line = lines(0, 1).remove(0);
+    let id = store
+        .write(|b| {
+            let (id, _) =
+                b.open_or_update_incident(obs("203.0.113.7", Severity::Medium, 0, 1, &["a"]))?;
+            for (user, host) in [("b", "web1"), ("b", "web1"), ("d", "web2"), ("d", "web2")] {
+                b.record_attempt(id, t(1), Some(host), Some(user), line.as_ref())?;
+            }
+            // A finding between attempts adds a user the attempts then see.
+            b.open_or_update_incident(obs("203.0.113.7", Severity::Medium, 2, 1, &["c"]))?;
+            for user in ["c", "e", "a", "e"] {
+                b.record_attempt(id, t(3), Some("web1"), Some(user), line.as_ref())?;
+            }
+            Ok::<_, StoreError>(id)
+        })
+        .unwrap();
+    let c = store.get_incident(id).unwrap().incident.campaign;
+    assert_eq!(c.users.kept.iter().collect::<Vec<_>>(), ["a", "b", "d"]);
+    // "c" twice (the finding's, an attempt's), "e" twice: every sighting
+    // beyond the cap counts.
+    assert_eq!(c.users.omitted, 4);
+    assert_eq!(c.hosts.kept.iter().collect::<Vec<_>>(), ["web1"]);
+    assert_eq!(c.hosts.omitted, 2, "web2 seen twice");
+    assert_eq!(c.attempts, 10);
 }
