@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 
 use hikeshi::exec;
 
+#[path = "support/output.rs"]
+mod output;
+
 const BIN: &str = env!("CARGO_BIN_EXE_hikeshi");
 const PYTHON: &str = "/usr/bin/python3";
 const PORT: &str = "2222";
@@ -787,6 +790,84 @@ fn ban_ends_established_connections_with_conntrack() {
 
     let out = lab.hikeshi_ok(&["ban", PEER4]);
     assert!(out.contains("ended 1 connection(s)"), "{out}");
+    let after = lab.server("conntrack", &["-L", "-s", PEER4]);
+    assert!(!String::from_utf8_lossy(&after.stdout).contains("ESTABLISHED"), "{}", text(&after));
+}
+
+/// The daemon ends a banned source's established connections too, on its
+/// own thread after the ban is in place.
+#[test]
+fn watch_ends_established_connections_after_the_ban() {
+    let mut lab = Lab::new("backend = \"nftables\"\nkill_connections = true");
+    let log = lab.path("auth.log");
+    std::fs::write(&log, "").unwrap();
+    std::fs::write(
+        lab.path("hikeshi.toml"),
+        format!(
+            "[contain]\nbackend = \"nftables\"\nkill_connections = true\n\
+             [[watch.files]]\npaths = [\"{log}\"]\n"
+        ),
+    )
+    .unwrap();
+    lab.server_ok("nft", &["add", "table", "inet", "other"]);
+    lab.server_ok(
+        "nft",
+        &["add", "chain", "inet", "other", "c", "{ type filter hook input priority 0; }"],
+    );
+    lab.server_ok(
+        "nft",
+        &["add", "rule", "inet", "other", "c", "ct", "state", "established", "accept"],
+    );
+    let mut hold =
+        exec::command("ip", ["netns", "exec", &lab.peer, PYTHON, "-c", HOLD, SERVER4, PORT])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(hold.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    lab.children.push(hold);
+    assert_eq!(line.trim(), "connected");
+
+    let (data, config) = (lab.path("data"), lab.path("hikeshi.toml"));
+    let mut daemon = exec::command(
+        "ip",
+        ["netns", "exec", &lab.server, BIN, "--data-dir", &data, "--config", &config, "watch"],
+    )
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let stderr = output::collect(daemon.stderr.take().unwrap());
+    lab.children.push(daemon);
+    let wait = |what: &str, check: &dyn Fn() -> bool| {
+        let start = Instant::now();
+        while !check() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{what}: {}",
+                output::text_of(&stderr)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait("ready", &|| output::text_of(&stderr).contains("hikeshi watch: ready"));
+    let now = jiff::Timestamp::now().strftime("%b %e %H:%M:%S").to_string();
+    let mut lines = String::new();
+    for i in 0..5 {
+        lines.push_str(&format!(
+            "{now} server1 sshd[{}]: Failed password for invalid user admin from {PEER4} port {} ssh2\n",
+            7000 + i,
+            51000 + i
+        ));
+    }
+    std::fs::write(&log, lines).unwrap();
+    wait("the ban", &|| lab.active_addresses() == [PEER4]);
+    wait("the connection ended", &|| {
+        output::text_of(&stderr).contains(&format!("ended 1 established connection(s) of {PEER4}"))
+    });
     let after = lab.server("conntrack", &["-L", "-s", PEER4]);
     assert!(!String::from_utf8_lossy(&after.stdout).contains("ESTABLISHED"), "{}", text(&after));
 }

@@ -202,7 +202,7 @@ impl Disconnect {
                     match crate::contain::conntrack::kill(&program, &addrs) {
                         Ok(killed) => {
                             for (addr, n) in killed.iter().filter(|(_, n)| **n > 0) {
-                                tracing::info!("ended {n} established connections of {addr}");
+                                tracing::info!("ended {n} established connection(s) of {addr}");
                             }
                         }
                         Err(err) => {
