@@ -199,6 +199,11 @@ impl Daemon {
         let ctx = Arc::clone(&self.ctx);
         validate(&ctx.config, self.options.stdin)?;
         let mut store = open_store(&ctx, Role::Owner)?;
+        // The owner never checkpoints the WAL itself: a checkpoint fsyncs
+        // (milliseconds on a disk), and one inside the commit of a batch
+        // would hold back the bans that batch asks for. A worker does it
+        // (`workers::checkpoint_loop`).
+        store.conn().pragma_update(None, "wal_autocheckpoint", 0)?;
         let journal_cursor =
             cursors::JournalCursor::new(ctx.config.watch.journal.cursor_path(&ctx.data_dir));
         let mut ingest = Ingest::new(

@@ -1,4 +1,4 @@
-//! The daemon's two workers, each a thread with its own store connection,
+//! The daemon's workers, each a thread with its own store connection,
 //! so that neither a slow firewall nor a slow mail server ever holds up
 //! reading and detection:
 //!
@@ -8,7 +8,10 @@
 //!   at start and every [`RECONCILE_EVERY`] (closing expired bans,
 //!   re-applying bans someone flushed);
 //! - delivery sends what is due in the alert outbox when woken, and every
-//!   [`DELIVERY_POLL`] for retries.
+//!   [`DELIVERY_POLL`] for retries;
+//! - checkpoint moves the WAL into the database every
+//!   [`CHECKPOINT_EVERY`], so that no batch commit of the owner pays for a
+//!   checkpoint's fsync.
 //!
 //! On stop, containment finishes the requests already queued (a ban asked
 //! for is a ban applied); delivery stops after its current round (what is
@@ -33,6 +36,10 @@ use crate::store::Store;
 pub const RECONCILE_EVERY: Duration = Duration::from_secs(60);
 /// How often the outbox is looked at without being woken (retries).
 pub const DELIVERY_POLL: Duration = Duration::from_secs(10);
+/// How often the WAL is checkpointed (the owner never does it).
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// The WAL file is cut back to this size after a checkpoint.
+const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
 /// What the workers did, for the status.
 #[derive(Debug, Default)]
@@ -49,6 +56,7 @@ pub struct WorkerCounters {
 pub struct Workers {
     bans: Option<Sender<Vec<BanIntent>>>,
     wake_delivery: Option<Sender<()>>,
+    stop_checkpoint: Option<Sender<()>>,
     threads: Vec<JoinHandle<()>>,
     pub counters: Arc<WorkerCounters>,
 }
@@ -68,6 +76,14 @@ impl Workers {
         threads.push(std::thread::Builder::new().name("hikeshi-deliver".into()).spawn(
             move || deliver_loop(delivery_store, delivery_notifier, wake_rx, delivery_counters),
         )?);
+        let checkpoint_store = super::open_store(&ctx, super::Role::Worker)?;
+        checkpoint_store.conn().pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
+        let (stop_checkpoint, checkpoint_stop) = mpsc::channel::<()>();
+        threads.push(
+            std::thread::Builder::new()
+                .name("hikeshi-ckpt".into())
+                .spawn(move || checkpoint_loop(checkpoint_store, checkpoint_stop))?,
+        );
         let bans = if contain {
             let store = super::open_store(&ctx, super::Role::Worker)?;
             let notifier = notifier(&ctx)?;
@@ -82,7 +98,13 @@ impl Workers {
         } else {
             None
         };
-        Ok(Workers { bans, wake_delivery: Some(wake_tx), threads, counters })
+        Ok(Workers {
+            bans,
+            wake_delivery: Some(wake_tx),
+            stop_checkpoint: Some(stop_checkpoint),
+            threads,
+            counters,
+        })
     }
 
     /// Hands what a committed batch asks for to the workers (at once; it
@@ -110,6 +132,7 @@ impl Workers {
     pub fn stop(mut self) {
         self.bans.take();
         self.wake_delivery.take();
+        self.stop_checkpoint.take();
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
@@ -285,6 +308,26 @@ fn deliver_loop(
                 }
             }
             Err(err) => tracing::warn!("delivering alerts: {err:#}"),
+        }
+    }
+}
+
+/// Checkpoints the WAL every [`CHECKPOINT_EVERY`] (PASSIVE: it never waits
+/// for a writer, and a busy round is simply done at the next), so that the
+/// owner's commits never carry a checkpoint's fsync. A last one on stop.
+fn checkpoint_loop(store: Store, stop: Receiver<()>) {
+    let checkpoint = || {
+        if let Err(err) = store.conn().query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!("checkpointing the store: {err}");
+        }
+    };
+    loop {
+        match stop.recv_timeout(CHECKPOINT_EVERY) {
+            Err(RecvTimeoutError::Timeout) => checkpoint(),
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => {
+                checkpoint();
+                return;
+            }
         }
     }
 }
