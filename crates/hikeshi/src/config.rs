@@ -321,7 +321,7 @@ pub struct FimConfig {
     /// wrongly signed baseline is refused.
     #[serde(default)]
     pub public_key: Option<String>,
-    /// Hashing threads; 0 means one per CPU.
+    /// Hashing threads; 0 means one more than the CPUs.
     #[serde(default)]
     pub threads: usize,
     /// Named attribute groups, e.g. `BIN = "p+i+n+u+g+s+m+c+sha256"`.

@@ -48,7 +48,7 @@ struct ScanArgs {
     /// Baseline file (default: [fim] baseline, else <data dir>/fim/baseline.hfim).
     #[arg(long, value_name = "FILE")]
     baseline: Option<PathBuf>,
-    /// Hashing threads (default: [fim] threads, else one per CPU).
+    /// Hashing threads (default: [fim] threads, else one more than the CPUs).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
     /// Never show a progress bar.

@@ -462,7 +462,13 @@ fn hash_file(
     let mut sha256 = attrs.contains(Attr::Sha256).then(sha2::Sha256::new);
     let mut blake3 = attrs.contains(Attr::Blake3).then(blake3::Hasher::new);
     let mut total = 0u64;
+    let expected = before.size();
     loop {
+        // Once the size `stat` gave is read, the EOF read is skipped: a
+        // file that grew is caught by the size and time check below.
+        if total == expected && total > 0 {
+            break;
+        }
         let n = match file.read(buf) {
             Ok(0) => break,
             Ok(n) => n,
