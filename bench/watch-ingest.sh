@@ -25,7 +25,8 @@
 # Usage: bench/watch-ingest.sh [HIKESHI_BINARY]   (default:
 # target/release/hikeshi, built if missing)
 # Environment: RATE=200000 SECONDS_=60 ATTACK_SHARE=0.2 ATTACKERS=2000
-# IPV6_SHARE=0.1 (share of attack connections from IPv6; each IPv6 attacker
+# BACKEND=nftables (the firewall backend), EXTRA_CONFIG (lines added to
+# the [contain] section, for A/B runs), IPV6_SHARE=0.1 (share of attack connections from IPv6; each IPv6 attacker
 # is a /64 whose sessions come from changing addresses inside it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -71,7 +72,8 @@ LOG=$WORK/auth.log
 : > "$LOG"
 cat > "$WORK/hikeshi.toml" <<EOF
 [contain]
-backend = "nftables"
+backend = "${BACKEND:-nftables}"
+${EXTRA_CONFIG:-}
 
 [watch.journal]
 enabled = false
