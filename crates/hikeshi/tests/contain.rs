@@ -275,6 +275,37 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// Opens a TCP connection from the peer to the server's listener and
+    /// keeps it open, tracked by conntrack as ESTABLISHED. (Connection
+    /// tracking runs in a namespace only when a rule needs it, as on a real
+    /// server whose firewall accepts ESTABLISHED traffic.)
+    fn hold_established_connection(&mut self) {
+        self.server_ok("nft", &["add", "table", "inet", "other"]);
+        self.server_ok(
+            "nft",
+            &["add", "chain", "inet", "other", "c", "{ type filter hook input priority 0; }"],
+        );
+        self.server_ok(
+            "nft",
+            &["add", "rule", "inet", "other", "c", "ct", "state", "established", "accept"],
+        );
+        let mut hold =
+            exec::command("ip", ["netns", "exec", &self.peer, PYTHON, "-c", HOLD, SERVER4, PORT])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(hold.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        self.children.push(hold);
+        assert_eq!(line.trim(), "connected");
+    }
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
         if let Some(socket) = &self.fail2ban_socket {
@@ -761,30 +792,7 @@ fn none_backend_records_and_changes_nothing() {
 #[test]
 fn ban_ends_established_connections_with_conntrack() {
     let mut lab = Lab::new("backend = \"nftables\"\nkill_connections = true");
-    // Connection tracking runs in a namespace only when a rule needs it,
-    // as on a real server whose firewall accepts ESTABLISHED traffic.
-    lab.server_ok("nft", &["add", "table", "inet", "other"]);
-    lab.server_ok(
-        "nft",
-        &["add", "chain", "inet", "other", "c", "{ type filter hook input priority 0; }"],
-    );
-    lab.server_ok(
-        "nft",
-        &["add", "rule", "inet", "other", "c", "ct", "state", "established", "accept"],
-    );
-    let mut hold =
-        exec::command("ip", ["netns", "exec", &lab.peer, PYTHON, "-c", HOLD, SERVER4, PORT])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(hold.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    lab.children.push(hold);
-    assert_eq!(line.trim(), "connected");
+    lab.hold_established_connection();
     let before = lab.server_ok("conntrack", &["-L", "-s", PEER4]);
     assert!(before.contains("ESTABLISHED"), "{before}");
 
@@ -809,28 +817,7 @@ fn watch_ends_established_connections_after_the_ban() {
         ),
     )
     .unwrap();
-    lab.server_ok("nft", &["add", "table", "inet", "other"]);
-    lab.server_ok(
-        "nft",
-        &["add", "chain", "inet", "other", "c", "{ type filter hook input priority 0; }"],
-    );
-    lab.server_ok(
-        "nft",
-        &["add", "rule", "inet", "other", "c", "ct", "state", "established", "accept"],
-    );
-    let mut hold =
-        exec::command("ip", ["netns", "exec", &lab.peer, PYTHON, "-c", HOLD, SERVER4, PORT])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(hold.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    lab.children.push(hold);
-    assert_eq!(line.trim(), "connected");
+    lab.hold_established_connection();
 
     let (data, config) = (lab.path("data"), lab.path("hikeshi.toml"));
     let mut daemon = exec::command(

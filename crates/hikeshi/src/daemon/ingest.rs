@@ -67,17 +67,20 @@ impl Stream {
         }
     }
 
-    /// The line at `offset`: from memory, else read back from its file.
-    fn recall(&self, offset: u64, max: usize, buf: &mut Vec<u8>) -> bool {
+    /// The line at `offset` into `buf`: from memory, else read back from
+    /// its file; empty when it is in neither.
+    fn recall(&self, offset: u64, max: usize, buf: &mut Vec<u8>) {
+        buf.clear();
         if let Some((_, bytes)) = self.recent.iter().rev().find(|(o, _)| *o == offset) {
-            buf.clear();
             buf.extend_from_slice(bytes);
-            return true;
+            return;
         }
-        let Some(path) = &self.path else { return false };
-        match std::fs::File::open(&**path) {
-            Ok(file) => crate::cli::scan::read_line_at(&file, offset, max, buf).is_ok(),
-            Err(_) => false,
+        let Some(path) = &self.path else { return };
+        let read = std::fs::File::open(&**path)
+            .map_err(anyhow::Error::from)
+            .and_then(|file| crate::cli::scan::read_line_at(&file, offset, max, buf));
+        if read.is_err() {
+            buf.clear();
         }
     }
 
@@ -86,11 +89,7 @@ impl Stream {
         s.lines += 1;
         s.last_line = Some(now);
         match verdict {
-            LineVerdict::Recognised(_) => {
-                s.sshd_lines += 1;
-                s.matched += 1;
-            }
-            LineVerdict::SshdIgnored => {
+            LineVerdict::Recognised(_) | LineVerdict::SshdIgnored => {
                 s.sshd_lines += 1;
                 s.matched += 1;
             }
@@ -201,16 +200,10 @@ impl Ingest {
         let mut batch = store.batch()?;
         for (name, parsed) in &released {
             let stream = self.streams.get_mut(name).expect("released by this stream");
-            let found =
-                stream.recall(parsed.origin.offset, self.parse.max_line_len, &mut self.evidence);
-            if !found {
-                self.evidence.clear();
-            }
+            stream.recall(parsed.origin.offset, self.parse.max_line_len, &mut self.evidence);
             let file = stream.path.clone().unwrap_or_else(|| name.clone());
-            count_event(&mut stream.status, &parsed.event);
-            self.totals.events += 1;
             let line = LineRef { file: &file, offset: parsed.origin.offset, bytes: &self.evidence };
-            self.pipeline.handle(&mut batch, &parsed.event, line)?;
+            record_event(&mut self.pipeline, &mut self.totals, stream, &mut batch, parsed, line)?;
         }
         let outcome = self.finish_batch(&mut batch, now)?;
         batch.commit()?;
@@ -363,23 +356,35 @@ impl Ingest {
             let bytes: &[u8] = match &item.payload {
                 Payload::Line { bytes, .. } if parsed.origin.offset == origin.offset => bytes,
                 _ => {
-                    if !stream.recall(
+                    stream.recall(
                         parsed.origin.offset,
                         self.parse.max_line_len,
                         &mut self.evidence,
-                    ) {
-                        self.evidence.clear();
-                    }
+                    );
                     &self.evidence
                 }
             };
-            count_event(&mut stream.status, &parsed.event);
-            self.totals.events += 1;
             let line = LineRef { file: &file, offset: parsed.origin.offset, bytes };
-            self.pipeline.handle(batch, &parsed.event, line)?;
+            record_event(&mut self.pipeline, &mut self.totals, stream, batch, parsed, line)?;
         }
         Ok(())
     }
+}
+
+/// One event with its line: counted for its stream, then detected and
+/// recorded.
+fn record_event(
+    pipeline: &mut Pipeline,
+    totals: &mut Totals,
+    stream: &mut Stream,
+    batch: &mut crate::store::Batch<'_>,
+    parsed: &Parsed,
+    line: LineRef<'_>,
+) -> Result<()> {
+    count_event(&mut stream.status, &parsed.event);
+    totals.events += 1;
+    pipeline.handle(batch, &parsed.event, line)?;
+    Ok(())
 }
 
 fn count_event(status: &mut StreamStatus, event: &hikeshi_core::AuthEvent) {

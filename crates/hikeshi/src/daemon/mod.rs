@@ -235,7 +235,7 @@ impl Daemon {
             reload_failures: self.reload_failures,
             page: Arc::clone(&self.metrics_page),
         };
-        reporter.write(&sources, self.stdin.as_ref(), &ingest, &workers, true);
+        reporter.write(sources.statuses(), self.stdin.as_ref(), &ingest, &workers, true);
         let count = sources.count() + usize::from(self.stdin.is_some());
         eprintln!("{READY_LINE} (sources: {count}, firewall: {backend})");
         // After a reload too: systemd waits for it after RELOADING=1.
@@ -270,13 +270,8 @@ impl Daemon {
             }
             self.on_timers(&mut timers, &mut store, &mut ingest, &workers, &sources, &mut reporter);
             if sources.count() == 0 && self.stdin.as_ref().is_some_and(StdinSource::ended) {
-                // Whatever stdin sent before it ended is queued by now.
-                let mut rest: Vec<Incoming> = self.rx.try_iter().collect();
-                while !rest.is_empty() {
-                    let tail = rest.split_off(rest.len().min(MAX_BATCH));
-                    self.handle(&mut store, &mut ingest, &workers, &rest)?;
-                    rest = tail;
-                }
+                // Whatever stdin sent before it ended is queued by now, and
+                // handled below with the rest of the queue.
                 break Exit::InputEnded;
             }
         };
@@ -296,7 +291,7 @@ impl Daemon {
         drop(flusher);
         cursors::flush(&self.cursors, &journal_cursor);
         workers.deliver_soon();
-        reporter.write_stopping(self.stdin.as_ref(), &ingest, &workers, exit);
+        reporter.write(Vec::new(), self.stdin.as_ref(), &ingest, &workers, exit == Exit::Reload);
         workers.stop();
         drop(metrics);
         if exit != Exit::Reload {
@@ -357,7 +352,7 @@ impl Daemon {
             }
         }
         if Timers::due(&mut timers.status, now, status::STATUS_EVERY) {
-            reporter.write(sources, self.stdin.as_ref(), ingest, workers, true);
+            reporter.write(sources.statuses(), self.stdin.as_ref(), ingest, workers, true);
         }
         if Timers::due(&mut timers.maintain, now, MAINTAIN_EVERY) {
             ingest.maintain(Timestamp::now());
@@ -610,38 +605,20 @@ impl Reporter {
         }
     }
 
+    /// Writes the status with `rows` (the running sources; none once they
+    /// have stopped) and stdin's.
     fn write(
         &mut self,
-        sources: &Sources,
+        mut rows: Vec<SourceStatus>,
         stdin: Option<&StdinSource>,
         ingest: &Ingest,
         workers: &Workers,
         running: bool,
     ) {
-        let mut rows = sources.statuses();
         if let Some(stdin) = stdin {
             rows.push(source_status("stdin", "stdin", &stdin.stats, self.sources_started_at));
         }
         self.publish(self.status(rows, ingest, workers, running));
-    }
-
-    fn write_stopping(
-        &mut self,
-        stdin: Option<&StdinSource>,
-        ingest: &Ingest,
-        workers: &Workers,
-        exit: Exit,
-    ) {
-        let mut status = self.status(Vec::new(), ingest, workers, exit == Exit::Reload);
-        if let Some(stdin) = stdin {
-            status.sources.push(source_status(
-                "stdin",
-                "stdin",
-                &stdin.stats,
-                self.sources_started_at,
-            ));
-        }
-        self.publish(status);
     }
 
     fn publish(&mut self, status: DaemonStatus) {
