@@ -606,3 +606,29 @@ fn the_journal_is_followed_and_its_cursor_resumes_exactly() {
     assert_eq!(attempts(&env.incidents()[0]), 8);
     assert_eq!(daemon.stop().0, 0);
 }
+
+#[test]
+fn hostile_stdin_is_counted_and_loses_nothing_after_it() {
+    let env = Env::new("[parse]\nmax_line_bytes = 4096\n");
+    let mut daemon = env.spawn_watch(&["--stdin"], Stdio::piped());
+    let mut stdin = daemon.child.stdin.take().unwrap();
+    let mut hostile = vec![b'x'; 100_000];
+    hostile.push(b'\n');
+    hostile.extend_from_slice(b"Nov 26 10:00:00 h sshd[1]: Failed password for \xff\xfe\xfd from 203.0.113.9 port 1 ssh2\n");
+    hostile.extend_from_slice(b"\0\0\0 sshd[2]: Failed \0 password\n");
+    hostile.extend_from_slice(b"no header at all\r\n");
+    stdin.write_all(&hostile).unwrap();
+    for pid in 1..7 {
+        let user = format!("root\u{1b}]0;pwned\u{7}`id`{pid}");
+        stdin.write_all(failed(pid, "198.51.100.44", &user).as_bytes()).unwrap();
+    }
+    drop(stdin);
+    assert_eq!(daemon.wait_exit(), 0, "{}", daemon.stderr());
+    let incidents = env.incidents();
+    let attack = incidents.iter().find(|i| i["key"]["subject"] == "198.51.100.44").unwrap();
+    assert_eq!(attempts(attack), 6, "{incidents:#?}");
+    let status = env.json(&["status", "--json"]);
+    let stdin_source = &status["daemon"]["sources"][0];
+    assert_eq!(stdin_source["name"], "stdin", "{status:#}");
+    assert_eq!(stdin_source["rejected"], 1, "the over-long line: {status:#}");
+}
