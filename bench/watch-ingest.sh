@@ -31,7 +31,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-HIKESHI=${1:-target/release/hikeshi}
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+HIKESHI=${1:-$TARGET_DIR/release/hikeshi}
 RATE=${RATE:-200000}
 DURATION=${SECONDS_:-60}
 ATTACK_SHARE=${ATTACK_SHARE:-0.2}
@@ -43,7 +44,7 @@ if [ "$(id -u)" != 0 ]; then echo "bench/watch-ingest.sh: needs root (network na
 if [ ! -x "$HIKESHI" ]; then cargo build --release -p hikeshi; fi
 HIKESHI=$(realpath "$HIKESHI")
 cargo build --release --quiet -p hikeshi-corpus --example paced_append
-WRITER=$(realpath target/release/examples/paced_append)
+WRITER=$(realpath "$TARGET_DIR/release/examples/paced_append")
 
 WORK=$(mktemp -d /tmp/hk-ingest.XXXXXX)
 NS="hk-ingest-$$"

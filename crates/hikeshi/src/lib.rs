@@ -19,6 +19,7 @@ pub mod harden;
 pub mod host;
 pub mod notify;
 pub mod pipeline;
+pub mod pipeline_memory;
 pub mod report;
 pub mod respond;
 pub mod sources;

@@ -31,6 +31,7 @@ use hikeshi_core::{AuthEvent, Outcome, Severity, Source};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::pipeline_memory::AskedBans;
 use crate::store::{Batch, StoreError};
 
 /// Store key of the detector's state between runs.
@@ -47,6 +48,11 @@ type FastHash = foldhash::fast::RandomState;
 const PENDING_LINES_PER_CAMPAIGN: usize = 32;
 /// Campaigns with buffered lines at most; past it, the stalest go first.
 const PENDING_CAMPAIGNS_MAX: usize = 100_000;
+/// Bytes of buffered lines at most (see [`PendingLine::cost`]): 16 MiB,
+/// about 60,000 typical lines; past it, the stalest campaigns go first
+/// (down to three quarters), so that many sources each failing a few
+/// times below any threshold (or hostile long lines) cannot grow it.
+pub const PENDING_BYTES_MAX: usize = 16 << 20;
 
 /// Which findings ask for a ban.
 #[derive(Debug, Clone)]
@@ -94,6 +100,21 @@ struct PendingLine {
     user: Option<String>,
 }
 
+impl PendingLine {
+    /// Its memory, counted against [`PENDING_BYTES_MAX`]: the struct, its
+    /// buffers, and an allocator's overhead per buffer.
+    fn cost(&self) -> usize {
+        const PER_ALLOCATION: usize = 16;
+        let names = self.host.as_ref().map_or(0, |h| h.capacity() + PER_ALLOCATION)
+            + self.user.as_ref().map_or(0, |u| u.capacity() + PER_ALLOCATION);
+        std::mem::size_of::<PendingLine>()
+            + self.file.capacity()
+            + self.line.capacity()
+            + 2 * PER_ALLOCATION
+            + names
+    }
+}
+
 /// A line and where it came from, as evidence for the event it produced.
 #[derive(Debug, Clone, Copy)]
 pub struct LineRef<'a> {
@@ -114,8 +135,8 @@ pub struct Pipeline {
     now: Timestamp,
     /// Addresses asked for, with the clock when they were: asked again
     /// only once a ban asked then would have ended (a daemon runs for
-    /// longer than a ban lasts).
-    ban_asked: HashMap<IpAddr, Timestamp, FastHash>,
+    /// longer than a ban lasts). Capped: see [`AskedBans`].
+    ban_asked: AskedBans,
     /// Addresses whose attack seen so far is older than a ban would last.
     ban_too_old: HashSet<IpAddr, FastHash>,
     pub touched: BTreeMap<IncidentId, Touched>,
@@ -125,6 +146,8 @@ pub struct Pipeline {
     pub bans_skipped_old: u64,
     /// Buffered lines dropped for memory (still counted by the detector).
     pub pending_dropped: u64,
+    /// The memory of the buffered lines (see [`PendingLine::cost`]).
+    pending_bytes: usize,
     /// The current event's source campaign, rebuilt in place for each
     /// event (one allocation per run rather than one per line).
     source_key: CampaignKey,
@@ -149,12 +172,13 @@ impl Pipeline {
             attacked_accounts: HashSet::default(),
             bans,
             now,
-            ban_asked: HashMap::default(),
+            ban_asked: AskedBans::new(AskedBans::DEFAULT_MAX),
             ban_too_old: HashSet::default(),
             touched: BTreeMap::new(),
             ban_intents: Vec::new(),
             bans_skipped_old: 0,
             pending_dropped: 0,
+            pending_bytes: 0,
             source_key: CampaignKey::for_user(""),
         }
     }
@@ -172,16 +196,13 @@ impl Pipeline {
     /// memory of a long-running daemon follows the bans in force, not
     /// every address it ever banned.
     pub fn forget_ended_ban_requests(&mut self) {
-        let (now, max_age) = (self.now, self.bans.max_age);
-        self.ban_asked.retain(|_, asked| now.duration_since(*asked) <= max_age);
+        self.ban_asked.forget_ended(self.now, self.bans.max_age);
         self.ban_too_old.clear();
     }
 
     /// Whether a ban of `addr` was asked for recently enough to still run.
     fn ban_outstanding(&self, addr: IpAddr) -> bool {
-        self.ban_asked
-            .get(&addr)
-            .is_some_and(|asked| self.now.duration_since(*asked) <= self.bans.max_age)
+        self.ban_asked.outstanding(addr, self.now, self.bans.max_age)
     }
 
     /// Restores the lines buffered by a previous run (see
@@ -190,6 +211,12 @@ impl Pipeline {
         let entries: Vec<(CampaignKey, Vec<PendingLine>)> =
             postcard::from_bytes(blob).map_err(|e| format!("buffered lines: {e}"))?;
         self.pending = entries.into_iter().map(|(k, v)| (k, v.into())).collect();
+        self.pending_bytes = self.count_pending_bytes();
+        if self.pending_bytes > PENDING_BYTES_MAX {
+            if let Some(newest) = self.newest_time() {
+                self.prune_pending(newest);
+            }
+        }
         Ok(())
     }
 
@@ -267,6 +294,7 @@ impl Pipeline {
                 obs.attempts = u64::from(finding.failures);
                 if is_source_campaign {
                     for pending in self.pending.remove(&key).unwrap_or_default() {
+                        self.pending_bytes = self.pending_bytes.saturating_sub(pending.cost());
                         obs.evidence.push(Evidence::new(
                             pending.file,
                             pending.offset,
@@ -447,6 +475,7 @@ impl Pipeline {
             // per line once a campaign's buffer is full).
             let mut reused = lines.pop_front().expect("the buffer is full");
             self.pending_dropped += 1;
+            self.pending_bytes = self.pending_bytes.saturating_sub(reused.cost());
             reused.file.clear();
             reused.file.push_str(line.file);
             reused.offset = line.offset;
@@ -455,17 +484,37 @@ impl Pipeline {
             reused.time = event.time;
             assign_name(&mut reused.host, event.host.as_deref());
             assign_name(&mut reused.user, event.user.as_deref());
+            self.pending_bytes += reused.cost();
             lines.push_back(reused);
-            return;
+        } else {
+            let pending = PendingLine {
+                file: line.file.to_string(),
+                offset: line.offset,
+                line: line.bytes.to_vec(),
+                time: event.time,
+                host: event.host.as_deref().map(str::to_string),
+                user: event.user.clone(),
+            };
+            self.pending_bytes += pending.cost();
+            lines.push_back(pending);
         }
-        lines.push_back(PendingLine {
-            file: line.file.to_string(),
-            offset: line.offset,
-            line: line.bytes.to_vec(),
-            time: event.time,
-            host: event.host.as_deref().map(str::to_string),
-            user: event.user.clone(),
-        });
+        if self.pending_bytes > PENDING_BYTES_MAX {
+            self.prune_pending(event.time);
+        }
+    }
+
+    fn count_pending_bytes(&self) -> usize {
+        self.pending.values().flatten().map(PendingLine::cost).sum()
+    }
+
+    /// Campaigns with buffered lines, and the memory of those lines.
+    pub fn pending_usage(&self) -> (usize, usize) {
+        (self.pending.len(), self.pending_bytes)
+    }
+
+    /// Ban requests remembered, the cap, and those forgotten at the cap.
+    pub fn asked_bans(&self) -> &AskedBans {
+        &self.ban_asked
     }
 
     /// Forgets buffered lines older than the longest detection window, and
@@ -475,13 +524,35 @@ impl Pipeline {
         let horizon = now.checked_sub(window).unwrap_or(Timestamp::MIN);
         let before: usize = self.pending.values().map(VecDeque::len).sum();
         self.pending.retain(|_, lines| lines.back().is_some_and(|l| l.time > horizon));
-        if self.pending.len() >= PENDING_CAMPAIGNS_MAX {
-            let mut newest: Vec<Timestamp> =
-                self.pending.values().filter_map(|l| l.back()).map(|l| l.time).collect();
-            newest.sort_unstable();
-            let cut = newest[newest.len() / 2];
-            self.pending.retain(|_, lines| lines.back().is_some_and(|l| l.time > cut));
+        let mut bytes = self.count_pending_bytes();
+        if self.pending.len() >= PENDING_CAMPAIGNS_MAX || bytes > PENDING_BYTES_MAX {
+            // The stalest campaigns go, down to three quarters of both
+            // bounds, so that the next shedding is far off (amortised).
+            let mut by_age: Vec<(Timestamp, usize)> = self
+                .pending
+                .values()
+                .filter_map(|lines| {
+                    let cost = lines.iter().map(PendingLine::cost).sum();
+                    lines.back().map(|newest| (newest.time, cost))
+                })
+                .collect();
+            by_age.sort_unstable_by_key(|&(time, _)| time);
+            let mut campaigns = by_age.len();
+            let mut cut = None;
+            for (time, cost) in by_age {
+                if campaigns <= PENDING_CAMPAIGNS_MAX * 3 / 4 && bytes <= PENDING_BYTES_MAX * 3 / 4
+                {
+                    break;
+                }
+                campaigns -= 1;
+                bytes -= cost;
+                cut = Some(time);
+            }
+            if let Some(cut) = cut {
+                self.pending.retain(|_, lines| lines.back().is_some_and(|l| l.time > cut));
+            }
         }
+        self.pending_bytes = self.count_pending_bytes();
         let after: usize = self.pending.values().map(VecDeque::len).sum();
         self.pending_dropped += (before - after) as u64;
     }
@@ -578,6 +649,97 @@ mod tests {
         let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
         set_campaign_of_source(&mut key, &Source::Addr(mapped));
         assert_eq!(key, CampaignKey::for_addr("192.0.2.7".parse().unwrap()));
+    }
+
+    fn failure(addr: IpAddr, second: i64) -> AuthEvent {
+        AuthEvent {
+            time: Timestamp::from_second(1_800_000_000 + second).unwrap(),
+            host: None,
+            process: "sshd".into(),
+            pid: Some(7),
+            kind: hikeshi_core::Kind::FailedAuth,
+            outcome: Outcome::Failure,
+            source: Some(Source::Addr(addr)),
+            user: Some("root".into()),
+            port: None,
+        }
+    }
+
+    fn quiet_pipeline(now: Timestamp) -> Pipeline {
+        // No rule can fire: every failure is buffered for its campaign.
+        let config = hikeshi_core::detect::DetectConfig {
+            maxretry: 200,
+            prefix_maxretry: 200,
+            ..Default::default()
+        };
+        let config = hikeshi_core::detect::DetectConfig {
+            slow: hikeshi_core::detect::SlowConfig { maxretry: 200, ..config.slow },
+            ..config
+        };
+        let allowlist = Allowlist::new(Vec::new(), Vec::new());
+        let detector = Detector::new(config, allowlist.clone()).unwrap();
+        let plan = BanPlan {
+            enabled: true,
+            rules: HashSet::new(),
+            max_age: jiff::SignedDuration::from_hours(1),
+        };
+        Pipeline::new(detector, allowlist, plan, now)
+    }
+
+    #[test]
+    fn buffered_lines_stay_within_their_byte_budget_dropping_the_stalest() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = crate::store::Store::open(&dir.path().join("db")).unwrap();
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+        let mut pipeline = quiet_pipeline(now);
+        // 4 KiB lines from 6,000 addresses, one failure each: 24 MiB
+        // buffered without the budget.
+        let long_line = vec![b'x'; 4096];
+        let addr = |i: u32| IpAddr::from((0xC612_0000u32 + i).to_be_bytes());
+        let mut batch = store.batch().unwrap();
+        for i in 0..6_000u32 {
+            let line =
+                LineRef { file: "/var/log/auth.log", offset: u64::from(i), bytes: &long_line };
+            pipeline.handle(&mut batch, &failure(addr(i), i64::from(i)), line).unwrap();
+            let (_, bytes) = pipeline.pending_usage();
+            assert!(bytes <= PENDING_BYTES_MAX, "{bytes} bytes buffered after {i} lines");
+        }
+        batch.commit().unwrap();
+        let (campaigns, bytes) = pipeline.pending_usage();
+        assert!(pipeline.pending_dropped > 0, "the budget was never hit");
+        assert_eq!(
+            pipeline.pending_dropped as usize + campaigns,
+            6_000,
+            "every line is kept or counted"
+        );
+        assert!(bytes >= PENDING_BYTES_MAX / 2, "shedding went too far: {bytes}");
+        // The stalest went first: the newest address is still buffered,
+        // the oldest is not.
+        assert!(pipeline.pending.contains_key(&campaign_of_source(&Source::Addr(addr(5_999)))));
+        assert!(!pipeline.pending.contains_key(&campaign_of_source(&Source::Addr(addr(0)))));
+        // The running count matches a recount.
+        assert_eq!(bytes, pipeline.count_pending_bytes());
+    }
+
+    #[test]
+    fn ban_requests_are_remembered_within_their_cap() {
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+        let mut pipeline = quiet_pipeline(now);
+        pipeline.ban_asked = AskedBans::new(10);
+        for i in 0..25u32 {
+            let addr = IpAddr::from((0xC612_0000u32 + i).to_be_bytes());
+            pipeline.ask_ban(addr, IncidentId(1), "brute_force", now);
+        }
+        assert_eq!(pipeline.ban_intents.len(), 25);
+        assert!(pipeline.asked_bans().len() <= 10);
+        assert_eq!(
+            pipeline.asked_bans().forgotten_at_cap() + pipeline.asked_bans().len() as u64,
+            25
+        );
+        // The newest request is remembered: asked once only.
+        let newest = IpAddr::from((0xC612_0000u32 + 24).to_be_bytes());
+        pipeline.ask_ban(newest, IncidentId(1), "brute_force", now);
+        assert_eq!(pipeline.ban_intents.len(), 25);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use hikeshi_core::parse::{LineParser, LineVerdict, Origin, ParseOptions, Parsed,
 use hikeshi_core::Outcome;
 use jiff::Timestamp;
 
-use super::status::{StreamStatus, Totals};
+use super::status::{MemoryStatus, StreamStatus, Totals};
 use crate::cli::Context;
 use crate::notify::Notifier;
 use crate::pipeline::{BanIntent, LineRef, Pipeline};
@@ -235,6 +235,28 @@ impl Ingest {
         }
         self.pipeline.set_now(now);
         self.pipeline.forget_ended_ban_requests();
+    }
+
+    /// The bounded per-address state against its caps, and the RSS.
+    pub fn memory(&self) -> MemoryStatus {
+        let detector = self.pipeline.detector();
+        let stats = detector.stats();
+        let asked = self.pipeline.asked_bans();
+        let (pending_campaigns, pending_bytes) = self.pipeline.pending_usage();
+        MemoryStatus {
+            rss_bytes: super::status::own_rss_bytes(),
+            detector_subjects: detector.tracked_subjects() as u64,
+            detector_subjects_max: u64::from(detector.config().max_tracked_sources),
+            detector_evicted: stats.evictions,
+            detector_hot_evicted: stats.hot_evictions,
+            ban_requests: asked.len() as u64,
+            ban_requests_max: asked.max() as u64,
+            ban_requests_forgotten: asked.forgotten_at_cap(),
+            pending_campaigns: pending_campaigns as u64,
+            pending_bytes: pending_bytes as u64,
+            pending_bytes_max: crate::pipeline::PENDING_BYTES_MAX as u64,
+            pending_dropped: self.pipeline.pending_dropped,
+        }
     }
 
     /// What each stream parsed, by name; for files, how far the file is

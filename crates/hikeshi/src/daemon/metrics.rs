@@ -137,6 +137,52 @@ pub fn render(status: &DaemonStatus) -> String {
         "Lines read by the sources and not handled yet.",
         &one(t.lag as f64),
     );
+    let m = &status.memory;
+    if let Some(rss) = m.rss_bytes {
+        family("hikeshi_resident_memory_bytes", "gauge", "VmRSS of the daemon.", &one(rss as f64));
+    }
+    let state = |used: u64, max: u64| {
+        vec![(labels(&[("bound", "used")]), used as f64), (labels(&[("bound", "max")]), max as f64)]
+    };
+    family(
+        "hikeshi_detector_subjects",
+        "gauge",
+        "Sources, prefixes and accounts the detector tracks, and its cap.",
+        &state(m.detector_subjects, m.detector_subjects_max),
+    );
+    let evicted = [("any", m.detector_evicted), ("hot", m.detector_hot_evicted)];
+    let samples: Vec<(String, f64)> =
+        evicted.iter().map(|(kind, n)| (labels(&[("kind", kind)]), *n as f64)).collect();
+    family(
+        "hikeshi_detector_evictions_total",
+        "counter",
+        "Subjects evicted at the cap with failures in a window (hot: in an episode).",
+        &samples,
+    );
+    family(
+        "hikeshi_ban_requests_remembered",
+        "gauge",
+        "Addresses whose ban request is remembered while the ban runs, and the cap.",
+        &state(m.ban_requests, m.ban_requests_max),
+    );
+    family(
+        "hikeshi_ban_requests_forgotten_total",
+        "counter",
+        "Ban requests forgotten at the cap before their ban ended.",
+        &one(m.ban_requests_forgotten as f64),
+    );
+    family(
+        "hikeshi_pending_bytes",
+        "gauge",
+        "Memory of the lines buffered for campaigns without an incident, and its cap.",
+        &state(m.pending_bytes, m.pending_bytes_max),
+    );
+    family(
+        "hikeshi_pending_dropped_total",
+        "counter",
+        "Buffered lines dropped for memory (still counted by detection).",
+        &one(m.pending_dropped as f64),
+    );
     out
 }
 
@@ -325,6 +371,13 @@ mod tests {
                 ..StreamStatus::default()
             }],
             totals: Totals { bans_applied: 3, ..Totals::default() },
+            memory: super::super::status::MemoryStatus {
+                rss_bytes: Some(30 << 20),
+                ban_requests: 7,
+                ban_requests_max: 200_000,
+                ban_requests_forgotten: 2,
+                ..Default::default()
+            },
             metrics: None,
         }
     }
@@ -342,6 +395,10 @@ mod tests {
         ), "{text}");
         assert!(text.contains("hikeshi_bans_total{result=\"applied\"} 3\n"));
         assert!(text.contains("hikeshi_reloads_total 2\n"));
+        assert!(text.contains("hikeshi_resident_memory_bytes 31457280\n"), "{text}");
+        assert!(text.contains("hikeshi_ban_requests_remembered{bound=\"used\"} 7\n"), "{text}");
+        assert!(text.contains("hikeshi_ban_requests_remembered{bound=\"max\"} 200000\n"));
+        assert!(text.contains("hikeshi_ban_requests_forgotten_total 2\n"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let value = line.rsplit(' ').next().unwrap();
             assert!(value.parse::<f64>().is_ok(), "{line}");

@@ -61,6 +61,10 @@ pub struct DaemonStatus {
     /// What was parsed, per file (or per non-file source).
     pub streams: Vec<StreamStatus>,
     pub totals: Totals,
+    /// The bounded per-address state and its caps (older status files
+    /// have none).
+    #[serde(default)]
+    pub memory: MemoryStatus,
     /// The metrics endpoint's address, when enabled.
     pub metrics: Option<String>,
 }
@@ -154,6 +158,43 @@ pub struct Totals {
     pub lag: u64,
     /// Reconciliations of the firewall with the store that failed.
     pub reconcile_errors: u64,
+}
+
+/// The daemon's memory: its resident size, and each piece of state that
+/// grows with the number of distinct sources, against its cap. A cap that
+/// was hit (`*_evicted`, `*_forgotten`, `pending_dropped`) is a warning:
+/// the attack is wider than the state sized for it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MemoryStatus {
+    /// VmRSS of the daemon (None where /proc says nothing).
+    pub rss_bytes: Option<u64>,
+    /// Subjects (addresses, prefixes, host names, accounts) the detector
+    /// tracks, and its cap (`[detect] max_tracked_sources`).
+    pub detector_subjects: u64,
+    pub detector_subjects_max: u64,
+    /// Subjects evicted at the cap with failures still in a window; of
+    /// those, hot ones (in an episode): detection may have missed them.
+    pub detector_evicted: u64,
+    pub detector_hot_evicted: u64,
+    /// Addresses whose ban request is remembered (so that it is not asked
+    /// again while the ban runs), the cap, and requests forgotten at it.
+    pub ban_requests: u64,
+    pub ban_requests_max: u64,
+    pub ban_requests_forgotten: u64,
+    /// Lines buffered for campaigns without an incident yet, their memory,
+    /// its cap, and lines dropped (at the caps, or past a campaign's 32).
+    pub pending_campaigns: u64,
+    pub pending_bytes: u64,
+    pub pending_bytes_max: u64,
+    pub pending_dropped: u64,
+}
+
+/// The resident set size of this process, from /proc/self/status.
+pub fn own_rss_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = text.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// Something in a status a person should look at.
@@ -304,6 +345,21 @@ pub fn assess(status: &DaemonStatus, now: Timestamp, process_alive: bool) -> Vec
             status.totals.bans_failed
         )));
     }
+    let memory = &status.memory;
+    if memory.detector_hot_evicted > 0 {
+        warnings.push(daemon(format!(
+            "the detector tracked {} sources, its cap: {} were evicted in an attack episode \
+             (raise [detect] max_tracked_sources)",
+            memory.detector_subjects_max, memory.detector_hot_evicted
+        )));
+    }
+    if memory.ban_requests_forgotten > 0 {
+        warnings.push(daemon(format!(
+            "{} ban requests forgotten at the cap of {} addresses: those addresses, seen \
+             again while banned, are banned again as repeat offenders",
+            memory.ban_requests_forgotten, memory.ban_requests_max
+        )));
+    }
     if status.totals.alerts_failed > 0 {
         warnings.push(daemon(format!(
             "{} alert deliveries failed (they are retried; see `hikeshi incident show`)",
@@ -365,8 +421,45 @@ mod tests {
                 ..StreamStatus::default()
             }],
             totals: Totals::default(),
+            memory: MemoryStatus::default(),
             metrics: None,
         }
+    }
+
+    #[test]
+    fn caps_hit_are_warnings_and_caps_in_use_are_not() {
+        let mut busy = status();
+        busy.memory = MemoryStatus {
+            detector_subjects: 900_000,
+            detector_subjects_max: 1_200_000,
+            detector_evicted: 12,
+            ban_requests: 150_000,
+            ban_requests_max: 200_000,
+            ..MemoryStatus::default()
+        };
+        // Full tables and cold evictions are the caps doing their work.
+        assert_eq!(assess(&busy, at(101), true), vec![]);
+        busy.memory.detector_hot_evicted = 3;
+        busy.memory.ban_requests_forgotten = 100_000;
+        let messages: Vec<String> =
+            assess(&busy, at(101), true).into_iter().map(|w| w.message).collect();
+        assert_eq!(messages.len(), 2, "{messages:?}");
+        assert!(messages[0].contains("3 were evicted in an attack episode"), "{messages:?}");
+        assert!(messages[1].contains("100000 ban requests forgotten at the cap of 200000"));
+    }
+
+    #[test]
+    fn a_status_without_memory_reads_as_empty_memory() {
+        let mut json = serde_json::to_value(status()).unwrap();
+        json.as_object_mut().unwrap().remove("memory");
+        let read: DaemonStatus = serde_json::from_value(json).unwrap();
+        assert_eq!(read.memory, MemoryStatus::default());
+    }
+
+    #[test]
+    fn own_rss_is_read_from_proc() {
+        let rss = own_rss_bytes().expect("Linux has /proc/self/status");
+        assert!(rss > 1024 * 1024, "{rss}");
     }
 
     #[test]

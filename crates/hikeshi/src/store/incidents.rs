@@ -357,7 +357,31 @@ impl std::fmt::Debug for Cache {
 /// that a stream of new addresses cannot grow it without end.
 const CACHED_KEYS_PER_INCIDENT: usize = 4;
 
+/// Estimated memory of one cached name (a `String` in a set, its
+/// allocation and the set's share), for `max_cached_name_bytes`.
+const CACHED_NAME_BYTES: usize = 64;
+
 impl Cache {
+    /// The estimated memory of the cached incidents' names.
+    fn name_bytes(&self) -> usize {
+        let names: usize = self
+            .loaded
+            .values()
+            .map(|l| {
+                l.campaign.users.kept.len()
+                    + l.campaign.hosts.kept.len()
+                    + l.user_index.as_ref().map_or(0, |index| index.len())
+            })
+            .sum();
+        names * CACHED_NAME_BYTES
+    }
+
+    /// Incidents cached.
+    #[cfg(test)]
+    pub(super) fn incidents(&self) -> usize {
+        self.loaded.len()
+    }
+
     fn clear(&mut self) {
         self.data_version = None;
         self.open_by_key.clear();
@@ -721,6 +745,7 @@ impl<'s> Batch<'s> {
         let max = self.options.max_cached_incidents;
         if self.cache.loaded.len() > max
             || self.cache.open_by_key.len() > max.saturating_mul(CACHED_KEYS_PER_INCIDENT)
+            || self.cache.name_bytes() > self.options.max_cached_name_bytes
         {
             self.cache.clear();
         }

@@ -60,6 +60,10 @@ pub struct StoreOptions {
     /// Incidents kept in memory between transactions at most (beyond, the
     /// cache is emptied after a commit).
     pub max_cached_incidents: usize,
+    /// The same, in the memory of their names (kept users and hosts, and
+    /// the index of users), estimated: an incident may keep 1,000 users,
+    /// so a count alone does not bound the bytes.
+    pub max_cached_name_bytes: usize,
 }
 
 impl StoreOptions {
@@ -70,9 +74,15 @@ impl StoreOptions {
 
     /// Smaller caches, for a process that runs for months (the daemon):
     /// memory follows the attacks in progress, not the history.
-    pub fn long_running(mut self, page_cache_kib: u32, max_cached_incidents: usize) -> Self {
+    pub fn long_running(
+        mut self,
+        page_cache_kib: u32,
+        max_cached_incidents: usize,
+        max_cached_name_bytes: usize,
+    ) -> Self {
         self.page_cache_kib = page_cache_kib;
         self.max_cached_incidents = max_cached_incidents;
+        self.max_cached_name_bytes = max_cached_name_bytes;
         self
     }
 }
@@ -85,6 +95,7 @@ impl Default for StoreOptions {
             migrations: MIGRATIONS,
             page_cache_kib: 65_536,
             max_cached_incidents: 50_000,
+            max_cached_name_bytes: 512 << 20,
         }
     }
 }

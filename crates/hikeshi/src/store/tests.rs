@@ -796,3 +796,27 @@ fn attempts_keep_users_and_hosts_up_to_the_cap_and_count_every_sighting_beyond()
     assert_eq!(c.hosts.omitted, 2, "web2 seen twice");
     assert_eq!(c.attempts, 10);
 }
+
+#[test]
+fn the_incident_cache_is_bounded_by_the_memory_of_its_names_too() {
+    let (_dir, path) = temp();
+    // Room for about 40 names: incidents of 30 users each go over it at
+    // the second one, well before the count cap.
+    let options = StoreOptions::default().long_running(1024, 1_000, 40 * 64);
+    let mut store = Store::open_with(&path, options).unwrap();
+    let users: Vec<String> = (0..30).map(|i| format!("user{i}")).collect();
+    let users: Vec<&str> = users.iter().map(String::as_str).collect();
+    let mut batch = store.batch().unwrap();
+    batch.open_or_update_incident(obs("203.0.113.7", Severity::Medium, 0, 5, &users)).unwrap();
+    batch.commit().unwrap();
+    assert_eq!(store.cache.incidents(), 1, "31 names: within the budget, kept");
+    let mut batch = store.batch().unwrap();
+    batch.open_or_update_incident(obs("203.0.113.8", Severity::Medium, 0, 5, &users)).unwrap();
+    batch.commit().unwrap();
+    assert_eq!(store.cache.incidents(), 0, "62 names: over the budget, emptied after the commit");
+    // Emptied, not lost: the next batch reads them back.
+    let mut batch = store.batch().unwrap();
+    let id = batch.find_open_incident(&key("203.0.113.8")).unwrap().expect("still open");
+    assert_eq!(batch.campaign(id).unwrap().users.kept.len(), 30);
+    batch.commit().unwrap();
+}
