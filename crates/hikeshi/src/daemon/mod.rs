@@ -204,6 +204,9 @@ impl Daemon {
         // would hold back the bans that batch asks for. A worker does it
         // (`workers::checkpoint_loop`).
         store.conn().pragma_update(None, "wal_autocheckpoint", 0)?;
+        // The writer is the one that starts the WAL again after a
+        // restarting checkpoint, and cuts the file back to this size then.
+        store.conn().pragma_update(None, "journal_size_limit", workers::WAL_SIZE_LIMIT)?;
         let journal_cursor =
             cursors::JournalCursor::new(ctx.config.watch.journal.cursor_path(&ctx.data_dir));
         let mut ingest = Ingest::new(
