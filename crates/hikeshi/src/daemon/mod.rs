@@ -387,9 +387,11 @@ pub const OWNER_PAGE_CACHE_KIB: u32 = 4 * 1024;
 /// SQLite page cache of each worker's connection (containment writes a
 /// few rows per ban, delivery reads the outbox, the checkpoint none), KiB.
 pub const WORKER_PAGE_CACHE_KIB: u32 = 1024;
-/// The owner's incident cache: incidents, and the estimated memory of
-/// their names (an incident keeps up to 1,000 users).
+/// The owner's incident cache, in incidents.
 pub const OWNER_CACHED_INCIDENTS: usize = 5_000;
+/// The owner's incident cache, in the estimated memory of the incidents'
+/// names (an incident keeps up to 1,000 users, so the count alone bounds
+/// nothing): 8 MiB, about 130,000 names.
 pub const OWNER_CACHED_NAME_BYTES: usize = 8 << 20;
 
 /// Opens the store with caches sized for a process that runs for months.
