@@ -907,7 +907,7 @@ fn insert_lines(
         to_i64(chunk.first_seq),
         to_i64(chunk.last_seq()),
         to_i64(chunk.lines),
-        evidence::stored(&chunk.data, scratch),
+        chunk.stored(scratch),
     ])?;
     Ok(())
 }
