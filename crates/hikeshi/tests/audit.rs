@@ -2,7 +2,7 @@
 //! APIs, then tampered with directly in SQLite, as an intruder with the
 //! file would (dropping the triggers that stand in the way).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Output;
 
 use hikeshi::contain::store::{insert_ban, remove_ban, NewBan};
@@ -18,24 +18,9 @@ use jiff::Timestamp;
 use rusqlite::Connection;
 use serde_json::Value;
 
-fn hikeshi(data_dir: &Path, args: &[&str]) -> Output {
-    // Tests may run programs directly: the exec rule is for the product.
-    #[allow(clippy::disallowed_methods)]
-    std::process::Command::new(env!("CARGO_BIN_EXE_hikeshi"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--config")
-        .arg(empty_config(data_dir))
-        .args(args)
-        .output()
-        .expect("run hikeshi")
-}
-
-fn empty_config(data_dir: &Path) -> PathBuf {
-    let path = data_dir.with_extension("toml");
-    std::fs::write(&path, "").unwrap();
-    path
-}
+#[path = "support/cli.rs"]
+mod cli;
+use cli::hikeshi;
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()

@@ -22,19 +22,15 @@ use hikeshi::exec;
 use jiff::Timestamp;
 use serde_json::Value;
 
+#[path = "support/command.rs"]
+mod command;
+use command::{must, text, CONNECT};
+
 const BIN: &str = env!("CARGO_BIN_EXE_hikeshi");
 const PYTHON: &str = "/usr/bin/python3";
 const NOBODY: &str = "65534";
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
-
-const CONNECT: &str = r#"
-import socket, sys
-try:
-    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1).close()
-except OSError:
-    sys.exit(1)
-"#;
 
 /// Holds a TCP port until killed.
 const HOLD_PORT: &str = r#"
@@ -45,21 +41,6 @@ s.listen(1)
 print("listening", flush=True)
 time.sleep(600)
 "#;
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn must(program: &str, args: &[&str]) -> Output {
-    let out = exec::command(program, args).output().unwrap();
-    assert!(out.status.success(), "{program} {args:?}: {}", text(&out));
-    out
-}
 
 /// A network namespace with loopback up, deleted on drop.
 struct Netns {
@@ -93,7 +74,7 @@ impl Netns {
             if let Some(status) = server.child.try_wait().unwrap() {
                 panic!("server on port {port} exited early: {status}");
             }
-            let out = self.run(PYTHON, &["-c", CONNECT, "127.0.0.1", &port.to_string()]);
+            let out = self.run(PYTHON, &["-c", CONNECT, "127.0.0.1", &port.to_string(), "1"]);
             if out.status.success() {
                 return;
             }

@@ -12,25 +12,9 @@ use hikeshi_core::Severity;
 use jiff::Timestamp;
 use serde_json::Value;
 
-fn hikeshi(data_dir: &Path, args: &[&str]) -> Output {
-    // Tests may run programs directly: the exec rule is for the product.
-    #[allow(clippy::disallowed_methods)]
-    std::process::Command::new(env!("CARGO_BIN_EXE_hikeshi"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--config")
-        .arg(empty_config(data_dir))
-        .args(args)
-        .output()
-        .expect("run hikeshi")
-}
-
-/// An empty configuration, so that the host's /etc/hikeshi is not read.
-fn empty_config(data_dir: &Path) -> PathBuf {
-    let path = data_dir.with_extension("toml");
-    std::fs::write(&path, "").unwrap();
-    path
-}
+#[path = "support/cli.rs"]
+mod cli;
+use cli::hikeshi;
 
 fn stdout(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).expect("stdout is UTF-8")

@@ -13,26 +13,9 @@ use hikeshi_core::Severity;
 use jiff::Timestamp;
 use serde_json::Value;
 
-fn hikeshi_env(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    // Tests may run programs directly: the exec rule is for the product.
-    #[allow(clippy::disallowed_methods)]
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hikeshi"));
-    cmd.arg("--data-dir").arg(data_dir).arg("--config").arg(empty_config(data_dir)).args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run hikeshi")
-}
-
-fn hikeshi(data_dir: &Path, args: &[&str]) -> Output {
-    hikeshi_env(data_dir, args, &[])
-}
-
-fn empty_config(data_dir: &Path) -> PathBuf {
-    let path = data_dir.with_extension("toml");
-    std::fs::write(&path, "").unwrap();
-    path
-}
+#[path = "support/cli.rs"]
+mod cli;
+use cli::{hikeshi, hikeshi_env};
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()

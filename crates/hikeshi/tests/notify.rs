@@ -20,6 +20,10 @@ use jiff::{SignedDuration, Timestamp};
 use rusqlite::Connection;
 use serde_json::Value;
 
+#[path = "support/maildir.rs"]
+mod maildir;
+use maildir::mails;
+
 const PYTHON: &str = "/usr/bin/python3";
 
 /// A server process, killed and reaped when dropped (also on test failure).
@@ -246,55 +250,6 @@ fn make_certs(dir: &Path) -> TestCerts {
     )
     .unwrap();
     TestCerts { ca: ca.into(), server_cert: cert.into(), server_key: key.into() }
-}
-
-const PARSE_MAIL: &str = r#"
-import email, json, sys
-from email import policy
-msg = email.message_from_binary_file(open(sys.argv[1], "rb"), policy=policy.default)
-print(json.dumps({"headers": [[k, str(v)] for k, v in msg.items()], "body": msg.get_content()}))
-"#;
-
-/// A delivered message as Python's standard `email` parser reads it.
-struct Mail {
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Mail {
-    fn header(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-}
-
-fn mails(maildir: &Path) -> Vec<Mail> {
-    let new = maildir.join("new");
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(&new) {
-        Ok(d) => d.map(|e| e.unwrap().path()).collect(),
-        Err(_) => return Vec::new(),
-    };
-    files.sort();
-    files
-        .iter()
-        .map(|f| {
-            let out = exec::run(PYTHON, ["-c", PARSE_MAIL, f.to_str().unwrap()]).unwrap();
-            let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-            Mail {
-                headers: v["headers"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|h| (h[0].as_str().unwrap().into(), h[1].as_str().unwrap().into()))
-                    .collect(),
-                // SMTP lines end in CRLF; compare lines, not endings.
-                body: v["body"].as_str().unwrap().replace("\r\n", "\n"),
-            }
-        })
-        .collect()
 }
 
 fn ts(s: &str) -> Timestamp {

@@ -4,7 +4,6 @@
 //! (`tests/snapshots/`); plus the program run end to end.
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 use hikeshi::contain::store::{insert_ban, NewBan};
 use hikeshi::notify::outbox::{enqueue, NewMessage};
@@ -17,6 +16,10 @@ use hikeshi_core::incident::{
 use hikeshi_core::report::{self, Lang};
 use hikeshi_core::Severity;
 use jiff::Timestamp;
+
+#[path = "support/cli.rs"]
+mod cli;
+use cli::hikeshi;
 
 fn at(s: &str) -> Timestamp {
     s.parse().unwrap()
@@ -252,25 +255,6 @@ fn bare_incident_shows_what_nobody_recorded_as_missing() {
     );
     insta::assert_snapshot!("bare_md_en", report::markdown(&r, Lang::En));
     insta::assert_snapshot!("bare_md_ja", report::markdown(&r, Lang::Ja));
-}
-
-fn hikeshi(data_dir: &Path, args: &[&str]) -> Output {
-    // Tests may run programs directly: the exec rule is for the product.
-    #[allow(clippy::disallowed_methods)]
-    std::process::Command::new(env!("CARGO_BIN_EXE_hikeshi"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--config")
-        .arg(empty_config(data_dir))
-        .args(args)
-        .output()
-        .expect("run hikeshi")
-}
-
-fn empty_config(data_dir: &Path) -> PathBuf {
-    let path = data_dir.with_extension("toml");
-    std::fs::write(&path, "").unwrap();
-    path
 }
 
 #[test]

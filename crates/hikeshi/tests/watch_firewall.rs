@@ -21,6 +21,10 @@ use serde_json::Value;
 mod output;
 use output::collect;
 
+#[path = "support/command.rs"]
+mod command;
+use command::must;
+
 const BIN: &str = env!("CARGO_BIN_EXE_hikeshi");
 const DEADLINE: Duration = Duration::from_secs(20);
 static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -148,11 +152,6 @@ impl Drop for Lab {
         }
         let _ = exec::run("ip", ["netns", "del", &self.netns]);
     }
-}
-
-fn must(program: &str, args: &[&str]) {
-    let out = exec::command(program, args).output().unwrap();
-    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 fn append(path: &Path, text: &str) {
