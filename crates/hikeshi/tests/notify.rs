@@ -103,6 +103,24 @@ while True:
     time.sleep(3600)
 "#;
 
+/// How an SMTP server under test offers TLS.
+enum Tls {
+    /// STARTTLS after a plain greeting.
+    Starttls,
+    /// TLS from the first byte (SMTPS).
+    Implicit,
+}
+
+/// aiosmtpd on a free port offering TLS with the test certificate.
+fn tls_aiosmtpd(maildir: &Path, certs: &TestCerts, tls: Tls) -> Server {
+    let (cert_flag, key_flag) = match tls {
+        Tls::Starttls => ("--tlscert", "--tlskey"),
+        Tls::Implicit => ("--smtpscert", "--smtpskey"),
+    };
+    let (cert, key) = (certs.server_cert.to_str().unwrap(), certs.server_key.to_str().unwrap());
+    aiosmtpd(free_port(), maildir, &[cert_flag, cert, key_flag, key])
+}
+
 /// aiosmtpd requiring STARTTLS and AUTH (the CLI has no authenticator).
 fn auth_smtpd(dir: &Path, maildir: &Path, tls: &TestCerts, user: &str, password: &str) -> Server {
     let script = dir.join("auth_smtpd.py");
@@ -422,16 +440,7 @@ fn starttls_is_required_and_checks_the_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let certs = make_certs(dir.path());
     let maildir = dir.path().join("Maildir");
-    let smtp = aiosmtpd(
-        free_port(),
-        &maildir,
-        &[
-            "--tlscert",
-            certs.server_cert.to_str().unwrap(),
-            "--tlskey",
-            certs.server_key.to_str().unwrap(),
-        ],
-    );
+    let smtp = tls_aiosmtpd(&maildir, &certs, Tls::Starttls);
     let conn = db(dir.path());
     let now = ts(NOW);
 
@@ -465,16 +474,7 @@ fn smtps_delivers_over_tls_from_the_first_byte() {
     let dir = tempfile::tempdir().unwrap();
     let certs = make_certs(dir.path());
     let maildir = dir.path().join("Maildir");
-    let smtp = aiosmtpd(
-        free_port(),
-        &maildir,
-        &[
-            "--smtpscert",
-            certs.server_cert.to_str().unwrap(),
-            "--smtpskey",
-            certs.server_key.to_str().unwrap(),
-        ],
-    );
+    let smtp = tls_aiosmtpd(&maildir, &certs, Tls::Implicit);
     let conn = db(dir.path());
     let ca = format!("ca_file = \"{}\"", certs.ca.display());
     let notifier = notifier(&email_config(smtp.port, "tls", &ca));
