@@ -9,9 +9,7 @@ use hikeshi::contain::store::{insert_ban, remove_ban, NewBan};
 use hikeshi::notify::outbox::{enqueue, NewMessage};
 use hikeshi::notify::Channel;
 use hikeshi::store::{self, Store, StoreError, StoreOptions};
-use hikeshi_core::incident::{
-    Actor, CampaignKey, Evidence, EvidenceCap, IncidentId, Limits, Observation, TimelineKind,
-};
+use hikeshi_core::incident::{Actor, CampaignKey, Evidence, IncidentId, Observation, TimelineKind};
 use hikeshi_core::lifecycle::Role;
 use hikeshi_core::Severity;
 use jiff::Timestamp;
@@ -21,6 +19,9 @@ use serde_json::Value;
 #[path = "support/cli.rs"]
 mod cli;
 use cli::hikeshi;
+
+#[path = "support/data_dir.rs"]
+mod data_dir;
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -45,11 +46,7 @@ impl Env {
     }
 
     fn store(&self) -> Store {
-        let options = StoreOptions {
-            limits: Limits { evidence: EvidenceCap::from_max_lines(4), ..Limits::default() },
-            ..StoreOptions::default()
-        };
-        Store::open_with(&self.db(), options).unwrap()
+        data_dir::open_capped(&self.data, 4)
     }
 
     /// A connection like the `sqlite3` shell's: without hikeshi's functions.

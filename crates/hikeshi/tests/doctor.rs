@@ -26,6 +26,9 @@ use serde_json::Value;
 mod command;
 use command::{must, text, CONNECT};
 
+#[path = "support/smtp.rs"]
+mod smtp;
+
 const BIN: &str = env!("CARGO_BIN_EXE_hikeshi");
 const PYTHON: &str = "/usr/bin/python3";
 const NOBODY: &str = "65534";
@@ -114,19 +117,7 @@ impl Drop for Server {
 fn aiosmtpd(ns: &Netns, port: u16, maildir: &Path) -> Server {
     let listen = format!("127.0.0.1:{port}");
     let child = ns
-        .command(
-            PYTHON,
-            &[
-                "-m",
-                "aiosmtpd",
-                "-n",
-                "-l",
-                &listen,
-                "-c",
-                "aiosmtpd.handlers.Mailbox",
-                maildir.to_str().unwrap(),
-            ],
-        )
+        .command(PYTHON, &smtp::aiosmtpd_args(&listen, maildir.to_str().unwrap(), &[]))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -20,9 +20,9 @@ use jiff::{SignedDuration, Timestamp};
 use rusqlite::Connection;
 use serde_json::Value;
 
-#[path = "support/maildir.rs"]
-mod maildir;
-use maildir::mails;
+#[path = "support/smtp.rs"]
+mod smtp;
+use smtp::{aiosmtpd_args, mails};
 
 const PYTHON: &str = "/usr/bin/python3";
 
@@ -68,11 +68,7 @@ fn wait_for_port(server: &mut Server) {
 /// `python3 -m aiosmtpd` delivering into the Maildir `maildir`.
 fn aiosmtpd(port: u16, maildir: &Path, extra: &[&str]) -> Server {
     let listen = format!("127.0.0.1:{port}");
-    let mut args = vec!["-m", "aiosmtpd", "-n", "-l", &listen];
-    args.extend_from_slice(extra);
-    let maildir_arg = maildir.to_str().unwrap();
-    args.extend_from_slice(&["-c", "aiosmtpd.handlers.Mailbox", maildir_arg]);
-    let child = exec::command(PYTHON, &args)
+    let child = exec::command(PYTHON, aiosmtpd_args(&listen, maildir.to_str().unwrap(), extra))
         .stdout(Stdio::null())
         .stderr(server_log(maildir.parent().unwrap()))
         .spawn()

@@ -9,7 +9,7 @@ use hikeshi::contain::store::{insert_ban, NewBan};
 use hikeshi::notify::outbox::{enqueue, NewMessage};
 use hikeshi::notify::Channel;
 use hikeshi::report::{assemble, Extras};
-use hikeshi::store::{self, Store};
+use hikeshi::store;
 use hikeshi_core::incident::{
     Actor, CampaignKey, Evidence, IncidentId, Observation, State, TimelineKind,
 };
@@ -21,6 +21,10 @@ use jiff::Timestamp;
 mod cli;
 use cli::hikeshi;
 
+#[path = "support/data_dir.rs"]
+mod data_dir;
+use data_dir::{open, DataDir};
+
 fn at(s: &str) -> Timestamp {
     s.parse().unwrap()
 }
@@ -28,20 +32,8 @@ fn at(s: &str) -> Timestamp {
 const GENERATED: &str = "2026-11-03T09:00:00Z";
 const HOSTILE_USER: &str = "<script>alert(1)</script>";
 
-struct Env {
-    tmp: tempfile::TempDir,
-    data: PathBuf,
-}
-
-fn env() -> Env {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    Env { data, tmp }
-}
-
-fn open(data: &Path) -> Store {
-    Store::open(&store::db_path(data)).unwrap()
+fn env() -> DataDir {
+    DataDir::created()
 }
 
 /// The runbook's scenario: password guessing from 203.0.113.5 against
@@ -195,7 +187,7 @@ fn auth_log(dir: &Path) -> PathBuf {
     path
 }
 
-fn render_full(env: &Env) -> report::Report {
+fn render_full(env: &DataDir) -> report::Report {
     let id = seed_full(&env.data);
     let extras = Extras { auth_logs: vec![auth_log(env.tmp.path())], ..Extras::default() };
     let input = assemble(&open(&env.data), id, &extras, at(GENERATED)).unwrap();

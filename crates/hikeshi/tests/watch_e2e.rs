@@ -42,9 +42,9 @@ use sha2::{Digest, Sha256};
 #[path = "support/output.rs"]
 mod output;
 
-#[path = "support/maildir.rs"]
-mod maildir;
-use maildir::Mail;
+#[path = "support/smtp.rs"]
+mod smtp;
+use smtp::Mail;
 
 #[path = "support/command.rs"]
 mod command;
@@ -379,20 +379,9 @@ impl Lab {
     fn start_smtp(&mut self) {
         let listen = format!("127.0.0.1:{SMTP_PORT}");
         let maildir = self.path_str("Maildir");
-        self.spawn_in_server(
-            "aiosmtpd",
-            &[
-                PYTHON,
-                "-m",
-                "aiosmtpd",
-                "-n",
-                "-l",
-                &listen,
-                "-c",
-                "aiosmtpd.handlers.Mailbox",
-                &maildir,
-            ],
-        );
+        let mut argv = vec![PYTHON];
+        argv.extend(smtp::aiosmtpd_args(&listen, &maildir, &[]));
+        self.spawn_in_server("aiosmtpd", &argv);
         eventually("aiosmtpd listening", DEADLINE, || {
             self.assert_daemons_running();
             if self.tcp_connects(&self.server, "127.0.0.1", SMTP_PORT) {
@@ -588,7 +577,7 @@ timeout_secs = 5
 
     /// The mails aiosmtpd delivered so far, oldest first.
     fn mails(&self) -> Vec<Mail> {
-        maildir::mails(&self.path("Maildir"))
+        smtp::mails(&self.path("Maildir"))
     }
 
     /// Starts `hikeshi watch` in the server namespace and waits for its

@@ -1,6 +1,7 @@
-//! Reading the mails an SMTP server under test (aiosmtpd's `Mailbox`
-//! handler) delivered into a Maildir, parsed by Python's standard `email`
-//! package so that the test does not trust our own MIME code.
+//! The SMTP server of tests, aiosmtpd (Debian's `python3-aiosmtpd`)
+//! delivering into a Maildir: its arguments, and the mails it delivered,
+//! parsed by Python's standard `email` package so that a test does not
+//! trust our own MIME code.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -9,6 +10,16 @@ use hikeshi::exec;
 use serde_json::Value;
 
 const PYTHON: &str = "/usr/bin/python3";
+
+/// The arguments of `python3 ARGS` that run aiosmtpd listening on
+/// `listen` (`127.0.0.1:PORT`) and delivering into the Maildir `maildir`,
+/// with `extra` options (TLS certificates).
+pub fn aiosmtpd_args<'a>(listen: &'a str, maildir: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["-m", "aiosmtpd", "-n", "-l", listen];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["-c", "aiosmtpd.handlers.Mailbox", maildir]);
+    args
+}
 
 /// Prints a delivered message's headers and body as JSON.
 const PARSE_MAIL: &str = r#"
