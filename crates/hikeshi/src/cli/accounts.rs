@@ -12,15 +12,13 @@ use std::process::ExitCode;
 use anyhow::Result;
 use hikeshi_core::eradicate::accounts::{audit, diff_baseline, AccountsRules, AccountsSnapshot};
 use hikeshi_core::eradicate::sort_findings;
-use hikeshi_core::incident::IncidentId;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use super::findings::{finish, Audited, Output};
+use super::findings::{finish, Audited, Output, OutputArgs};
 use super::Context;
 use crate::eradicate::baseline;
 use crate::eradicate::collect::read_accounts;
-use crate::eradicate::report::Lang;
 use crate::eradicate::rootfs::RootFs;
 use crate::evidence::Target;
 
@@ -33,16 +31,8 @@ pub struct Args {
     /// compare with (<data dir>/baselines/accounts.json).
     #[arg(long)]
     pub baseline: bool,
-    /// Print one JSON document (findings and their SHA-256) instead of a table.
-    #[arg(long)]
-    pub json: bool,
-    /// Language of the reasons in the table.
-    #[arg(long, value_enum, default_value = "en")]
-    pub lang: Lang,
-    /// Attach the findings (the JSON document, with its SHA-256) to
-    /// incident N as evidence, with a timeline entry.
-    #[arg(long, value_name = "N")]
-    pub incident: Option<IncidentId>,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// Facts of the audit, in the JSON document.
@@ -57,7 +47,7 @@ struct Details {
 
 pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
     // Checked first: a wrong incident number must not cost a whole audit.
-    let target = args.incident.map(|id| Target::open(ctx, id)).transpose()?;
+    let target = args.output.incident.map(|id| Target::open(ctx, id)).transpose()?;
     let now = Timestamp::now();
     let root = RootFs::open(&args.root)?;
     let (input, mut warnings) = read_accounts(&root);
@@ -100,5 +90,5 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
             .baseline
             .then(|| format!("baseline recorded: {}", baseline_path.display())),
     };
-    finish(audited, Output { json: args.json, lang: args.lang, target })
+    finish(audited, Output { json: args.output.json, lang: args.output.lang, target })
 }

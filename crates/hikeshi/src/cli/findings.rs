@@ -8,13 +8,28 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use hikeshi_core::eradicate::Finding;
-use hikeshi_core::incident::Actor;
+use hikeshi_core::incident::{Actor, IncidentId};
 use jiff::Timestamp;
 use serde::Serialize;
 
 use super::EXIT_FINDINGS;
 use crate::eradicate::report::{needs_attention, write_json, write_table, EvidenceDocument, Lang};
 use crate::evidence::{self, Document, Target};
+
+/// The options of both commands about their findings.
+#[derive(Debug, clap::Args)]
+pub struct OutputArgs {
+    /// Print one JSON document (findings and their SHA-256) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Language of the reasons in the table.
+    #[arg(long, value_enum, default_value = "en")]
+    pub lang: Lang,
+    /// Attach the findings (the JSON document, with its SHA-256) to
+    /// incident N as evidence, with a timeline entry.
+    #[arg(long, value_name = "N")]
+    pub incident: Option<IncidentId>,
+}
 
 /// What one audit of a root found.
 pub(super) struct Audited<'a, D: Serialize> {

@@ -13,15 +13,13 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 use hikeshi_core::eradicate::parse_window;
 use hikeshi_core::eradicate::persistence::{assess, PersistenceSnapshot};
-use hikeshi_core::incident::IncidentId;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use super::findings::{finish, Audited, Output};
+use super::findings::{finish, Audited, Output, OutputArgs};
 use super::Context;
 use crate::eradicate::baseline;
 use crate::eradicate::collect::persistence_items;
-use crate::eradicate::report::Lang;
 use crate::eradicate::rootfs::RootFs;
 use crate::evidence::Target;
 
@@ -46,16 +44,8 @@ pub struct Args {
     /// Skip paths matching GLOB in the setuid scan (repeatable).
     #[arg(long, value_name = "GLOB")]
     pub exclude: Vec<String>,
-    /// Print one JSON document (findings and their SHA-256) instead of a table.
-    #[arg(long)]
-    pub json: bool,
-    /// Language of the reasons in the table.
-    #[arg(long, value_enum, default_value = "en")]
-    pub lang: Lang,
-    /// Attach the findings (the JSON document, with its SHA-256) to
-    /// incident N as evidence, with a timeline entry.
-    #[arg(long, value_name = "N")]
-    pub incident: Option<IncidentId>,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Serialize)]
@@ -68,7 +58,7 @@ struct Details {
 
 pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
     // Checked first: a wrong incident number must not cost a whole scan.
-    let target = args.incident.map(|id| Target::open(ctx, id)).transpose()?;
+    let target = args.output.incident.map(|id| Target::open(ctx, id)).transpose()?;
     let now = Timestamp::now();
     let root = RootFs::open(&args.root)?;
     let config = &ctx.config.eradicate;
@@ -115,5 +105,5 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
             format!("baseline recorded: {} ({} items)", baseline_path.display(), items.len())
         }),
     };
-    finish(audited, Output { json: args.json, lang: args.lang, target })
+    finish(audited, Output { json: args.output.json, lang: args.output.lang, target })
 }
