@@ -26,6 +26,10 @@ use serde_json::Value;
 mod command;
 use command::{must, text, CONNECT};
 
+#[path = "support/netns.rs"]
+mod netns;
+use netns::Netns;
+
 #[path = "support/smtp.rs"]
 mod smtp;
 
@@ -45,32 +49,12 @@ print("listening", flush=True)
 time.sleep(600)
 "#;
 
-/// A network namespace with loopback up, deleted on drop.
-struct Netns {
-    name: String,
+/// A namespace of this test binary's own (`hk-doctor-<pid>-<n>`).
+fn netns() -> Netns {
+    Netns::new(format!("hk-doctor-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst)))
 }
 
 impl Netns {
-    fn new() -> Netns {
-        let name =
-            format!("hk-doctor-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
-        must("ip", &["netns", "add", &name]);
-        let ns = Netns { name };
-        must("ip", &["-n", &ns.name, "link", "set", "lo", "up"]);
-        ns
-    }
-
-    /// `program args` inside the namespace.
-    fn command(&self, program: &str, args: &[&str]) -> std::process::Command {
-        let mut argv = vec!["netns", "exec", &self.name, program];
-        argv.extend_from_slice(args);
-        exec::command("ip", argv)
-    }
-
-    fn run(&self, program: &str, args: &[&str]) -> Output {
-        self.command(program, args).output().unwrap()
-    }
-
     fn wait_for_port(&self, port: u16, server: &mut Server) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
@@ -91,13 +75,6 @@ impl Netns {
         let out = self.run("nft", &["list", "ruleset"]);
         assert!(out.status.success(), "{}", text(&out));
         String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        // Deleting the namespace drops its ruleset and sockets with it.
-        let _ = exec::run("ip", ["netns", "del", &self.name]);
     }
 }
 
@@ -313,7 +290,7 @@ const BUSY_PORT: u16 = 5514;
 #[test]
 fn a_good_setup_passes_and_leaves_nothing_in_the_firewall() {
     let env = Env::new();
-    let ns = Netns::new();
+    let ns = netns();
     let maildir = env.path("maildir");
     let smtp_port = SMTP_PORT;
     let _smtp = aiosmtpd(&ns, smtp_port, &maildir);
@@ -397,7 +374,7 @@ fn a_good_setup_passes_and_leaves_nothing_in_the_firewall() {
 #[test]
 fn iptables_and_ipset_backends_are_exercised_and_cleaned_up() {
     let env = Env::new();
-    let ns = Netns::new();
+    let ns = netns();
     std::fs::write(env.log(), sshd_log(2)).unwrap();
     for (backend, objects) in [
         ("iptables", "chain HIKESHI (iptables and ip6tables) was missing"),
@@ -451,7 +428,7 @@ fn a_fail2ban_that_does_not_answer_fails_with_a_fix() {
 #[test]
 fn an_allowlisted_test_address_is_never_banned() {
     let env = Env::new();
-    let ns = Netns::new();
+    let ns = netns();
     std::fs::write(env.log(), sshd_log(5)).unwrap();
     let allow = "[allowlist]\nnetworks = [\"192.0.2.0/24\", \"2001:db8::/32\"]\n";
     env.write_config(&config(&env, "backend = \"nftables\"", None, allow));
@@ -639,7 +616,7 @@ fn a_missing_firewall_program_names_its_debian_package() {
 #[test]
 fn nft_failing_in_its_namespace_is_a_failure_and_leaves_nothing() {
     let env = Env::new();
-    let ns = Netns::new();
+    let ns = netns();
     std::fs::write(env.log(), sshd_log(1)).unwrap();
     // A table name nft accepts in hikeshi's checks but the kernel refuses
     // is hard to find; a user namespace without CAP_NET_ADMIN is the real
@@ -881,7 +858,7 @@ fn missing_team_roles_warn_and_an_empty_team_fails() {
 #[test]
 fn a_busy_syslog_port_names_its_user() {
     let env = Env::new();
-    let ns = Netns::new();
+    let ns = netns();
     std::fs::write(env.log(), sshd_log(1)).unwrap();
     let port = BUSY_PORT;
     let mut holder = Server {
@@ -917,7 +894,7 @@ mod output;
 #[test]
 fn the_daemon_holding_its_own_syslog_port_is_not_a_failure() {
     let env = Env::new();
-    let ns = Netns::new();
+    let ns = netns();
     std::fs::write(env.log(), sshd_log(1)).unwrap();
     let syslog = format!("[[watch.syslog]]\nlisten = [\"udp://127.0.0.1:{BUSY_PORT}\"]\n");
     env.write_config(&config(&env, "backend = \"none\"", None, &syslog));
