@@ -23,9 +23,9 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 
 use hikeshi_core::allowlist::Allowlist;
-use hikeshi_core::detect::{Detector, Finding, Rule, Subject};
+use hikeshi_core::detect::{DetectConfig, Detector, Finding, Rule, Subject};
 use hikeshi_core::incident::{
-    CampaignKey, Change, Evidence, EvidenceRef, IncidentId, Observation, SubjectKind,
+    CampaignKey, Change, Evidence, EvidenceRef, IncidentId, Observation, Sha256Digest, SubjectKind,
 };
 use hikeshi_core::{AuthEvent, Outcome, Severity, Source};
 use jiff::Timestamp;
@@ -121,10 +121,31 @@ pub struct LineRef<'a> {
     pub file: &'a str,
     pub offset: u64,
     pub bytes: &'a [u8],
+    /// The line's SHA-256 if the caller has it already (`scan` hashes on
+    /// its parser thread); computed here otherwise.
+    pub sha256: Option<Sha256Digest>,
+}
+
+impl<'a> LineRef<'a> {
+    /// A line whose SHA-256 is computed when it is needed.
+    pub fn new(file: &'a str, offset: u64, bytes: &'a [u8]) -> LineRef<'a> {
+        LineRef { file, offset, bytes, sha256: None }
+    }
+
+    fn evidence(&self) -> EvidenceRef<'a> {
+        match self.sha256 {
+            Some(sha256) => {
+                EvidenceRef { file: self.file, offset: self.offset, line: self.bytes, sha256 }
+            }
+            None => EvidenceRef::new(self.file, self.offset, self.bytes),
+        }
+    }
 }
 
 pub struct Pipeline {
-    detector: Detector,
+    /// The longest detection window: buffered lines older than it can no
+    /// longer lead to a finding.
+    longest_window: jiff::SignedDuration,
     findings: Vec<Finding>,
     pending: HashMap<CampaignKey, VecDeque<PendingLine>, FastHash>,
     /// Accounts with an open incident of their own (an account attacked
@@ -154,19 +175,19 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// A pipeline around `detector`. `allowlist` is checked before any ban
-    /// is asked for (and the firewall layer checks again). `now` is the
-    /// run's clock, used only to decide whether an old attack still
-    /// deserves a ban.
+    /// A pipeline after a detector configured with `detect`. `allowlist`
+    /// is checked before any ban is asked for (and the firewall layer
+    /// checks again). `now` is the run's clock, used only to decide
+    /// whether an old attack still deserves a ban.
     pub fn new(
-        detector: Detector,
+        detect: &DetectConfig,
         allowlist: Allowlist,
         bans: BanPlan,
         now: Timestamp,
     ) -> Pipeline {
         Pipeline {
             allowlist,
-            detector,
+            longest_window: detect.longest_window().to_duration(),
             findings: Vec::new(),
             pending: HashMap::default(),
             attacked_accounts: HashSet::default(),
@@ -181,10 +202,6 @@ impl Pipeline {
             pending_bytes: 0,
             source_key: CampaignKey::for_user(""),
         }
-    }
-
-    pub fn detector(&self) -> &Detector {
-        &self.detector
     }
 
     /// Moves the run's clock (a daemon calls it for each batch of lines).
@@ -225,14 +242,19 @@ impl Pipeline {
         self.attacked_accounts.extend(users);
     }
 
-    /// Writes the detector's state and the buffered lines into `batch`,
-    /// so that the next run goes on where this one stopped.
-    pub fn save_state(&mut self, batch: &mut Batch<'_>) -> Result<(), StoreError> {
+    /// Writes the state of `detector` (the one this pipeline follows) and
+    /// the buffered lines into `batch`, so that the next run goes on where
+    /// this one stopped.
+    pub fn save_state(
+        &mut self,
+        batch: &mut Batch<'_>,
+        detector: &mut Detector,
+    ) -> Result<(), StoreError> {
         if let Some(newest) = self.newest_time() {
-            self.detector.expire(newest);
+            detector.expire(newest);
             self.prune_pending(newest);
         }
-        batch.set_cursor(DETECTOR_STATE_KEY, &self.detector.snapshot().to_bytes())?;
+        batch.set_cursor(DETECTOR_STATE_KEY, &detector.snapshot().to_bytes())?;
         let entries: Vec<(&CampaignKey, Vec<&PendingLine>)> =
             self.pending.iter().map(|(k, v)| (k, v.iter().collect())).collect();
         let blob = postcard::to_allocvec(&entries).expect("serializing to memory cannot fail");
@@ -243,39 +265,60 @@ impl Pipeline {
         self.pending.values().filter_map(|lines| lines.back()).map(|l| l.time).max()
     }
 
-    /// Handles one event. `line` is the raw line it came from.
+    /// Handles one event: `detector` observes it, and this pipeline
+    /// records what that means. `line` is the raw line it came from.
     pub fn handle(
         &mut self,
         batch: &mut Batch<'_>,
+        detector: &mut Detector,
         event: &AuthEvent,
         line: LineRef<'_>,
     ) -> Result<(), StoreError> {
-        if !matches!(event.outcome, Outcome::Failure | Outcome::Success) {
+        if !detects(event) {
+            return Ok(());
+        }
+        let mut findings = std::mem::take(&mut self.findings);
+        findings.clear();
+        detector.observe(event, &mut findings);
+        let result = self.record(batch, event, &findings, line);
+        self.findings = findings;
+        result
+    }
+
+    /// Records one event that `detector.observe` has seen elsewhere (a
+    /// thread ahead of this one) and the findings it gave. Events for
+    /// which [`detects`] is false are ignored.
+    pub fn record(
+        &mut self,
+        batch: &mut Batch<'_>,
+        event: &AuthEvent,
+        findings: &[Finding],
+        line: LineRef<'_>,
+    ) -> Result<(), StoreError> {
+        if !detects(event) {
             return Ok(());
         }
         let Some(source) = &event.source else { return Ok(()) };
         let mut source_key = std::mem::replace(&mut self.source_key, CampaignKey::for_user(""));
         set_campaign_of_source(&mut source_key, source);
-        let result = self.handle_source(batch, event, source, &source_key, line);
+        let result = self.record_source(batch, event, findings, source, &source_key, line);
         self.source_key = source_key;
         result
     }
 
-    fn handle_source(
+    fn record_source(
         &mut self,
         batch: &mut Batch<'_>,
         event: &AuthEvent,
+        findings: &[Finding],
         source: &Source,
         source_key: &CampaignKey,
         line: LineRef<'_>,
     ) -> Result<(), StoreError> {
-        self.findings.clear();
-        self.detector.observe(event, &mut self.findings);
         let failure = event.outcome == Outcome::Failure;
         let mut source_handled = false;
         let mut user_handled = false;
-        let findings = std::mem::take(&mut self.findings);
-        for finding in &findings {
+        for finding in findings {
             let key = campaign_of_subject(&finding.subject);
             let is_source_campaign = key == *source_key;
             let is_user_campaign = key.kind == SubjectKind::User;
@@ -307,7 +350,7 @@ impl Pipeline {
             } else if (is_source_campaign || is_user_campaign) && failure {
                 obs.attempts = 1;
             }
-            obs.evidence.push(Evidence::new(line.file, line.offset, line.bytes));
+            obs.evidence.push(line.evidence().to_evidence());
             obs.hosts.extend(event.host.as_deref().map(str::to_string));
             obs.users.extend(event.user.clone());
             let (id, change) = batch.open_or_update_incident(obs)?;
@@ -321,15 +364,12 @@ impl Pipeline {
                 self.ask_ban(addr, id, finding.rule.as_str(), finding.at);
             }
         }
-        self.findings = findings;
         if !failure {
             return Ok(());
         }
         // Hashed once, whichever incidents the line goes to.
         let mut evidence = None;
-        let mut evidence = || {
-            *evidence.get_or_insert_with(|| EvidenceRef::new(line.file, line.offset, line.bytes))
-        };
+        let mut evidence = || *evidence.get_or_insert_with(|| line.evidence());
         if !source_handled {
             match batch.find_open_incident(source_key)? {
                 Some(id) => {
@@ -520,8 +560,7 @@ impl Pipeline {
     /// Forgets buffered lines older than the longest detection window, and
     /// when that is not enough, the campaigns seen least recently.
     fn prune_pending(&mut self, now: Timestamp) {
-        let window = self.detector.config().longest_window().to_duration();
-        let horizon = now.checked_sub(window).unwrap_or(Timestamp::MIN);
+        let horizon = now.checked_sub(self.longest_window).unwrap_or(Timestamp::MIN);
         let before: usize = self.pending.values().map(VecDeque::len).sum();
         self.pending.retain(|_, lines| lines.back().is_some_and(|l| l.time > horizon));
         let mut bytes = self.count_pending_bytes();
@@ -556,6 +595,18 @@ impl Pipeline {
         let after: usize = self.pending.values().map(VecDeque::len).sum();
         self.pending_dropped += (before - after) as u64;
     }
+}
+
+/// Whether `event` is a failure or a success: what status counts, and
+/// (with a source) what detection looks at.
+pub fn counts(event: &AuthEvent) -> bool {
+    matches!(event.outcome, Outcome::Failure | Outcome::Success)
+}
+
+/// Whether detection looks at `event` at all: a failure or a success with
+/// a source.
+pub fn detects(event: &AuthEvent) -> bool {
+    counts(event) && event.source.is_some()
 }
 
 /// Sets `slot` to `name`, reusing its allocation.

@@ -2,40 +2,26 @@
 //! APIs, then tampered with directly in SQLite, as an intruder with the
 //! file would (dropping the triggers that stand in the way).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Output;
 
 use hikeshi::contain::store::{insert_ban, remove_ban, NewBan};
 use hikeshi::notify::outbox::{enqueue, NewMessage};
 use hikeshi::notify::Channel;
 use hikeshi::store::{self, Store, StoreError, StoreOptions};
-use hikeshi_core::incident::{
-    Actor, CampaignKey, Evidence, EvidenceCap, IncidentId, Limits, Observation, TimelineKind,
-};
+use hikeshi_core::incident::{Actor, CampaignKey, Evidence, IncidentId, Observation, TimelineKind};
 use hikeshi_core::lifecycle::Role;
 use hikeshi_core::Severity;
 use jiff::Timestamp;
 use rusqlite::Connection;
 use serde_json::Value;
 
-fn hikeshi(data_dir: &Path, args: &[&str]) -> Output {
-    // Tests may run programs directly: the exec rule is for the product.
-    #[allow(clippy::disallowed_methods)]
-    std::process::Command::new(env!("CARGO_BIN_EXE_hikeshi"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--config")
-        .arg(empty_config(data_dir))
-        .args(args)
-        .output()
-        .expect("run hikeshi")
-}
+#[path = "support/cli.rs"]
+mod cli;
+use cli::hikeshi;
 
-fn empty_config(data_dir: &Path) -> PathBuf {
-    let path = data_dir.with_extension("toml");
-    std::fs::write(&path, "").unwrap();
-    path
-}
+#[path = "support/data_dir.rs"]
+mod data_dir;
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -60,11 +46,7 @@ impl Env {
     }
 
     fn store(&self) -> Store {
-        let options = StoreOptions {
-            limits: Limits { evidence: EvidenceCap::from_max_lines(4), ..Limits::default() },
-            ..StoreOptions::default()
-        };
-        Store::open_with(&self.db(), options).unwrap()
+        data_dir::open_capped(&self.data, 4)
     }
 
     /// A connection like the `sqlite3` shell's: without hikeshi's functions.

@@ -20,6 +20,10 @@ use hikeshi::exec;
 #[path = "support/output.rs"]
 mod output;
 
+#[path = "support/command.rs"]
+mod command;
+use command::{must, text, CONNECT};
+
 const BIN: &str = env!("CARGO_BIN_EXE_hikeshi");
 const PYTHON: &str = "/usr/bin/python3";
 const PORT: &str = "2222";
@@ -45,14 +49,6 @@ while True:
         held.pop(0).close()
 "#;
 
-const CONNECT: &str = r#"
-import socket, sys
-try:
-    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1).close()
-except OSError:
-    sys.exit(1)
-"#;
-
 const HOLD: &str = r#"
 import socket, sys, time
 c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2)
@@ -71,21 +67,6 @@ struct Lab {
 
 fn ok(out: &Output) -> bool {
     out.status.success()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn must(program: &str, args: &[&str]) -> Output {
-    let out = exec::command(program, args).output().unwrap();
-    assert!(ok(&out), "{program} {args:?} failed: {}", text(&out));
-    out
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -187,7 +168,7 @@ impl Lab {
     fn connects(&self, server_addr: &str) -> bool {
         let out = exec::command(
             "ip",
-            ["netns", "exec", &self.peer, PYTHON, "-c", CONNECT, server_addr, PORT],
+            ["netns", "exec", &self.peer, PYTHON, "-c", CONNECT, server_addr, PORT, "1"],
         )
         .output()
         .unwrap();

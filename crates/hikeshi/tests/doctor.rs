@@ -22,19 +22,22 @@ use hikeshi::exec;
 use jiff::Timestamp;
 use serde_json::Value;
 
+#[path = "support/command.rs"]
+mod command;
+use command::{must, text, CONNECT};
+
+#[path = "support/netns.rs"]
+mod netns;
+use netns::Netns;
+
+#[path = "support/smtp.rs"]
+mod smtp;
+
 const BIN: &str = env!("CARGO_BIN_EXE_hikeshi");
 const PYTHON: &str = "/usr/bin/python3";
 const NOBODY: &str = "65534";
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
-
-const CONNECT: &str = r#"
-import socket, sys
-try:
-    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1).close()
-except OSError:
-    sys.exit(1)
-"#;
 
 /// Holds a TCP port until killed.
 const HOLD_PORT: &str = r#"
@@ -46,54 +49,19 @@ print("listening", flush=True)
 time.sleep(600)
 "#;
 
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn must(program: &str, args: &[&str]) -> Output {
-    let out = exec::command(program, args).output().unwrap();
-    assert!(out.status.success(), "{program} {args:?}: {}", text(&out));
-    out
-}
-
-/// A network namespace with loopback up, deleted on drop.
-struct Netns {
-    name: String,
+/// A namespace of this test binary's own (`hk-doctor-<pid>-<n>`).
+fn netns() -> Netns {
+    Netns::new(format!("hk-doctor-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst)))
 }
 
 impl Netns {
-    fn new() -> Netns {
-        let name =
-            format!("hk-doctor-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
-        must("ip", &["netns", "add", &name]);
-        let ns = Netns { name };
-        must("ip", &["-n", &ns.name, "link", "set", "lo", "up"]);
-        ns
-    }
-
-    /// `program args` inside the namespace.
-    fn command(&self, program: &str, args: &[&str]) -> std::process::Command {
-        let mut argv = vec!["netns", "exec", &self.name, program];
-        argv.extend_from_slice(args);
-        exec::command("ip", argv)
-    }
-
-    fn run(&self, program: &str, args: &[&str]) -> Output {
-        self.command(program, args).output().unwrap()
-    }
-
     fn wait_for_port(&self, port: u16, server: &mut Server) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Some(status) = server.child.try_wait().unwrap() {
                 panic!("server on port {port} exited early: {status}");
             }
-            let out = self.run(PYTHON, &["-c", CONNECT, "127.0.0.1", &port.to_string()]);
+            let out = self.run(PYTHON, &["-c", CONNECT, "127.0.0.1", &port.to_string(), "1"]);
             if out.status.success() {
                 return;
             }
@@ -107,13 +75,6 @@ impl Netns {
         let out = self.run("nft", &["list", "ruleset"]);
         assert!(out.status.success(), "{}", text(&out));
         String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        // Deleting the namespace drops its ruleset and sockets with it.
-        let _ = exec::run("ip", ["netns", "del", &self.name]);
     }
 }
 
@@ -133,19 +94,7 @@ impl Drop for Server {
 fn aiosmtpd(ns: &Netns, port: u16, maildir: &Path) -> Server {
     let listen = format!("127.0.0.1:{port}");
     let child = ns
-        .command(
-            PYTHON,
-            &[
-                "-m",
-                "aiosmtpd",
-                "-n",
-                "-l",
-                &listen,
-                "-c",
-                "aiosmtpd.handlers.Mailbox",
-                maildir.to_str().unwrap(),
-            ],
-        )
+        .command(PYTHON, &smtp::aiosmtpd_args(&listen, maildir.to_str().unwrap(), &[]))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -320,6 +269,20 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Doctor's exit code: 0 all well (warnings allowed), 1 a check failed,
+/// 2 the configuration cannot be read. Asserts it is `code` and returns
+/// the text report.
+fn exited(out: &Output, code: i32) -> String {
+    assert_eq!(out.status.code(), Some(code), "{}", text(out));
+    stdout(out)
+}
+
+/// [`exited`] for a `--json` run: returns the output to read checks from.
+fn exited_json(out: &Output, code: i32) -> &Output {
+    assert_eq!(out.status.code(), Some(code), "{}", text(out));
+    out
+}
+
 /// In a fresh namespace every port is free.
 const SMTP_PORT: u16 = 2525;
 const BUSY_PORT: u16 = 5514;
@@ -327,7 +290,7 @@ const BUSY_PORT: u16 = 5514;
 #[test]
 fn a_good_setup_passes_and_leaves_nothing_in_the_firewall() {
     let env = Env::new();
-    let ns = Netns::new();
+    let ns = netns();
     let maildir = env.path("maildir");
     let smtp_port = SMTP_PORT;
     let _smtp = aiosmtpd(&ns, smtp_port, &maildir);
@@ -392,8 +355,7 @@ fn a_good_setup_passes_and_leaves_nothing_in_the_firewall() {
     .unwrap();
     assert!(ban.status.success(), "{}", text(&ban));
     let out = env.doctor_in(&ns, &["--json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let all = checks(&out);
+    let all = checks(exited_json(&out, 0));
     let firewall = check(&all, "firewall", "nftables");
     assert_eq!(status(firewall), "ok");
     assert_eq!(
@@ -412,7 +374,7 @@ fn a_good_setup_passes_and_leaves_nothing_in_the_firewall() {
 #[test]
 fn iptables_and_ipset_backends_are_exercised_and_cleaned_up() {
     let env = Env::new();
-    let ns = Netns::new();
+    let ns = netns();
     std::fs::write(env.log(), sshd_log(2)).unwrap();
     for (backend, objects) in [
         ("iptables", "chain HIKESHI (iptables and ip6tables) was missing"),
@@ -420,8 +382,7 @@ fn iptables_and_ipset_backends_are_exercised_and_cleaned_up() {
     ] {
         env.write_config(&config(&env, &format!("backend = \"{backend}\""), None, ""));
         let out = env.doctor_in(&ns, &["--json"]);
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-        let all = checks(&out);
+        let all = checks(exited_json(&out, 0));
         let firewall = check(&all, "firewall", backend);
         assert_eq!(status(firewall), "ok", "{firewall}");
         let finding = firewall["finding"].as_str().unwrap();
@@ -454,8 +415,7 @@ fn a_fail2ban_that_does_not_answer_fails_with_a_fix() {
         format!("backend = \"fail2ban\"\n[contain.fail2ban]\nsocket = \"{}\"", socket.display());
     env.write_config(&config(&env, &contain, None, ""));
     let out = env.doctor(&["--json"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let all = checks(&out);
+    let all = checks(exited_json(&out, 1));
     let firewall = check(&all, "firewall", "fail2ban");
     assert_eq!(status(firewall), "fail", "{firewall}");
     assert!(
@@ -468,13 +428,12 @@ fn a_fail2ban_that_does_not_answer_fails_with_a_fix() {
 #[test]
 fn an_allowlisted_test_address_is_never_banned() {
     let env = Env::new();
-    let ns = Netns::new();
+    let ns = netns();
     std::fs::write(env.log(), sshd_log(5)).unwrap();
     let allow = "[allowlist]\nnetworks = [\"192.0.2.0/24\", \"2001:db8::/32\"]\n";
     env.write_config(&config(&env, "backend = \"nftables\"", None, allow));
     let out = env.doctor_in(&ns, &["--json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let all = checks(&out);
+    let all = checks(exited_json(&out, 0));
     let firewall = check(&all, "firewall", "nftables");
     assert_eq!(status(firewall), "ok", "{firewall}");
     // The next documentation range is used for IPv4; every IPv6 test
@@ -494,8 +453,7 @@ fn a_closed_smtp_port_fails_with_a_fix() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     env.write_config(&config(&env, "backend = \"none\"", Some(port), ""));
     let out = env.doctor(&[]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let report = stdout(&out);
+    let report = exited(&out, 1);
     let line = format!("[FAIL] smtp 127.0.0.1:{port}: Connection error: Connection refused");
     assert!(report.contains(&line), "{report}");
     assert!(report.contains("fix: check [alert.email] server, port and tls"), "{report}");
@@ -509,8 +467,7 @@ fn a_missing_log_file_fails_with_a_fix() {
     let env = Env::new();
     env.write_config(&config(&env, "backend = \"none\"", None, ""));
     let out = env.doctor(&["--json"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let all = checks(&out);
+    let all = checks(exited_json(&out, 1));
     let log = check(&all, "log", "auth.log");
     assert_eq!(status(log), "fail");
     assert_eq!(log["finding"], "does not exist");
@@ -546,8 +503,7 @@ fn a_log_path_that_is_not_a_regular_file_fails() {
          [contain]\nbackend = \"none\"\n{TEAM}"
     ));
     let out = env.doctor(&["--json"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let all = checks(&out);
+    let all = checks(exited_json(&out, 1));
     let log = check(&all, "log", "auth.log");
     assert_eq!(log["finding"], "is a FIFO, not a regular file");
     assert!(log["fix"].as_str().unwrap().contains("sshd's log file itself"), "{log}");
@@ -562,8 +518,7 @@ fn a_log_file_this_user_cannot_read_fails_with_a_fix() {
     std::os::unix::fs::chown(env.data(), Some(65534), Some(65534)).unwrap();
     env.write_config(&config(&env, "backend = \"none\"", None, ""));
     let out = env.doctor_as_nobody(&[]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let report = stdout(&out);
+    let report = exited(&out, 1);
     let line = format!(
         "[FAIL] log {}: cannot be read by uid 65534: Permission denied",
         env.log().display()
@@ -587,8 +542,7 @@ fn a_log_file_without_sshd_lines_is_a_warning() {
     env.write_config(&config(&env, "backend = \"none\"", None, ""));
     let out = env.doctor(&[]);
     // Warnings only: exit 0.
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let report = stdout(&out);
+    let report = exited(&out, 0);
     let line = format!(
         "[warn] log {}: readable, but no sshd lines in its last 64 KiB (3 lines read)",
         env.log().display()
@@ -637,8 +591,7 @@ fn a_missing_firewall_program_names_its_debian_package() {
                    [contain.nftables]\nnft = \"/nonexistent/hikeshi-test/nft\"";
     env.write_config(&config(&env, contain, None, ""));
     let out = env.doctor(&["--json"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let all = checks(&out);
+    let all = checks(exited_json(&out, 1));
     let firewall = check(&all, "firewall", "nftables");
     assert_eq!(status(firewall), "fail");
     assert_eq!(firewall["finding"], "program(s) not found: /nonexistent/hikeshi-test/nft");
@@ -663,7 +616,7 @@ fn a_missing_firewall_program_names_its_debian_package() {
 #[test]
 fn nft_failing_in_its_namespace_is_a_failure_and_leaves_nothing() {
     let env = Env::new();
-    let ns = Netns::new();
+    let ns = netns();
     std::fs::write(env.log(), sshd_log(1)).unwrap();
     // A table name nft accepts in hikeshi's checks but the kernel refuses
     // is hard to find; a user namespace without CAP_NET_ADMIN is the real
@@ -679,8 +632,7 @@ fn nft_failing_in_its_namespace_is_a_failure_and_leaves_nothing() {
     argv.extend(env.argv(&["--json"]));
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     let out = ns.run("setpriv", &argv);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let all = checks(&out);
+    let all = checks(exited_json(&out, 1));
     let firewall = check(&all, "firewall", "nftables");
     assert_eq!(status(firewall), "fail");
     let finding = firewall["finding"].as_str().unwrap();
@@ -695,8 +647,7 @@ fn a_configuration_that_does_not_load_is_the_failed_config_check() {
     let env = Env::new();
     env.write_config("[contain]\nbackend = \"nftables\"\nbantim = \"1h\"\n");
     let out = env.doctor(&[]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let report = stdout(&out);
+    let report = exited(&out, 2);
     let head = format!("[FAIL] config {}: cannot be loaded: ", env.config().display());
     assert!(report.starts_with(&head), "{report}");
     assert!(report.contains("line 3") && report.contains("bantim"), "{report}");
@@ -725,8 +676,7 @@ fn settings_that_load_but_cannot_work_fail_with_fixes() {
     env.write_config(&config(&env, contain, None, extra));
     std::fs::set_permissions(env.config(), std::fs::Permissions::from_mode(0o666)).unwrap();
     let out = env.doctor(&["--json"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let all = checks(&out);
+    let all = checks(exited_json(&out, 1));
     let bantime = check(&all, "config", "contain");
     assert_eq!(status(bantime), "fail");
     assert!(bantime["finding"].as_str().unwrap().contains("bantime"), "{bantime}");
@@ -754,8 +704,7 @@ fn a_data_dir_this_user_cannot_write_fails_with_a_fix() {
     env.write_config(&config(&env, "backend = \"none\"", None, ""));
     // The data dir is root's, mode 0700.
     let out = env.doctor_as_nobody(&[]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let report = stdout(&out);
+    let report = exited(&out, 1);
     // uid 65534 can see the directory (its parent is 0755) but not create in it.
     let line = format!(
         "[FAIL] data-dir {}: not writable by uid 65534: Permission denied",
@@ -778,8 +727,7 @@ fn a_data_dir_this_user_cannot_write_fails_with_a_fix() {
     ];
     argv.extend(env.argv(&["--json"]).into_iter().skip(2));
     let out = exec::command("setpriv", argv).output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let all = checks(&out);
+    let all = checks(exited_json(&out, 1));
     let dir = check(&all, "data-dir", "locked/state/hikeshi");
     assert_eq!(status(dir), "fail", "{dir}");
     let finding = dir["finding"].as_str().unwrap();
@@ -828,8 +776,7 @@ fn data_dir_problems_are_named() {
     std::fs::set_permissions(env.data(), std::fs::Permissions::from_mode(0o700)).unwrap();
     std::fs::write(env.data().join("hikeshi.db"), vec![b'x'; 8192]).unwrap();
     let out = env.doctor(&["--json"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let all = checks(&out);
+    let all = checks(exited_json(&out, 1));
     let store = check(&all, "store", "hikeshi.db");
     assert_eq!(status(store), "fail", "{store}");
     assert!(store["fix"].as_str().unwrap().contains("backup"), "{store}");
@@ -863,8 +810,7 @@ fn a_tampered_audit_trail_fails() {
         .unwrap();
     drop(conn);
     let out = env.doctor(&["--json"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let all = checks(&out);
+    let all = checks(exited_json(&out, 1));
     let audit = check(&all, "audit", "hikeshi.db");
     assert_eq!(status(audit), "fail", "{audit}");
     assert!(audit["finding"].as_str().unwrap().contains("bans row 1"), "{audit}");
@@ -880,8 +826,7 @@ fn missing_team_roles_warn_and_an_empty_team_fails() {
         .replace("role = \"communication_lead\"", "role = \"system_administrator\"");
     env.write_config(&two_roles);
     let out = env.doctor(&[]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let report = stdout(&out);
+    let report = exited(&out, 0);
     assert!(
         report.contains("[ ok ] team Incident Manager: Aiko Sato <aiko@example.com>, Ben Ito"),
         "{report}"
@@ -901,8 +846,7 @@ fn missing_team_roles_warn_and_an_empty_team_fails() {
         .replace("[[alert.webhook]]\nurl = \"https://chat.example.com/hooks/secret\"\n", "");
     env.write_config(&no_team);
     let out = env.doctor(&["--json"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let all = checks(&out);
+    let all = checks(exited_json(&out, 1));
     let team = check(&all, "team", "[team]");
     assert_eq!(status(team), "fail");
     assert!(team["fix"].as_str().unwrap().contains("communication_lead"));
@@ -914,7 +858,7 @@ fn missing_team_roles_warn_and_an_empty_team_fails() {
 #[test]
 fn a_busy_syslog_port_names_its_user() {
     let env = Env::new();
-    let ns = Netns::new();
+    let ns = netns();
     std::fs::write(env.log(), sshd_log(1)).unwrap();
     let port = BUSY_PORT;
     let mut holder = Server {
@@ -932,8 +876,7 @@ fn a_busy_syslog_port_names_its_user() {
     );
     env.write_config(&config(&env, "backend = \"none\"", None, &syslog));
     let out = env.doctor_in(&ns, &["--json"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let all = checks(&out);
+    let all = checks(exited_json(&out, 1));
     let busy = check(&all, "syslog", &format!("tcp://127.0.0.1:{port}"));
     assert_eq!(status(busy), "fail", "{busy}");
     let finding = busy["finding"].as_str().unwrap();
@@ -951,7 +894,7 @@ mod output;
 #[test]
 fn the_daemon_holding_its_own_syslog_port_is_not_a_failure() {
     let env = Env::new();
-    let ns = Netns::new();
+    let ns = netns();
     std::fs::write(env.log(), sshd_log(1)).unwrap();
     let syslog = format!("[[watch.syslog]]\nlisten = [\"udp://127.0.0.1:{BUSY_PORT}\"]\n");
     env.write_config(&config(&env, "backend = \"none\"", None, &syslog));
@@ -969,8 +912,7 @@ fn the_daemon_holding_its_own_syslog_port_is_not_a_failure() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let out = env.doctor_in(&ns, &["--json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let all = checks(&out);
+    let all = checks(exited_json(&out, 0));
     let port = check(&all, "syslog", &format!("udp://127.0.0.1:{BUSY_PORT}"));
     assert_eq!(status(port), "ok", "{port}");
     let finding = port["finding"].as_str().unwrap();
@@ -1051,8 +993,7 @@ fn the_journal_is_probed_for_sshd_records() {
     // A journal file that is not there.
     env.write_config(&with_journal(&env.path("missing.journal")));
     let out = env.doctor(&["--json"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let all = checks(&out);
+    let all = checks(exited_json(&out, 1));
     let probe = check(&all, "journal", "missing.journal");
     assert_eq!(status(probe), "fail");
     assert!(probe["finding"].as_str().unwrap().contains("No such file"), "{probe}");

@@ -240,17 +240,13 @@ fn persistence_findings_are_attached() {
 
 // ---- recent ----
 
-#[test]
-fn recent_jsonl_is_attached_as_printed() {
-    let env = Env::new("");
-    env.write("/etc/new.conf", "x");
-    env.write("/usr/bin/dropped", "ELF");
-    let id = env.seed_incident("203.0.113.7");
-    let root = env.root_arg();
+/// `hikeshi recent --root ROOT --since 1h --format jsonl --incident 1`,
+/// which must succeed.
+fn recent_jsonl(env: &Env, root: &str) -> Output {
     let out = env.run(&[
         "recent",
         "--root",
-        &root,
+        root,
         "--since",
         "1h",
         "--format",
@@ -259,6 +255,17 @@ fn recent_jsonl_is_attached_as_printed() {
         "1",
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    out
+}
+
+#[test]
+fn recent_jsonl_is_attached_as_printed() {
+    let env = Env::new("");
+    env.write("/etc/new.conf", "x");
+    env.write("/usr/bin/dropped", "ELF");
+    let id = env.seed_incident("203.0.113.7");
+    let root = env.root_arg();
+    let out = recent_jsonl(&env, &root);
     assert_eq!(text(&out.stdout).lines().count(), 2);
     // JSONL: the document is every line, each with its newline, as printed.
     assert_attached(
@@ -288,18 +295,7 @@ fn a_large_document_goes_to_an_evidence_file_with_its_digest() {
     }
     let id = env.seed_incident("203.0.113.7");
     let root = env.root_arg();
-    let out = env.run(&[
-        "recent",
-        "--root",
-        &root,
-        "--since",
-        "1h",
-        "--format",
-        "jsonl",
-        "--incident",
-        "1",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = recent_jsonl(&env, &root);
     assert!(out.stdout.len() > hikeshi::evidence::INLINE_MAX_BYTES, "{}", out.stdout.len());
     let digest = sha256_hex(&out.stdout);
     let file = env.data().join("evidence").join(format!("{digest}.jsonl"));

@@ -6,7 +6,7 @@
 //! separation directory `/run/sshd` if it is missing, removing it again
 //! (a Drop guard) when it made it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
 use hikeshi::store::{self, Store};
@@ -14,24 +14,9 @@ use hikeshi_core::incident::{CampaignKey, Evidence, Observation};
 use hikeshi_core::Severity;
 use serde_json::Value;
 
-fn hikeshi(data_dir: &Path, args: &[&str]) -> Output {
-    // Tests may run programs directly: the exec rule is for the product.
-    #[allow(clippy::disallowed_methods)]
-    std::process::Command::new(env!("CARGO_BIN_EXE_hikeshi"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--config")
-        .arg(empty_config(data_dir))
-        .args(args)
-        .output()
-        .expect("run hikeshi")
-}
-
-fn empty_config(data_dir: &Path) -> PathBuf {
-    let path = data_dir.with_extension("toml");
-    std::fs::write(&path, "").unwrap();
-    path
-}
+#[path = "support/cli.rs"]
+mod cli;
+use cli::hikeshi;
 
 fn write(root: &Path, rel: &str, text: &str) {
     let path = root.join(rel);

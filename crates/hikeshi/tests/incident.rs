@@ -1,36 +1,22 @@
 //! `hikeshi incident list/show`, run as a program against a store seeded
 //! through the library API.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
-use hikeshi::store::{self, Store, StoreOptions};
-use hikeshi_core::incident::{
-    Actor, CampaignKey, Evidence, EvidenceCap, Limits, Observation, State, TimelineKind,
-};
+use hikeshi::store;
+use hikeshi_core::incident::{Actor, CampaignKey, Evidence, Observation, State, TimelineKind};
 use hikeshi_core::Severity;
 use jiff::Timestamp;
 use serde_json::Value;
 
-fn hikeshi(data_dir: &Path, args: &[&str]) -> Output {
-    // Tests may run programs directly: the exec rule is for the product.
-    #[allow(clippy::disallowed_methods)]
-    std::process::Command::new(env!("CARGO_BIN_EXE_hikeshi"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--config")
-        .arg(empty_config(data_dir))
-        .args(args)
-        .output()
-        .expect("run hikeshi")
-}
+#[path = "support/cli.rs"]
+mod cli;
+use cli::hikeshi;
 
-/// An empty configuration, so that the host's /etc/hikeshi is not read.
-fn empty_config(data_dir: &Path) -> PathBuf {
-    let path = data_dir.with_extension("toml");
-    std::fs::write(&path, "").unwrap();
-    path
-}
+#[path = "support/data_dir.rs"]
+mod data_dir;
+use data_dir::DataDir;
 
 fn stdout(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).expect("stdout is UTF-8")
@@ -45,24 +31,14 @@ fn at(s: &str) -> Timestamp {
     s.parse().unwrap()
 }
 
-struct Env {
-    _tmp: tempfile::TempDir,
-    data: PathBuf,
-}
-
-fn env() -> Env {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    Env { data, _tmp: tmp }
+/// A data dir that does not exist yet.
+fn env() -> DataDir {
+    DataDir::new()
 }
 
 fn seed(data: &Path) {
     std::fs::create_dir_all(data).unwrap();
-    let options = StoreOptions {
-        limits: Limits { evidence: EvidenceCap::from_max_lines(4), ..Limits::default() },
-        ..StoreOptions::default()
-    };
-    let mut store = Store::open_with(&store::db_path(data), options).unwrap();
+    let mut store = data_dir::open_capped(data, 4);
     let mut o = Observation::new(
         CampaignKey::for_addr("203.0.113.7".parse().unwrap()),
         "ssh-bruteforce",

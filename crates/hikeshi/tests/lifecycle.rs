@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use hikeshi::contain::store::{insert_ban, NewBan};
-use hikeshi::store::{self, Store};
 use hikeshi_core::incident::{
     Actor, CampaignKey, Evidence, IncidentId, Observation, State, TimelineKind,
 };
@@ -13,26 +12,13 @@ use hikeshi_core::Severity;
 use jiff::Timestamp;
 use serde_json::Value;
 
-fn hikeshi_env(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    // Tests may run programs directly: the exec rule is for the product.
-    #[allow(clippy::disallowed_methods)]
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hikeshi"));
-    cmd.arg("--data-dir").arg(data_dir).arg("--config").arg(empty_config(data_dir)).args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run hikeshi")
-}
+#[path = "support/cli.rs"]
+mod cli;
+use cli::{hikeshi, hikeshi_env};
 
-fn hikeshi(data_dir: &Path, args: &[&str]) -> Output {
-    hikeshi_env(data_dir, args, &[])
-}
-
-fn empty_config(data_dir: &Path) -> PathBuf {
-    let path = data_dir.with_extension("toml");
-    std::fs::write(&path, "").unwrap();
-    path
-}
+#[path = "support/data_dir.rs"]
+mod data_dir;
+use data_dir::{open, DataDir};
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -55,17 +41,10 @@ fn at(s: &str) -> Timestamp {
     s.parse().unwrap()
 }
 
-struct Env {
-    _tmp: tempfile::TempDir,
-    data: PathBuf,
-}
-
 /// A data dir with one incident (number 1) from 203.0.113.7.
-fn env() -> Env {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let mut store = open(&data);
+fn env() -> DataDir {
+    let env = DataDir::created();
+    let mut store = open(&env.data);
     let mut o = Observation::new(
         CampaignKey::for_addr("203.0.113.7".parse().unwrap()),
         "ssh-bruteforce",
@@ -76,11 +55,7 @@ fn env() -> Env {
     o.evidence = vec![Evidence::new("/var/log/auth.log", 0, b"Failed password for root")];
     let (id, _) = store.open_or_update_incident(o).unwrap();
     assert_eq!(id, IncidentId(1));
-    Env { data, _tmp: tmp }
-}
-
-fn open(data: &Path) -> Store {
-    Store::open(&store::db_path(data)).unwrap()
+    env
 }
 
 fn timeline(data: &Path) -> Vec<Value> {

@@ -20,6 +20,10 @@ use jiff::{SignedDuration, Timestamp};
 use rusqlite::Connection;
 use serde_json::Value;
 
+#[path = "support/smtp.rs"]
+mod smtp;
+use smtp::{aiosmtpd_args, mails};
+
 const PYTHON: &str = "/usr/bin/python3";
 
 /// A server process, killed and reaped when dropped (also on test failure).
@@ -64,11 +68,7 @@ fn wait_for_port(server: &mut Server) {
 /// `python3 -m aiosmtpd` delivering into the Maildir `maildir`.
 fn aiosmtpd(port: u16, maildir: &Path, extra: &[&str]) -> Server {
     let listen = format!("127.0.0.1:{port}");
-    let mut args = vec!["-m", "aiosmtpd", "-n", "-l", &listen];
-    args.extend_from_slice(extra);
-    let maildir_arg = maildir.to_str().unwrap();
-    args.extend_from_slice(&["-c", "aiosmtpd.handlers.Mailbox", maildir_arg]);
-    let child = exec::command(PYTHON, &args)
+    let child = exec::command(PYTHON, aiosmtpd_args(&listen, maildir.to_str().unwrap(), extra))
         .stdout(Stdio::null())
         .stderr(server_log(maildir.parent().unwrap()))
         .spawn()
@@ -98,6 +98,24 @@ c.start()
 while True:
     time.sleep(3600)
 "#;
+
+/// How an SMTP server under test offers TLS.
+enum Tls {
+    /// STARTTLS after a plain greeting.
+    Starttls,
+    /// TLS from the first byte (SMTPS).
+    Implicit,
+}
+
+/// aiosmtpd on a free port offering TLS with the test certificate.
+fn tls_aiosmtpd(maildir: &Path, certs: &TestCerts, tls: Tls) -> Server {
+    let (cert_flag, key_flag) = match tls {
+        Tls::Starttls => ("--tlscert", "--tlskey"),
+        Tls::Implicit => ("--smtpscert", "--smtpskey"),
+    };
+    let (cert, key) = (certs.server_cert.to_str().unwrap(), certs.server_key.to_str().unwrap());
+    aiosmtpd(free_port(), maildir, &[cert_flag, cert, key_flag, key])
+}
 
 /// aiosmtpd requiring STARTTLS and AUTH (the CLI has no authenticator).
 fn auth_smtpd(dir: &Path, maildir: &Path, tls: &TestCerts, user: &str, password: &str) -> Server {
@@ -246,55 +264,6 @@ fn make_certs(dir: &Path) -> TestCerts {
     )
     .unwrap();
     TestCerts { ca: ca.into(), server_cert: cert.into(), server_key: key.into() }
-}
-
-const PARSE_MAIL: &str = r#"
-import email, json, sys
-from email import policy
-msg = email.message_from_binary_file(open(sys.argv[1], "rb"), policy=policy.default)
-print(json.dumps({"headers": [[k, str(v)] for k, v in msg.items()], "body": msg.get_content()}))
-"#;
-
-/// A delivered message as Python's standard `email` parser reads it.
-struct Mail {
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Mail {
-    fn header(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-}
-
-fn mails(maildir: &Path) -> Vec<Mail> {
-    let new = maildir.join("new");
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(&new) {
-        Ok(d) => d.map(|e| e.unwrap().path()).collect(),
-        Err(_) => return Vec::new(),
-    };
-    files.sort();
-    files
-        .iter()
-        .map(|f| {
-            let out = exec::run(PYTHON, ["-c", PARSE_MAIL, f.to_str().unwrap()]).unwrap();
-            let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-            Mail {
-                headers: v["headers"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|h| (h[0].as_str().unwrap().into(), h[1].as_str().unwrap().into()))
-                    .collect(),
-                // SMTP lines end in CRLF; compare lines, not endings.
-                body: v["body"].as_str().unwrap().replace("\r\n", "\n"),
-            }
-        })
-        .collect()
 }
 
 fn ts(s: &str) -> Timestamp {
@@ -467,16 +436,7 @@ fn starttls_is_required_and_checks_the_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let certs = make_certs(dir.path());
     let maildir = dir.path().join("Maildir");
-    let smtp = aiosmtpd(
-        free_port(),
-        &maildir,
-        &[
-            "--tlscert",
-            certs.server_cert.to_str().unwrap(),
-            "--tlskey",
-            certs.server_key.to_str().unwrap(),
-        ],
-    );
+    let smtp = tls_aiosmtpd(&maildir, &certs, Tls::Starttls);
     let conn = db(dir.path());
     let now = ts(NOW);
 
@@ -510,16 +470,7 @@ fn smtps_delivers_over_tls_from_the_first_byte() {
     let dir = tempfile::tempdir().unwrap();
     let certs = make_certs(dir.path());
     let maildir = dir.path().join("Maildir");
-    let smtp = aiosmtpd(
-        free_port(),
-        &maildir,
-        &[
-            "--smtpscert",
-            certs.server_cert.to_str().unwrap(),
-            "--smtpskey",
-            certs.server_key.to_str().unwrap(),
-        ],
-    );
+    let smtp = tls_aiosmtpd(&maildir, &certs, Tls::Implicit);
     let conn = db(dir.path());
     let ca = format!("ca_file = \"{}\"", certs.ca.display());
     let notifier = notifier(&email_config(smtp.port, "tls", &ca));

@@ -4,19 +4,26 @@
 //! (`tests/snapshots/`); plus the program run end to end.
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 use hikeshi::contain::store::{insert_ban, NewBan};
 use hikeshi::notify::outbox::{enqueue, NewMessage};
 use hikeshi::notify::Channel;
 use hikeshi::report::{assemble, Extras};
-use hikeshi::store::{self, Store};
+use hikeshi::store;
 use hikeshi_core::incident::{
     Actor, CampaignKey, Evidence, IncidentId, Observation, State, TimelineKind,
 };
 use hikeshi_core::report::{self, Lang};
 use hikeshi_core::Severity;
 use jiff::Timestamp;
+
+#[path = "support/cli.rs"]
+mod cli;
+use cli::hikeshi;
+
+#[path = "support/data_dir.rs"]
+mod data_dir;
+use data_dir::{open, DataDir};
 
 fn at(s: &str) -> Timestamp {
     s.parse().unwrap()
@@ -25,20 +32,8 @@ fn at(s: &str) -> Timestamp {
 const GENERATED: &str = "2026-11-03T09:00:00Z";
 const HOSTILE_USER: &str = "<script>alert(1)</script>";
 
-struct Env {
-    tmp: tempfile::TempDir,
-    data: PathBuf,
-}
-
-fn env() -> Env {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    Env { data, tmp }
-}
-
-fn open(data: &Path) -> Store {
-    Store::open(&store::db_path(data)).unwrap()
+fn env() -> DataDir {
+    DataDir::created()
 }
 
 /// The runbook's scenario: password guessing from 203.0.113.5 against
@@ -192,7 +187,7 @@ fn auth_log(dir: &Path) -> PathBuf {
     path
 }
 
-fn render_full(env: &Env) -> report::Report {
+fn render_full(env: &DataDir) -> report::Report {
     let id = seed_full(&env.data);
     let extras = Extras { auth_logs: vec![auth_log(env.tmp.path())], ..Extras::default() };
     let input = assemble(&open(&env.data), id, &extras, at(GENERATED)).unwrap();
@@ -252,25 +247,6 @@ fn bare_incident_shows_what_nobody_recorded_as_missing() {
     );
     insta::assert_snapshot!("bare_md_en", report::markdown(&r, Lang::En));
     insta::assert_snapshot!("bare_md_ja", report::markdown(&r, Lang::Ja));
-}
-
-fn hikeshi(data_dir: &Path, args: &[&str]) -> Output {
-    // Tests may run programs directly: the exec rule is for the product.
-    #[allow(clippy::disallowed_methods)]
-    std::process::Command::new(env!("CARGO_BIN_EXE_hikeshi"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--config")
-        .arg(empty_config(data_dir))
-        .args(args)
-        .output()
-        .expect("run hikeshi")
-}
-
-fn empty_config(data_dir: &Path) -> PathBuf {
-    let path = data_dir.with_extension("toml");
-    std::fs::write(&path, "").unwrap();
-    path
 }
 
 #[test]

@@ -42,6 +42,14 @@ use sha2::{Digest, Sha256};
 #[path = "support/output.rs"]
 mod output;
 
+#[path = "support/smtp.rs"]
+mod smtp;
+use smtp::Mail;
+
+#[path = "support/command.rs"]
+mod command;
+use command::{must, text, CONNECT};
+
 const BIN: &str = env!("CARGO_BIN_EXE_hikeshi");
 const PYTHON: &str = "/usr/bin/python3";
 const SSHD: &str = "/usr/sbin/sshd";
@@ -94,38 +102,6 @@ if ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) != 0:
     sys.exit("prctl(PR_SET_CHILD_SUBREAPER) failed")
 os.execv(argv[0], argv)
 "#;
-
-/// Exits 0 when a TCP connection to `argv[1]:argv[2]` opens within 2 s.
-const CONNECT: &str = r#"
-import socket, sys
-try:
-    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2).close()
-except OSError:
-    sys.exit(1)
-"#;
-
-/// Prints a delivered message's headers and body as JSON.
-const PARSE_MAIL: &str = r#"
-import email, json, sys
-from email import policy
-msg = email.message_from_binary_file(open(sys.argv[1], "rb"), policy=policy.default)
-print(json.dumps({"headers": [[k, str(v)] for k, v in msg.items()], "body": msg.get_content()}))
-"#;
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn must(program: &str, args: &[&str]) -> Output {
-    let out = exec::command(program, args).output().unwrap();
-    assert!(out.status.success(), "{program} {args:?} failed: {}", text(&out));
-    out
-}
 
 /// Calls `probe` every 200 ms until it gives a value, or fails the test
 /// after `timeout` saying what was awaited and what the probe saw last.
@@ -209,22 +185,6 @@ enum Attempt {
     /// No SSH conversation took place (the connection was dropped or cut);
     /// ssh's complaint.
     Blocked(String),
-}
-
-/// A delivered email as Python's standard `email` parser reads it.
-struct Mail {
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Mail {
-    fn header(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
 }
 
 /// The three namespaces and the server's programs; see the module doc.
@@ -419,20 +379,9 @@ impl Lab {
     fn start_smtp(&mut self) {
         let listen = format!("127.0.0.1:{SMTP_PORT}");
         let maildir = self.path_str("Maildir");
-        self.spawn_in_server(
-            "aiosmtpd",
-            &[
-                PYTHON,
-                "-m",
-                "aiosmtpd",
-                "-n",
-                "-l",
-                &listen,
-                "-c",
-                "aiosmtpd.handlers.Mailbox",
-                &maildir,
-            ],
-        );
+        let mut argv = vec![PYTHON];
+        argv.extend(smtp::aiosmtpd_args(&listen, &maildir, &[]));
+        self.spawn_in_server("aiosmtpd", &argv);
         eventually("aiosmtpd listening", DEADLINE, || {
             self.assert_daemons_running();
             if self.tcp_connects(&self.server, "127.0.0.1", SMTP_PORT) {
@@ -452,7 +401,7 @@ impl Lab {
 
     /// Whether a TCP connection from namespace `ns` to `addr:port` opens.
     fn tcp_connects(&self, ns: &str, addr: &str, port: u16) -> bool {
-        self.run_in(ns, PYTHON, &["-c", CONNECT, addr, &port.to_string()]).status.success()
+        self.run_in(ns, PYTHON, &["-c", CONNECT, addr, &port.to_string(), "2"]).status.success()
     }
 
     /// The central log rsyslogd writes for server1.
@@ -628,28 +577,7 @@ timeout_secs = 5
 
     /// The mails aiosmtpd delivered so far, oldest first.
     fn mails(&self) -> Vec<Mail> {
-        let new = self.path("Maildir/new");
-        let mut files: Vec<PathBuf> = match std::fs::read_dir(&new) {
-            Ok(dir) => dir.map(|e| e.unwrap().path()).collect(),
-            Err(_) => return Vec::new(),
-        };
-        files.sort();
-        files
-            .iter()
-            .map(|f| {
-                let out = exec::run(PYTHON, ["-c", PARSE_MAIL, f.to_str().unwrap()]).unwrap();
-                let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-                Mail {
-                    headers: v["headers"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|h| (h[0].as_str().unwrap().into(), h[1].as_str().unwrap().into()))
-                        .collect(),
-                    body: v["body"].as_str().unwrap().replace("\r\n", "\n"),
-                }
-            })
-            .collect()
+        smtp::mails(&self.path("Maildir"))
     }
 
     /// Starts `hikeshi watch` in the server namespace and waits for its

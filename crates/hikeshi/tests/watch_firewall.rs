@@ -14,19 +14,26 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hikeshi::exec;
 use serde_json::Value;
 
 #[path = "support/output.rs"]
 mod output;
 use output::collect;
 
+#[path = "support/command.rs"]
+mod command;
+use command::must;
+
+#[path = "support/netns.rs"]
+mod netns;
+use netns::Netns;
+
 const BIN: &str = env!("CARGO_BIN_EXE_hikeshi");
 const DEADLINE: Duration = Duration::from_secs(20);
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 struct Lab {
-    netns: String,
+    netns: Netns,
     dir: tempfile::TempDir,
     daemon: Option<Child>,
     stdout: Arc<Mutex<Vec<u8>>>,
@@ -35,7 +42,11 @@ struct Lab {
 
 impl Lab {
     fn new(config: &str) -> Lab {
-        let netns = format!("hk-wf-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
+        let netns = Netns::new(format!(
+            "hk-wf-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
         let lab = Lab {
             netns,
             dir: tempfile::tempdir().unwrap(),
@@ -43,8 +54,6 @@ impl Lab {
             stdout: Arc::default(),
             stderr: Arc::default(),
         };
-        must("ip", &["netns", "add", &lab.netns]);
-        must("ip", &["-n", &lab.netns, "link", "set", "lo", "up"]);
         std::fs::create_dir(lab.path("logs")).unwrap();
         let config = format!(
             "[alert]\nstdout = true\n[[watch.files]]\npaths = [\"{}/logs/*.log\"]\n{config}",
@@ -59,9 +68,7 @@ impl Lab {
     }
 
     fn in_netns(&self, program: &str, args: &[&str]) -> std::process::Command {
-        let mut argv = vec!["netns", "exec", &self.netns, program];
-        argv.extend_from_slice(args);
-        exec::command("ip", argv)
+        self.netns.command(program, args)
     }
 
     fn hikeshi(&self, args: &[&str]) -> Output {
@@ -146,13 +153,8 @@ impl Drop for Lab {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let _ = exec::run("ip", ["netns", "del", &self.netns]);
+        // The namespace goes after the daemon, with the `netns` field.
     }
-}
-
-fn must(program: &str, args: &[&str]) {
-    let out = exec::command(program, args).output().unwrap();
-    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 fn append(path: &Path, text: &str) {
@@ -172,7 +174,7 @@ fn bans_follow_the_log_survive_a_deleted_table_and_spare_the_allowlist() {
     lab.wait("the first ban", || lab.banned().contains("198.51.100.1 "));
 
     // Someone deletes hikeshi's table: the next ban sets it up again.
-    must("ip", &["netns", "exec", &lab.netns, "nft", "delete", "table", "inet", "hikeshi"]);
+    must("ip", &["netns", "exec", &lab.netns.name, "nft", "delete", "table", "inet", "hikeshi"]);
     lab.attack("198.51.100.2");
     lab.wait("the ban after the deletion", || lab.banned().contains("198.51.100.2 "));
     // ...and the next reconciliation (at the latest at the next start)

@@ -202,83 +202,75 @@ fn parse_id(field: &str, what: &str) -> Result<u32, String> {
     field.parse::<u32>().map_err(|_| format!("{what} {field:?} is not a number"))
 }
 
-/// Parses `/etc/passwd`.
-pub fn parse_passwd(file: &TextFile) -> (Vec<PasswdEntry>, Vec<Malformed>) {
+/// Parses a colon-separated account file of `fields` fields a line:
+/// `entry` makes an entry of a line's fields (the line number, the fields,
+/// the raw line) or says why it cannot. A line that is bad is kept as
+/// [`Malformed`], showing what `shown` makes of it (secrets removed).
+fn parse_records<T>(
+    file: &TextFile,
+    fields: usize,
+    shown: fn(&[u8]) -> Vec<u8>,
+    entry: impl Fn(u32, &[&str], &[u8]) -> Result<T, String>,
+) -> (Vec<T>, Vec<Malformed>) {
     let mut entries = Vec::new();
     let mut malformed = Vec::new();
     for (number, line) in numbered_lines(&file.bytes) {
-        let fields = match split_fields(&file.name, number, line, 7) {
-            Ok(Some(f)) => f,
+        let parsed = match split_fields(&file.name, number, line, fields) {
             Ok(None) => continue,
-            Err(m) => {
-                malformed.push(m);
-                continue;
-            }
-        };
-        let ids = parse_id(fields[2], "uid").and_then(|uid| Ok((uid, parse_id(fields[3], "gid")?)));
-        match ids {
-            Ok((uid, gid)) => entries.push(PasswdEntry {
-                line: number,
-                name: fields[0].to_string(),
-                password: fields[1].to_string(),
-                uid,
-                gid,
-                gecos: fields[4].to_string(),
-                home: fields[5].to_string(),
-                shell: fields[6].to_string(),
-                raw: fields.join(":"),
-            }),
-            Err(why) => malformed.push(Malformed {
+            Ok(Some(f)) => entry(number, &f, line).map_err(|why| Malformed {
                 file: file.name.clone(),
                 line: number,
                 why,
-                text: line.to_vec(),
+                text: shown(line),
             }),
+            Err(mut m) => {
+                m.text = shown(&m.text);
+                Err(m)
+            }
+        };
+        match parsed {
+            Ok(e) => entries.push(e),
+            Err(m) => malformed.push(m),
         }
     }
     (entries, malformed)
 }
 
-/// Parses `/etc/shadow`.
+/// Parses `/etc/passwd`.
+pub fn parse_passwd(file: &TextFile) -> (Vec<PasswdEntry>, Vec<Malformed>) {
+    parse_records(file, 7, <[u8]>::to_vec, |number, fields, _| {
+        Ok(PasswdEntry {
+            line: number,
+            name: fields[0].to_string(),
+            password: fields[1].to_string(),
+            uid: parse_id(fields[2], "uid")?,
+            gid: parse_id(fields[3], "gid")?,
+            gecos: fields[4].to_string(),
+            home: fields[5].to_string(),
+            shell: fields[6].to_string(),
+            raw: fields.join(":"),
+        })
+    })
+}
+
+/// Parses `/etc/shadow`. Never copies a hash into a report, even from a
+/// bad line.
 pub fn parse_shadow(file: &TextFile) -> (Vec<ShadowEntry>, Vec<Malformed>) {
-    let mut entries = Vec::new();
-    let mut malformed = Vec::new();
-    for (number, line) in numbered_lines(&file.bytes) {
-        let fields = match split_fields(&file.name, number, line, 9) {
-            Ok(Some(f)) => f,
-            Ok(None) => continue,
-            Err(mut m) => {
-                // Never copy a hash into a report, even from a bad line.
-                m.text = redact_second_field(&m.text);
-                malformed.push(m);
-                continue;
-            }
-        };
-        let redacted = redact_second_field(line);
+    parse_records(file, 9, redact_second_field, |number, fields, line| {
         let last_change_days = match fields[2] {
             "" => None,
-            days => match days.parse::<i64>() {
-                Ok(d) => Some(d),
-                Err(_) => {
-                    malformed.push(Malformed {
-                        file: file.name.clone(),
-                        line: number,
-                        why: format!("last change {days:?} is not a number"),
-                        text: redacted,
-                    });
-                    continue;
-                }
-            },
+            days => Some(
+                days.parse::<i64>().map_err(|_| format!("last change {days:?} is not a number"))?,
+            ),
         };
-        entries.push(ShadowEntry {
+        Ok(ShadowEntry {
             line: number,
             name: fields[0].to_string(),
             hash: fields[1].to_string(),
             last_change_days,
-            redacted: String::from_utf8_lossy(&redacted).into_owned(),
-        });
-    }
-    (entries, malformed)
+            redacted: String::from_utf8_lossy(&redact_second_field(line)).into_owned(),
+        })
+    })
 }
 
 fn redact_second_field(line: &[u8]) -> Vec<u8> {
@@ -297,39 +289,20 @@ fn redact_second_field(line: &[u8]) -> Vec<u8> {
 
 /// Parses `/etc/group`.
 pub fn parse_group(file: &TextFile) -> (Vec<GroupEntry>, Vec<Malformed>) {
-    let mut entries = Vec::new();
-    let mut malformed = Vec::new();
-    for (number, line) in numbered_lines(&file.bytes) {
-        let fields = match split_fields(&file.name, number, line, 4) {
-            Ok(Some(f)) => f,
-            Ok(None) => continue,
-            Err(m) => {
-                malformed.push(m);
-                continue;
-            }
-        };
-        match parse_id(fields[2], "gid") {
-            Ok(gid) => entries.push(GroupEntry {
-                line: number,
-                name: fields[0].to_string(),
-                gid,
-                members: fields[3]
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|m| !m.is_empty())
-                    .map(String::from)
-                    .collect(),
-                raw: fields.join(":"),
-            }),
-            Err(why) => malformed.push(Malformed {
-                file: file.name.clone(),
-                line: number,
-                why,
-                text: line.to_vec(),
-            }),
-        }
-    }
-    (entries, malformed)
+    parse_records(file, 4, <[u8]>::to_vec, |number, fields, _| {
+        Ok(GroupEntry {
+            line: number,
+            name: fields[0].to_string(),
+            gid: parse_id(fields[2], "gid")?,
+            members: fields[3]
+                .split(',')
+                .map(str::trim)
+                .filter(|m| !m.is_empty())
+                .map(String::from)
+                .collect(),
+            raw: fields.join(":"),
+        })
+    })
 }
 
 /// `UID_MIN` from `login.defs`, if it is set to a number.

@@ -2,10 +2,9 @@
 //! Markdown and HTML specials are escaped (GitHub renders inline HTML),
 //! and control or invisible characters become visible escapes.
 
-use std::fmt::Write as _;
-
-use super::text::{kept_of, label, push_visible_escape, Lang};
-use super::{fmt_duration, fmt_time, Line, Report};
+use super::layout::{layout, Block, Span};
+use super::text::{label, push_visible_escape, Lang};
+use super::{fmt_time, Line, Report, Text};
 
 /// Escapes `s` for Markdown text, table cells included.
 pub fn esc(s: &str) -> String {
@@ -29,182 +28,70 @@ pub fn esc(s: &str) -> String {
     out
 }
 
+/// Generated text in `lang`; for both, the two escaped and joined by `sep`.
+fn generated(t: &Text, lang: Lang, sep: &str) -> String {
+    if lang == Lang::Both {
+        format!("{}{sep}{}", esc(&t.en), esc(&t.ja))
+    } else {
+        esc(&t.get(lang, ""))
+    }
+}
+
 fn line(l: &Line, lang: Lang) -> String {
     match l {
-        Line::Generated(t) => {
-            if lang == Lang::Both {
-                format!("{}<br>{}", esc(&t.en), esc(&t.ja))
-            } else {
-                esc(&t.get(lang, ""))
-            }
-        }
+        Line::Generated(t) => generated(t, lang, "<br>"),
         Line::Recorded(r) => {
             format!("{} — {}, {}", esc(&r.text), esc(&r.by), fmt_time(r.at))
         }
     }
 }
 
-fn cell(value: &Option<Vec<Line>>, lang: Lang) -> String {
-    match value {
-        None => format!("**{}**", label("missing", lang)),
-        Some(lines) => lines.iter().map(|l| line(l, lang)).collect::<Vec<_>>().join("<br>"),
+fn span(s: &Span, lang: Lang) -> String {
+    match s {
+        Span::Fixed(text) => text.clone(),
+        Span::Recorded(text) => esc(text),
+        Span::Digest(hex) => format!("`{hex}`"),
+        Span::LogLine(text) => esc(text),
+        Span::Missing => format!("**{}**", label("missing", lang)),
+        Span::Lines(lines) => lines.iter().map(|l| line(l, lang)).collect::<Vec<_>>().join("<br>"),
+        Span::Note(note) => generated(note, lang, "\n  "),
+    }
+}
+
+/// One table row: `| a | b |`.
+fn row<T>(cells: impl IntoIterator<Item = T>, cell: impl Fn(T) -> String) -> String {
+    cells.into_iter().fold(String::from("|"), |row, c| row + " " + &cell(c) + " |")
+}
+
+/// A block's lines, each ending with a newline (none for an empty list).
+fn block(b: &Block, lang: Lang) -> String {
+    match b {
+        Block::Meta(text) => format!("{text}\n"),
+        Block::Section(heading) => format!("## {heading}\n"),
+        Block::Paragraph(spans) => {
+            spans.iter().map(|s| span(s, lang)).chain(["\n".to_string()]).collect()
+        }
+        Block::List(items) => items.iter().map(|s| format!("- {}\n", span(s, lang))).collect(),
+        Block::Table(t) => {
+            let mut o = row(&t.header, |h| h.clone()) + "\n";
+            o += &"|---".repeat(t.header.len());
+            o += "|\n";
+            for cells in &t.rows {
+                o += &row(cells, |c| span(c, lang));
+                o.push('\n');
+            }
+            o
+        }
     }
 }
 
 /// The report as Markdown.
 pub fn markdown(r: &Report, lang: Lang) -> String {
-    let l = |k: &str| label(k, lang);
-    let mut o = String::new();
-    let _ = writeln!(o, "# {} #{}\n", l("title"), r.incident_id);
-    let _ = writeln!(
-        o,
-        "{}: {} · {}: {} · {}: {} · {}: {}\n",
-        l("generated"),
-        fmt_time(r.generated_at),
-        l("state"),
-        r.state,
-        l("severity"),
-        r.severity,
-        l("phase"),
-        r.nist_phase
-    );
-
-    let _ = writeln!(o, "## {}\n", l("template"));
-    let _ = writeln!(o, "| {} | {} |\n|---|---|", l("item"), l("description"));
-    let f = &r.fields;
-    let one = |x: &Option<Line>| x.clone().map(|x| vec![x]);
-    for (key, value) in [
-        ("date", one(&f.date)),
-        ("detected_by", f.detected_by.clone()),
-        ("summary", one(&f.summary)),
-        ("actions_taken", f.actions_taken.clone()),
-        ("root_cause", f.root_cause.clone()),
-        ("preventive_measures", f.preventive_measures.clone()),
-    ] {
-        let _ = writeln!(o, "| {} | {} |", l(key), cell(&value, lang));
-    }
-    if !f.suggested_measures.is_empty() {
-        let _ = writeln!(o, "\n{}:\n", l("suggested"));
-        for s in &f.suggested_measures {
-            let _ = writeln!(o, "- {}", line(s, lang));
-        }
-    }
-
-    let _ = writeln!(o, "\n## {}\n", l("timeline"));
-    let _ = writeln!(
-        o,
-        "| {} | {} | {} | {} | {} |\n|---|---|---|---|---|",
-        l("time"),
-        l("actor"),
-        l("kind"),
-        l("detail"),
-        l("controls")
-    );
-    for row in &r.timeline {
-        let _ = writeln!(
-            o,
-            "| {} | {} | {} | {} | {} |",
-            fmt_time(row.at),
-            esc(&row.actor),
-            esc(&row.kind),
-            esc(&row.detail),
-            row.controls.join(", ")
-        );
-    }
-
-    let _ = writeln!(o, "\n## {}\n", l("evidence"));
-    let _ = writeln!(
-        o,
-        "{} {}: `{}`\n",
-        esc(&kept_of(r.evidence.len(), r.evidence_lines_total, lang)),
-        l("evidence_digest"),
-        r.evidence_digest
-    );
-    let _ = writeln!(
-        o,
-        "| # | {} | {} | SHA-256 | {} | {} |\n|---|---|---|---|---|---|",
-        l("file"),
-        l("offset"),
-        l("line"),
-        l("controls")
-    );
-    for e in &r.evidence {
-        let _ = writeln!(
-            o,
-            "| {} | {} | {} | `{}` | {} | {} |",
-            e.item.seq,
-            esc(&e.item.file),
-            e.item.offset,
-            e.item.sha256,
-            esc(&e.item.line),
-            e.controls.join(", ")
-        );
-    }
-
-    let _ = writeln!(o, "\n## {}\n", l("people"));
-    if r.people.is_empty() {
-        let _ = writeln!(o, "**{}**", l("missing"));
-    } else {
-        let _ = writeln!(o, "| {} | {} | {} |\n|---|---|---|", l("name"), l("roles"), l("actions"));
-        for p in &r.people {
-            let roles = if p.roles.is_empty() {
-                format!("**{}**", l("missing"))
-            } else {
-                p.roles.iter().map(|x| esc(x)).collect::<Vec<_>>().join(", ")
-            };
-            let actions: Vec<String> =
-                p.actions.iter().map(|(k, n)| format!("{} ×{n}", esc(k))).collect();
-            let _ = writeln!(o, "| {} | {} | {} |", esc(&p.name), roles, actions.join(", "));
-        }
-    }
-
-    let _ = writeln!(o, "\n## {}\n", l("lessons"));
-    for n in &r.lessons.notes {
-        if lang == Lang::Both {
-            let _ = writeln!(o, "- {}\n  {}", esc(&n.en), esc(&n.ja));
-        } else {
-            let _ = writeln!(o, "- {}", esc(&n.get(lang, "")));
-        }
-    }
-
-    let _ = writeln!(o, "\n## {}\n", l("metrics"));
-    let _ = writeln!(o, "{}\n", l("metric_note"));
-    let _ = writeln!(
-        o,
-        "| {} | {} | {} | {} |\n|---|---|---|---|",
-        l("metric"),
-        l("from"),
-        l("to"),
-        l("duration")
-    );
-    for m in &r.metrics {
-        let missing = format!("**{}**", l("missing"));
-        let _ = writeln!(
-            o,
-            "| {} | {} | {} | {} |",
-            l(m.name),
-            fmt_time(m.from),
-            m.to.map(fmt_time).unwrap_or_else(|| missing.clone()),
-            m.seconds.map(fmt_duration).unwrap_or(missing)
-        );
-    }
-
-    let _ = writeln!(o, "\n## {}\n", l("isms"));
-    let _ = writeln!(o, "{}\n", l("isms_note"));
-    let _ = writeln!(
-        o,
-        "| {} | {} | {} | {} |\n|---|---|---|---|",
-        l("control"),
-        l("title_col"),
-        l("timeline_rows"),
-        l("evidence_rows")
-    );
-    for c in &r.controls {
-        let _ = writeln!(
-            o,
-            "| A.{} | {} | {} | {} |",
-            c.number, c.title, c.timeline_rows, c.evidence_rows
-        );
-    }
-    o
+    let doc = layout(r, lang);
+    let title = format!("# {}\n", doc.title);
+    // Blocks are separated by one blank line.
+    std::iter::once(title)
+        .chain(doc.blocks.iter().map(|b| block(b, lang)))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

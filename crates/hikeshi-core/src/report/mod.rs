@@ -7,6 +7,8 @@
 //! attempts it parsed; [`build`] turns it into a language-neutral
 //! [`Report`] (metrics computed from recorded timestamps, lessons from
 //! recorded attempts), and [`markdown`], [`html`] and [`json`] render it.
+//! Markdown and HTML share one layout (`layout`: sections, facts, wording)
+//! and differ only in markup.
 //!
 //! Nothing is invented: a field nobody recorded is `None` and is shown as
 //! missing (未記録). Everything attacker-chosen (user names, host names,
@@ -23,6 +25,7 @@ use crate::incident::{Actor, State, SubjectKind, TimelineEntry, TimelineKind};
 use crate::isms;
 
 mod html;
+mod layout;
 mod lessons;
 mod markdown;
 mod text;

@@ -20,6 +20,7 @@ pub mod ban;
 pub mod bans;
 pub mod doctor;
 pub mod fim;
+mod findings;
 pub mod harden;
 pub mod incident;
 pub mod isms;

@@ -7,23 +7,21 @@
 //! there is no baseline, and none when there is one (the baseline is the
 //! better signal). Exit code 1 when a finding is high or critical.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
 use hikeshi_core::eradicate::parse_window;
 use hikeshi_core::eradicate::persistence::{assess, PersistenceSnapshot};
-use hikeshi_core::incident::{Actor, IncidentId};
 use jiff::Timestamp;
 use serde::Serialize;
 
-use super::{Context, EXIT_FINDINGS};
-use crate::eradicate::baseline::{self, Stored, FORMAT_VERSION};
+use super::findings::{finish, Audited, Output, OutputArgs};
+use super::Context;
+use crate::eradicate::baseline;
 use crate::eradicate::collect::persistence_items;
-use crate::eradicate::report::{needs_attention, write_json, write_table, EvidenceDocument, Lang};
 use crate::eradicate::rootfs::RootFs;
-use crate::evidence::{self, Document, Target};
+use crate::evidence::Target;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -46,16 +44,8 @@ pub struct Args {
     /// Skip paths matching GLOB in the setuid scan (repeatable).
     #[arg(long, value_name = "GLOB")]
     pub exclude: Vec<String>,
-    /// Print one JSON document (findings and their SHA-256) instead of a table.
-    #[arg(long)]
-    pub json: bool,
-    /// Language of the reasons in the table.
-    #[arg(long, value_enum, default_value = "en")]
-    pub lang: Lang,
-    /// Attach the findings (the JSON document, with its SHA-256) to
-    /// incident N as evidence, with a timeline entry.
-    #[arg(long, value_name = "N")]
-    pub incident: Option<IncidentId>,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Serialize)]
@@ -68,7 +58,7 @@ struct Details {
 
 pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
     // Checked first: a wrong incident number must not cost a whole scan.
-    let mut target = args.incident.map(|id| Target::open(ctx, id)).transpose()?;
+    let target = args.output.incident.map(|id| Target::open(ctx, id)).transpose()?;
     let now = Timestamp::now();
     let root = RootFs::open(&args.root)?;
     let config = &ctx.config.eradicate;
@@ -78,19 +68,8 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
 
     let root_name = args.root.display().to_string();
     let baseline_path = baseline::path(&ctx.data_dir, "persistence");
-    let stored = baseline::load::<PersistenceSnapshot>(&baseline_path)?;
-    let base = match stored {
-        Some(s) if s.root == root_name => Some(s.snapshot),
-        Some(s) => {
-            warnings.push(format!(
-                "baseline {} describes root {:?}, not {root_name:?}: not compared",
-                baseline_path.display(),
-                s.root
-            ));
-            None
-        }
-        None => None,
-    };
+    let base =
+        baseline::load_for_root::<PersistenceSnapshot>(&baseline_path, &root_name, &mut warnings)?;
     let window_start = match (&args.since, &args.newer_than) {
         (Some(since), _) => {
             let seconds = parse_window(since).map_err(anyhow::Error::msg)?;
@@ -105,65 +84,26 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
     };
     let findings = assess(&items, window_start, base.as_ref());
     if args.baseline {
-        let snapshot = PersistenceSnapshot::new(&items, now);
-        baseline::save(
-            &baseline_path,
-            &Stored { version: FORMAT_VERSION, root: root_name.clone(), snapshot },
-        )?;
+        baseline::save_for_root(&baseline_path, &root_name, PersistenceSnapshot::new(&items, now))?;
     }
 
-    let mut stdout = std::io::stdout().lock();
-    let document = (args.json || target.is_some())
-        .then(|| -> Result<Vec<u8>> {
-            let details = Details {
-                items: items.len(),
-                window_start,
-                baseline_taken_at: base.as_ref().and_then(|b| b.taken_at),
-                baseline_recorded: args.baseline,
-            };
-            let doc = EvidenceDocument::new(
-                "persistence",
-                root_name.clone(),
-                now,
-                details,
-                &findings,
-                &warnings,
-            );
-            let mut bytes = Vec::new();
-            write_json(&mut bytes, &doc)?;
-            Ok(bytes)
-        })
-        .transpose()?;
-    match &document {
-        Some(bytes) if args.json => stdout.write_all(bytes)?,
-        _ => {
-            for w in &warnings {
-                eprintln!("hikeshi: persistence: warning: {w}");
-            }
-            write_table(&mut stdout, &findings, args.lang)?;
-            if args.baseline {
-                writeln!(
-                    stdout,
-                    "baseline recorded: {} ({} items)",
-                    baseline_path.display(),
-                    items.len()
-                )?;
-            }
-        }
-    }
-    if let (Some(target), Some(bytes)) = (&mut target, document) {
-        let doc = Document {
-            producer: evidence::producer("persistence", &[("root", root_name.clone())]),
-            bytes: evidence::without_final_newline(bytes),
-            extension: "json",
-            summary: format!(
-                "persistence check of {root_name}: {}",
-                evidence::findings_summary(&findings)
-            ),
-        };
-        let attached = target.attach(&doc, now, &Actor::Automatic)?;
-        eprintln!("hikeshi: persistence: {}", attached.describe());
-    }
-    stdout.flush()?;
-    Ok(if needs_attention(&findings) { ExitCode::from(EXIT_FINDINGS) } else { ExitCode::SUCCESS })
+    let details = Details {
+        items: items.len(),
+        window_start,
+        baseline_taken_at: base.as_ref().and_then(|b| b.taken_at),
+        baseline_recorded: args.baseline,
+    };
+    let audited = Audited {
+        command: "persistence",
+        root_name: &root_name,
+        now,
+        details,
+        findings: &findings,
+        warnings: &warnings,
+        what: format!("persistence check of {root_name}"),
+        after_table: args.baseline.then(|| {
+            format!("baseline recorded: {} ({} items)", baseline_path.display(), items.len())
+        }),
+    };
+    finish(audited, Output { json: args.output.json, lang: args.output.lang, target })
 }

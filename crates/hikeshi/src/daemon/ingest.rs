@@ -17,6 +17,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use anyhow::Result;
+use hikeshi_core::detect::Detector;
 use hikeshi_core::parse::{LineParser, LineVerdict, Origin, ParseOptions, Parsed, Record};
 use hikeshi_core::Outcome;
 use jiff::Timestamp;
@@ -77,8 +78,7 @@ impl Stream {
         }
         let Some(path) = &self.path else { return };
         let read = std::fs::File::open(&**path)
-            .map_err(anyhow::Error::from)
-            .and_then(|file| crate::cli::scan::read_line_at(&file, offset, max, buf));
+            .and_then(|file| crate::sources::lines::read_line_at(&file, offset, max, buf));
         if read.is_err() {
             buf.clear();
         }
@@ -105,6 +105,7 @@ impl Stream {
 
 /// Parsing, detection and recording for the daemon.
 pub struct Ingest {
+    detector: Detector,
     pipeline: Pipeline,
     notifier: Notifier,
     backend: &'static str,
@@ -126,7 +127,7 @@ impl Ingest {
         no_ban: bool,
         journal: super::cursors::JournalCursor,
     ) -> Result<Ingest> {
-        let pipeline = crate::cli::scan::new_pipeline(ctx, store, now, no_ban)?;
+        let (detector, pipeline) = crate::cli::scan::new_pipeline(ctx, store, now, no_ban)?;
         let notifier = Notifier::from_config(&ctx.config.team, &ctx.config.alert, false)
             .map_err(|e| anyhow::anyhow!("alert configuration: {e}"))?;
         let mut parse =
@@ -135,6 +136,7 @@ impl Ingest {
         parse.max_connections = ctx.config.parse.max_connections;
         let backend = if no_ban { "none" } else { ctx.config.contain.backend.name() };
         Ok(Ingest {
+            detector,
             pipeline,
             notifier,
             backend,
@@ -192,7 +194,7 @@ impl Ingest {
             stream.parser.expire(now, &mut self.events);
             released.extend(self.events.drain(..).map(|p| (name.clone(), p)));
         }
-        released.retain(|(_, p)| crate::cli::scan::counts(&p.event));
+        released.retain(|(_, p)| crate::pipeline::counts(&p.event));
         if released.is_empty() {
             return Ok(BatchOutcome::default());
         }
@@ -202,8 +204,9 @@ impl Ingest {
             let stream = self.streams.get_mut(name).expect("released by this stream");
             stream.recall(parsed.origin.offset, self.parse.max_line_len, &mut self.evidence);
             let file = stream.path.clone().unwrap_or_else(|| name.clone());
-            let line = LineRef { file: &file, offset: parsed.origin.offset, bytes: &self.evidence };
-            record_event(&mut self.pipeline, &mut self.totals, stream, &mut batch, parsed, line)?;
+            let line = LineRef::new(&file, parsed.origin.offset, &self.evidence);
+            let (detector, pipeline) = (&mut self.detector, &mut self.pipeline);
+            record_event(detector, pipeline, &mut self.totals, stream, &mut batch, parsed, line)?;
         }
         let outcome = self.finish_batch(&mut batch, now)?;
         batch.commit()?;
@@ -213,7 +216,7 @@ impl Ingest {
     /// Writes the detection state, so that a restart goes on from here.
     pub fn save_state(&mut self, store: &mut Store) -> Result<()> {
         let mut batch = store.batch()?;
-        self.pipeline.save_state(&mut batch)?;
+        self.pipeline.save_state(&mut batch, &mut self.detector)?;
         batch.commit()?;
         Ok(())
     }
@@ -369,7 +372,7 @@ impl Ingest {
         };
         let file = path.unwrap_or(key);
         for parsed in &mut self.events {
-            if !crate::cli::scan::counts(&parsed.event) {
+            if !crate::pipeline::counts(&parsed.event) {
                 continue;
             }
             if let Some(host) = &host_hint {
@@ -386,8 +389,9 @@ impl Ingest {
                     &self.evidence
                 }
             };
-            let line = LineRef { file: &file, offset: parsed.origin.offset, bytes };
-            record_event(&mut self.pipeline, &mut self.totals, stream, batch, parsed, line)?;
+            let line = LineRef::new(&file, parsed.origin.offset, bytes);
+            let (detector, pipeline) = (&mut self.detector, &mut self.pipeline);
+            record_event(detector, pipeline, &mut self.totals, stream, batch, parsed, line)?;
         }
         Ok(())
     }
@@ -396,6 +400,7 @@ impl Ingest {
 /// One event with its line: counted for its stream, then detected and
 /// recorded.
 fn record_event(
+    detector: &mut Detector,
     pipeline: &mut Pipeline,
     totals: &mut Totals,
     stream: &mut Stream,
@@ -405,7 +410,7 @@ fn record_event(
 ) -> Result<()> {
     count_event(&mut stream.status, &parsed.event);
     totals.events += 1;
-    pipeline.handle(batch, &parsed.event, line)?;
+    pipeline.handle(batch, detector, &parsed.event, line)?;
     Ok(())
 }
 

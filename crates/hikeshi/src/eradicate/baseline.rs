@@ -34,6 +34,33 @@ pub fn path(data_dir: &Path, name: &str) -> PathBuf {
     data_dir.join("baselines").join(format!("{name}.json"))
 }
 
+/// The snapshot of the baseline at `path` if it describes `root`;
+/// `Ok(None)` if there is none, or if it describes another root, which
+/// is not compared and is said in `warnings`.
+pub fn load_for_root<T: DeserializeOwned>(
+    path: &Path,
+    root: &str,
+    warnings: &mut Vec<String>,
+) -> Result<Option<T>> {
+    Ok(match load::<T>(path)? {
+        Some(stored) if stored.root == root => Some(stored.snapshot),
+        Some(stored) => {
+            warnings.push(format!(
+                "baseline {} describes root {:?}, not {root:?}: not compared",
+                path.display(),
+                stored.root
+            ));
+            None
+        }
+        None => None,
+    })
+}
+
+/// Saves `snapshot` of `root` as the baseline at `path`.
+pub fn save_for_root<T: Serialize>(path: &Path, root: &str, snapshot: T) -> Result<()> {
+    save(path, &Stored { version: FORMAT_VERSION, root: root.to_string(), snapshot })
+}
+
 /// Loads a baseline, `Ok(None)` if there is none.
 pub fn load<T: DeserializeOwned>(path: &Path) -> Result<Option<Stored<T>>> {
     let bytes = match std::fs::metadata(path) {

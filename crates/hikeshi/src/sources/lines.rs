@@ -208,6 +208,35 @@ impl<R: Read> LineReader<R> {
     }
 }
 
+/// Reads back the line of `file` starting at `offset`, without its `\n`,
+/// into `buf` (at most `max + 1` bytes of it): the evidence of an event
+/// the parser released after its line had gone by (a pending failure
+/// resolved at the end of its connection).
+pub fn read_line_at(
+    file: &std::fs::File,
+    offset: u64,
+    max: usize,
+    buf: &mut Vec<u8>,
+) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    // sshd lines are short: read a little, and more only if needed.
+    let mut want = 512.min(max + 1);
+    loop {
+        buf.clear();
+        buf.resize(want, 0);
+        let n = file.read_at(buf, offset)?;
+        buf.truncate(n);
+        if let Some(end) = memchr::memchr(b'\n', buf) {
+            buf.truncate(end);
+            return Ok(());
+        }
+        if n < want || want > max {
+            return Ok(());
+        }
+        want = (want * 8).min(max + 1);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -92,68 +92,60 @@ macro_rules! append {
     };
 }
 
-/// The triggers of one audited table: insert and update (or delete).
-macro_rules! audit_triggers {
-    ($table:literal, $cols:literal, update) => {
+/// The trigger `<table>_audit_<action>` that appends an `$action` entry
+/// about row `$id` `$when` (`AFTER INSERT`, `BEFORE DELETE`, ...).
+macro_rules! audit_trigger {
+    ($table:literal, $cols:literal, $action:literal, $when:literal, $id:literal) => {
         concat!(
             "CREATE TRIGGER ",
             $table,
-            "_audit_insert AFTER INSERT ON ",
+            "_audit_",
+            $action,
+            " ",
+            $when,
+            " ON ",
             $table,
             " BEGIN ",
-            append!("insert", $table, "NEW.rowid", $cols),
+            append!($action, $table, $id, $cols),
             " END;\n",
-            "CREATE TRIGGER ",
-            $table,
-            "_audit_update AFTER UPDATE ON ",
-            $table,
-            " BEGIN ",
-            append!("update", $table, "NEW.rowid", $cols),
-            " END;\n",
+        )
+    };
+}
+
+/// Queues every row of `$table` that exists now for adoption.
+macro_rules! adopt_rows {
+    ($table:literal) => {
+        concat!(
             "INSERT INTO audit_adopt (tbl, row_id) SELECT '",
             $table,
             "', rowid FROM ",
             $table,
             " ORDER BY rowid;\n",
+        )
+    };
+}
+
+/// The triggers of one audited table: insert and update (or delete, or
+/// neither for an append-only table), then its existing rows adopted.
+macro_rules! audit_triggers {
+    ($table:literal, $cols:literal, update) => {
+        concat!(
+            audit_trigger!($table, $cols, "insert", "AFTER INSERT", "NEW.rowid"),
+            audit_trigger!($table, $cols, "update", "AFTER UPDATE", "NEW.rowid"),
+            adopt_rows!($table),
         )
     };
     ($table:literal, $cols:literal, delete) => {
         concat!(
-            "CREATE TRIGGER ",
-            $table,
-            "_audit_insert AFTER INSERT ON ",
-            $table,
-            " BEGIN ",
-            append!("insert", $table, "NEW.rowid", $cols),
-            " END;\n",
-            "CREATE TRIGGER ",
-            $table,
-            "_audit_delete BEFORE DELETE ON ",
-            $table,
-            " BEGIN ",
-            append!("delete", $table, "OLD.rowid", $cols),
-            " END;\n",
-            "INSERT INTO audit_adopt (tbl, row_id) SELECT '",
-            $table,
-            "', rowid FROM ",
-            $table,
-            " ORDER BY rowid;\n",
+            audit_trigger!($table, $cols, "insert", "AFTER INSERT", "NEW.rowid"),
+            audit_trigger!($table, $cols, "delete", "BEFORE DELETE", "OLD.rowid"),
+            adopt_rows!($table),
         )
     };
     ($table:literal, $cols:literal, append_only) => {
         concat!(
-            "CREATE TRIGGER ",
-            $table,
-            "_audit_insert AFTER INSERT ON ",
-            $table,
-            " BEGIN ",
-            append!("insert", $table, "NEW.rowid", $cols),
-            " END;\n",
-            "INSERT INTO audit_adopt (tbl, row_id) SELECT '",
-            $table,
-            "', rowid FROM ",
-            $table,
-            " ORDER BY rowid;\n",
+            audit_trigger!($table, $cols, "insert", "AFTER INSERT", "NEW.rowid"),
+            adopt_rows!($table),
         )
     };
 }

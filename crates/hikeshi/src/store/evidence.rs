@@ -105,6 +105,9 @@ pub(super) struct LinesChunk {
     pub data: Vec<u8>,
     pub lines: u64,
     pub first_seq: u64,
+    /// Lines whose text the chunk holds: without any, the records are
+    /// mostly SHA-256 digests, which no compressor shrinks.
+    pub texts: u64,
     /// The file of the last record (said again only when it changes).
     file: String,
     offset: u64,
@@ -126,6 +129,7 @@ impl LinesChunk {
             self.data.push(ENCODING_PLAIN);
             self.first_seq = seq;
             self.offset = 0;
+            self.texts = 0;
         } else {
             debug_assert_eq!(seq, self.first_seq + self.lines, "a chunk's lines are consecutive");
         }
@@ -146,7 +150,10 @@ impl LinesChunk {
         put_varint(&mut self.data, zigzag(offset.wrapping_sub(self.offset) as i64));
         self.offset = offset;
         match text {
-            Some(text) => put_bytes(&mut self.data, text),
+            Some(text) => {
+                put_bytes(&mut self.data, text);
+                self.texts += 1;
+            }
             None => self.data.extend_from_slice(sha256),
         }
         self.lines += 1;
@@ -154,6 +161,15 @@ impl LinesChunk {
 
     pub fn is_empty(&self) -> bool {
         self.lines == 0
+    }
+
+    /// The bytes to store: compressed into `scratch` when that pays.
+    pub fn stored<'a>(&'a self, scratch: &'a mut Vec<u8>) -> &'a [u8] {
+        if self.texts == 0 {
+            &self.data
+        } else {
+            stored(&self.data, scratch)
+        }
     }
 
     pub fn last_seq(&self) -> u64 {

@@ -921,20 +921,33 @@ impl<'s> Batch<'s> {
     }
 }
 
+/// Inserts one evidence chunk row with `sql`, whose parameters are the
+/// incident, the first and last line numbers, the line count and the data.
+fn insert_chunk(
+    conn: &Connection,
+    sql: &str,
+    id: IncidentId,
+    (first_seq, last_seq, lines): (u64, u64, u64),
+    data: &[u8],
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute(params![
+        id.0,
+        to_i64(first_seq),
+        to_i64(last_seq),
+        to_i64(lines),
+        data,
+    ])?;
+    Ok(())
+}
+
 fn insert_lines(
     conn: &Connection,
     id: IncidentId,
     chunk: &LinesChunk,
     scratch: &mut Vec<u8>,
 ) -> rusqlite::Result<()> {
-    conn.prepare_cached(INSERT_LINES)?.execute(params![
-        id.0,
-        to_i64(chunk.first_seq),
-        to_i64(chunk.last_seq()),
-        to_i64(chunk.lines),
-        evidence::stored(&chunk.data, scratch),
-    ])?;
-    Ok(())
+    let seqs = (chunk.first_seq, chunk.last_seq(), chunk.lines);
+    insert_chunk(conn, INSERT_LINES, id, seqs, chunk.stored(scratch))
 }
 
 fn insert_latest(
@@ -943,14 +956,8 @@ fn insert_latest(
     chunk: &LatestChunk,
     scratch: &mut Vec<u8>,
 ) -> rusqlite::Result<()> {
-    conn.prepare_cached(INSERT_LATEST)?.execute(params![
-        id.0,
-        to_i64(chunk.first_seq),
-        to_i64(chunk.last_seq),
-        to_i64(chunk.lines),
-        evidence::stored(&chunk.data, scratch),
-    ])?;
-    Ok(())
+    let seqs = (chunk.first_seq, chunk.last_seq, chunk.lines);
+    insert_chunk(conn, INSERT_LATEST, id, seqs, evidence::stored(&chunk.data, scratch))
 }
 
 fn insert_legacy(
@@ -959,14 +966,8 @@ fn insert_legacy(
     id: IncidentId,
     chunk: &LegacyChunk,
 ) -> rusqlite::Result<()> {
-    conn.prepare_cached(sql)?.execute(params![
-        id.0,
-        to_i64(chunk.first_seq.unwrap_or(0)),
-        to_i64(chunk.last_seq),
-        to_i64(chunk.lines),
-        chunk.data,
-    ])?;
-    Ok(())
+    let seqs = (chunk.first_seq.unwrap_or(0), chunk.last_seq, chunk.lines);
+    insert_chunk(conn, sql, id, seqs, &chunk.data)
 }
 
 /// Counters and offsets fit in i64 by a wide margin (2^63 bytes, lines or

@@ -18,27 +18,28 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::FileExt;
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
 use hikeshi_core::detect::{Detector, DetectorSnapshot, Rule};
 use hikeshi_core::incident::{IncidentId, SubjectKind};
-use hikeshi_core::parse::{LineParser, Origin, ParseOptions, ParseStats, Parsed, SkipReason};
+use hikeshi_core::parse::{ParseOptions, ParseStats};
 use hikeshi_core::Mode;
 use jiff::Timestamp;
 use serde::Serialize;
 
 use super::{Context, EXIT_ERROR, EXIT_FINDINGS};
+
+mod ahead;
 use crate::contain::ContainmentOutcome;
 use crate::notify::outbox::DeliveryReport;
 use crate::notify::Notifier;
 use crate::pipeline::{BanPlan, LineRef, Pipeline, DETECTOR_STATE_KEY, PENDING_STATE_KEY};
 use crate::sources::cursor::{self, Continuity, Cursor};
-use crate::sources::lines::{Line, LineReader};
 use crate::store::{IncidentFilter, Store};
+use ahead::{read_ahead, Stretch};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -134,7 +135,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
     }
     let backend = if args.no_ban { "none" } else { ctx.config.contain.backend.name() };
     let mut store = Store::open_for(ctx)?;
-    let mut pipeline = new_pipeline(ctx, &store, now, args.no_ban)?;
+    let (mut detector, mut pipeline) = new_pipeline(ctx, &store, now, args.no_ban)?;
 
     let mut files = Vec::new();
     let mut enqueued = 0;
@@ -145,7 +146,15 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
         parse.max_connections = ctx.config.parse.max_connections;
         let touched_before: HashSet<IncidentId> = pipeline.touched.keys().copied().collect();
         let intents_before = pipeline.ban_intents.len();
-        let result = scan_file(&mut store, &mut pipeline, &notifier, backend, path, parse, now);
+        let result = scan_file(
+            &mut store,
+            (&mut detector, &mut pipeline),
+            &notifier,
+            backend,
+            path,
+            parse,
+            now,
+        );
         if result.is_err() {
             // Nothing of the failed file was committed: forget it here too.
             pipeline.touched.retain(|id, _| touched_before.contains(id));
@@ -168,7 +177,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
                 let kept_touched = std::mem::take(&mut pipeline.touched);
                 let kept_intents = std::mem::take(&mut pipeline.ban_intents);
                 let skipped = pipeline.bans_skipped_old;
-                pipeline = new_pipeline(ctx, &store, now, args.no_ban)?;
+                (detector, pipeline) = new_pipeline(ctx, &store, now, args.no_ban)?;
                 pipeline.touched = kept_touched;
                 pipeline.ban_intents = kept_intents;
                 pipeline.bans_skipped_old = skipped;
@@ -225,19 +234,20 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
     })
 }
 
-/// A pipeline that goes on from the state the last committed run left.
+/// The detector and the pipeline after it, going on from the state the
+/// last committed run left.
 pub(crate) fn new_pipeline(
     ctx: &Context,
     store: &Store,
     now: Timestamp,
     no_ban: bool,
-) -> Result<Pipeline> {
+) -> Result<(Detector, Pipeline)> {
     let allowlist = ctx
         .config
         .allowlist
         .build(crate::host::own_addresses().context("cannot read this host's addresses")?);
     let detector = restore_detector(ctx, store, allowlist.clone())?;
-    let mut pipeline = Pipeline::new(detector, allowlist, ban_plan(ctx, no_ban)?, now);
+    let mut pipeline = Pipeline::new(detector.config(), allowlist, ban_plan(ctx, no_ban)?, now);
     if let Some(blob) = store.cursor(PENDING_STATE_KEY)? {
         if let Err(err) = pipeline.restore_pending(&blob) {
             eprintln!("hikeshi: warning: {err}; starting without them");
@@ -249,7 +259,7 @@ pub(crate) fn new_pipeline(
             .filter(|i| i.campaign.key.kind == SubjectKind::User)
             .map(|i| i.campaign.key.subject),
     );
-    Ok(pipeline)
+    Ok((detector, pipeline))
 }
 
 fn ban_plan(ctx: &Context, no_ban: bool) -> Result<BanPlan> {
@@ -310,7 +320,7 @@ fn cursor_key(path: &Path) -> String {
 /// Reads what is new in `path`, in one transaction.
 fn scan_file(
     store: &mut Store,
-    pipeline: &mut Pipeline,
+    (detector, pipeline): (&mut Detector, &mut Pipeline),
     notifier: &Notifier,
     backend: &str,
     path: &Path,
@@ -331,7 +341,7 @@ fn scan_file(
     let touched_before: HashSet<IncidentId> = pipeline.touched.keys().copied().collect();
     for segment in &plan.segments {
         let (end, segment_stats) =
-            scan_segment(&mut batch, pipeline, segment, &name, parse.clone())?;
+            scan_segment(&mut batch, (detector, pipeline), segment, &name, parse.clone())?;
         counts.add(&segment_stats);
         if segment.live {
             live_end = end;
@@ -341,7 +351,7 @@ fn scan_file(
     let cursor = cursor::cursor_at(&live.path, live_end)
         .with_context(|| format!("cannot read {}", path.display()))?;
     batch.set_cursor(&key, &serde_json::to_vec(&cursor)?)?;
-    pipeline.save_state(&mut batch)?;
+    pipeline.save_state(&mut batch, detector)?;
     // Alerts for this file's incidents commit with them.
     let new_touches = pipeline
         .touched
@@ -362,10 +372,12 @@ fn scan_file(
 }
 
 /// Reads one segment from its start to the end of its complete lines;
-/// returns the offset after the last complete line.
+/// returns the offset after the last complete line. The file is read,
+/// parsed and detected on a thread of its own (see [`ahead`]) while this
+/// one records what it means.
 fn scan_segment(
     batch: &mut crate::store::Batch<'_>,
-    pipeline: &mut Pipeline,
+    (detector, pipeline): (&mut Detector, &mut Pipeline),
     segment: &cursor::Segment,
     name: &str,
     mut parse: ParseOptions,
@@ -389,84 +401,22 @@ fn scan_segment(
     if let Some(modified) = meta.modified().ok().and_then(|m| Timestamp::try_from(m).ok()) {
         parse.reference_time = modified;
     }
-    let max_line = parse.max_line_len;
     file.seek(SeekFrom::Start(segment.start)).with_context(what)?;
-    let reader_file = file.try_clone().with_context(what)?;
-    let mut reader = LineReader::resume(reader_file.take(u64::MAX), max_line, segment.start, 1);
-    let mut parser = LineParser::new(parse);
-    let mut events: Vec<Parsed> = Vec::new();
-    let mut end = segment.start;
-    let mut lookup = Vec::new();
-    loop {
-        let line = match reader.next_line().with_context(what)? {
-            None => break,
-            Some(line) => line,
-        };
-        match line {
-            Line::Text { terminated: false, .. } | Line::TooLong { terminated: false, .. }
-                if segment.live =>
-            {
-                // Still being written: left for the next run. (A rotated
-                // file will not grow: its last line is read as it is.)
-                break;
-            }
-            Line::TooLong { .. } => {
-                parser.record_skipped(SkipReason::TooLong);
-                end = line.end_offset();
-            }
-            Line::Text { bytes, number, offset, .. } => {
-                end = line.end_offset();
-                events.clear();
-                parser.push_line(bytes, Origin { line: number, offset }, &mut events);
-                for parsed in events.iter().filter(|p| counts(&p.event)) {
-                    let evidence_line = if parsed.origin.offset == offset {
-                        bytes
-                    } else {
-                        read_line_at(&file, parsed.origin.offset, max_line, &mut lookup)?;
-                        &lookup[..]
-                    };
-                    let line_ref =
-                        LineRef { file: name, offset: parsed.origin.offset, bytes: evidence_line };
-                    pipeline.handle(batch, &parsed.event, line_ref)?;
-                }
-            }
-        }
-    }
-    events.clear();
-    parser.finish(&mut events);
-    for parsed in events.iter().filter(|p| counts(&p.event)) {
-        read_line_at(&file, parsed.origin.offset, max_line, &mut lookup)?;
-        let line_ref = LineRef { file: name, offset: parsed.origin.offset, bytes: &lookup };
-        pipeline.handle(batch, &parsed.event, line_ref)?;
-    }
-    Ok((end, parser.stats().clone()))
-}
-
-/// Whether an event can matter to detection (only these need their line).
-pub(crate) fn counts(event: &hikeshi_core::AuthEvent) -> bool {
-    matches!(event.outcome, hikeshi_core::Outcome::Failure | hikeshi_core::Outcome::Success)
-}
-
-/// Reads back the line starting at `offset` (an event the parser released
-/// after its line had gone by: a pending failure resolved at the end of
-/// its connection).
-pub(crate) fn read_line_at(file: &File, offset: u64, max: usize, buf: &mut Vec<u8>) -> Result<()> {
-    // sshd lines are short: read a little, and more only if needed.
-    let mut want = 512.min(max + 1);
-    loop {
-        buf.clear();
-        buf.resize(want, 0);
-        let n = file.read_at(buf, offset).context("cannot read back an evidence line")?;
-        buf.truncate(n);
-        if let Some(end) = memchr::memchr(b'\n', buf) {
-            buf.truncate(end);
-            return Ok(());
-        }
-        if n < want || want > max {
-            return Ok(());
-        }
-        want = (want * 8).min(max + 1);
-    }
+    let stretch = Stretch {
+        file,
+        start: segment.start,
+        live: segment.live,
+        name: segment.path.display().to_string(),
+    };
+    let end = std::thread::scope(|scope| {
+        read_ahead(scope, stretch, parse, detector, |detected| {
+            let offset = detected.parsed.origin.offset;
+            let line =
+                LineRef { file: name, offset, bytes: detected.line, sha256: Some(detected.sha256) };
+            Ok(pipeline.record(batch, &detected.parsed.event, detected.findings, line)?)
+        })
+    })?;
+    Ok((end.end, end.stats))
 }
 
 /// The counts a scan reports for a file, summed over its segments.
