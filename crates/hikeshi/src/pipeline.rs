@@ -716,7 +716,7 @@ mod tests {
         }
     }
 
-    fn quiet_pipeline(now: Timestamp) -> Pipeline {
+    fn quiet_pipeline(now: Timestamp) -> (Detector, Pipeline) {
         // No rule can fire: every failure is buffered for its campaign.
         let config = hikeshi_core::detect::DetectConfig {
             maxretry: 200,
@@ -728,13 +728,13 @@ mod tests {
             ..config
         };
         let allowlist = Allowlist::new(Vec::new(), Vec::new());
-        let detector = Detector::new(config, allowlist.clone()).unwrap();
         let plan = BanPlan {
             enabled: true,
             rules: HashSet::new(),
             max_age: jiff::SignedDuration::from_hours(1),
         };
-        Pipeline::new(detector, allowlist, plan, now)
+        let pipeline = Pipeline::new(&config, allowlist.clone(), plan, now);
+        (Detector::new(config, allowlist).unwrap(), pipeline)
     }
 
     #[test]
@@ -742,16 +742,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = crate::store::Store::open(&dir.path().join("db")).unwrap();
         let now = Timestamp::from_second(1_800_000_000).unwrap();
-        let mut pipeline = quiet_pipeline(now);
+        let (mut detector, mut pipeline) = quiet_pipeline(now);
         // 4 KiB lines from 6,000 addresses, one failure each: 24 MiB
         // buffered without the budget.
         let long_line = vec![b'x'; 4096];
         let addr = |i: u32| IpAddr::from((0xC612_0000u32 + i).to_be_bytes());
         let mut batch = store.batch().unwrap();
         for i in 0..6_000u32 {
-            let line =
-                LineRef { file: "/var/log/auth.log", offset: u64::from(i), bytes: &long_line };
-            pipeline.handle(&mut batch, &failure(addr(i), i64::from(i)), line).unwrap();
+            let line = LineRef::new("/var/log/auth.log", u64::from(i), &long_line);
+            let event = failure(addr(i), i64::from(i));
+            pipeline.handle(&mut batch, &mut detector, &event, line).unwrap();
             let (_, bytes) = pipeline.pending_usage();
             assert!(bytes <= PENDING_BYTES_MAX, "{bytes} bytes buffered after {i} lines");
         }
@@ -775,7 +775,7 @@ mod tests {
     #[test]
     fn ban_requests_are_remembered_within_their_cap() {
         let now = Timestamp::from_second(1_800_000_000).unwrap();
-        let mut pipeline = quiet_pipeline(now);
+        let (_, mut pipeline) = quiet_pipeline(now);
         pipeline.ban_asked = AskedBans::new(10);
         for i in 0..25u32 {
             let addr = IpAddr::from((0xC612_0000u32 + i).to_be_bytes());

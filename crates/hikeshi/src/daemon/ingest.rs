@@ -242,7 +242,7 @@ impl Ingest {
 
     /// The bounded per-address state against its caps, and the RSS.
     pub fn memory(&self) -> MemoryStatus {
-        let detector = self.pipeline.detector();
+        let detector = &self.detector;
         let stats = detector.stats();
         let asked = self.pipeline.asked_bans();
         let (pending_campaigns, pending_bytes) = self.pipeline.pending_usage();
