@@ -285,10 +285,8 @@ impl Pipeline {
         result
     }
 
-    /// Records one event that `detector.observe` has seen elsewhere (a
-    /// thread ahead of this one) and the findings it gave. Events for
-    /// which [`detects`] is false are ignored.
-    pub fn record(
+    /// Records one event and the findings detection gave for it.
+    fn record(
         &mut self,
         batch: &mut Batch<'_>,
         event: &AuthEvent,

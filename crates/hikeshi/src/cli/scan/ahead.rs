@@ -1,21 +1,21 @@
 //! The thread that runs ahead of `hikeshi scan`'s recording: it reads a
-//! stretch of a log file, parses it, hashes each line that matters, and
-//! runs detection; the scan's own thread records what that means
-//! (incidents, evidence, SQLite).
+//! stretch of a log file, parses it and hashes each line that matters; the
+//! scan's own thread detects and records what that means (incidents,
+//! evidence, SQLite).
 //!
-//! Everything this thread does is the core's pure work plus reading, and
-//! it costs about as much as the recording, so on a machine with more
-//! than one CPU the two overlap. It hands over, in [`Chunk`]s, only the
-//! events detection looks at ([`crate::pipeline::detects`]), each with a
-//! copy of its raw line (read back from the file when the parser released
-//! the event after its line had gone by), the line's SHA-256, and the
-//! findings the detector gave for it. Chunks go round between the two
+//! Reading, parsing and hashing cost about as much as detecting and
+//! recording (measured: with detection here too, the recorder waited for
+//! this thread), so on a machine with more than one CPU the two overlap.
+//! It hands over, in [`Chunk`]s, only the events detection looks at
+//! ([`crate::pipeline::detects`]), each with a copy of its raw line (read
+//! back from the file when the parser released the event after its line
+//! had gone by) and the line's SHA-256. Chunks go round between the two
 //! threads and are reused, so the hand-over allocates nothing once warm.
 //!
 //! Order is kept: events arrive in the order the parser released them,
-//! and the detector sees them in that order, exactly as a single-threaded
-//! loop would. The channel is bounded, so a slow recorder holds the reader
-//! back instead of letting memory grow.
+//! exactly as a single-threaded loop would see them. The channel is
+//! bounded, so a slow recorder holds the reader back instead of letting
+//! memory grow.
 
 use std::fs::File;
 use std::io::Read;
@@ -23,7 +23,6 @@ use std::ops::Range;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 
 use anyhow::{Context as _, Result};
-use hikeshi_core::detect::{Detector, Finding};
 use hikeshi_core::incident::Sha256Digest;
 use hikeshi_core::parse::{LineParser, Origin, ParseOptions, ParseStats, Parsed, SkipReason};
 use sha2::{Digest as _, Sha256};
@@ -37,54 +36,42 @@ const EVENTS_PER_CHUNK: usize = 1024;
 /// Chunks read ahead of the recorder at most.
 const CHUNKS_AHEAD: usize = 4;
 
-/// An event detection looked at, with what goes with it.
-pub struct Detected<'a> {
+/// An event detection looks at, with its line.
+pub struct ParsedLine<'a> {
     pub parsed: &'a Parsed,
     /// The raw line, without its `\n`.
     pub line: &'a [u8],
     /// SHA-256 of `line`: its evidence digest.
     pub sha256: Sha256Digest,
-    /// What the detector found on this event (usually nothing).
-    pub findings: &'a [Finding],
 }
 
 struct Entry {
     parsed: Parsed,
     line: Range<usize>,
     sha256: Sha256Digest,
-    findings: Range<usize>,
 }
 
-/// Events detection looked at, with their lines and findings.
+/// Events detection looks at, with their lines.
 #[derive(Default)]
 struct Chunk {
     entries: Vec<Entry>,
     text: Vec<u8>,
-    findings: Vec<Finding>,
 }
 
 impl Chunk {
-    fn iter(&self) -> impl Iterator<Item = Detected<'_>> {
-        self.entries.iter().map(|entry| Detected {
+    fn iter(&self) -> impl Iterator<Item = ParsedLine<'_>> {
+        self.entries.iter().map(|entry| ParsedLine {
             parsed: &entry.parsed,
             line: &self.text[entry.line.clone()],
             sha256: entry.sha256,
-            findings: &self.findings[entry.findings.clone()],
         })
     }
 
-    /// Adds `parsed`, which `detector` observes now.
-    fn push(&mut self, detector: &mut Detector, parsed: Parsed, line: &[u8]) {
+    fn push(&mut self, parsed: Parsed, line: &[u8]) {
         let start = self.text.len();
         self.text.extend_from_slice(line);
-        let first_finding = self.findings.len();
-        detector.observe(&parsed.event, &mut self.findings);
-        self.entries.push(Entry {
-            parsed,
-            line: start..self.text.len(),
-            sha256: Sha256::digest(line).into(),
-            findings: first_finding..self.findings.len(),
-        });
+        let sha256 = Sha256::digest(line).into();
+        self.entries.push(Entry { parsed, line: start..self.text.len(), sha256 });
     }
 
     fn is_full(&self) -> bool {
@@ -94,7 +81,6 @@ impl Chunk {
     fn clear(&mut self) {
         self.entries.clear();
         self.text.clear();
-        self.findings.clear();
     }
 }
 
@@ -119,29 +105,27 @@ pub struct StretchEnd {
     pub stats: ParseStats,
 }
 
-/// Reads, parses and detects `stretch` on a new thread of `scope`, and
-/// calls `record` on this thread with each event detection looked at, in
-/// order. `detector` is lent to the reader for the stretch. An error of
-/// `record` stops the reader; an error reading the file ends the stretch
-/// with that error after the events before it.
-pub fn read_ahead<'scope, 'env>(
-    scope: &'scope std::thread::Scope<'scope, 'env>,
+/// Reads and parses `stretch` on a new thread of `scope`, and calls
+/// `record` on this thread with each event detection looks at, in order.
+/// An error of `record` stops the reader; an error reading the file ends
+/// the stretch with that error after the events before it.
+pub fn read_ahead<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
     stretch: Stretch,
     options: ParseOptions,
-    detector: &'env mut Detector,
-    mut record: impl FnMut(Detected<'_>) -> Result<()>,
+    mut record: impl FnMut(ParsedLine<'_>) -> Result<()>,
 ) -> Result<StretchEnd> {
     let (full_tx, full_rx) = mpsc::sync_channel::<Chunk>(CHUNKS_AHEAD);
     // Chunks come back here to be reused: at most CHUNKS_AHEAD + 2 exist.
     let (empty_tx, empty_rx) = mpsc::channel::<Chunk>();
     let reader = std::thread::Builder::new()
         .name("hikeshi-read".into())
-        .spawn_scoped(scope, move || read_stretch(stretch, options, detector, &full_tx, &empty_rx))
+        .spawn_scoped(scope, move || read_stretch(stretch, options, &full_tx, &empty_rx))
         .context("cannot start the reader thread")?;
     let mut recorded = Ok(());
     'chunks: for chunk in full_rx.iter() {
-        for detected in chunk.iter() {
-            recorded = record(detected);
+        for parsed in chunk.iter() {
+            recorded = record(parsed);
             if recorded.is_err() {
                 break 'chunks;
             }
@@ -161,7 +145,6 @@ pub fn read_ahead<'scope, 'env>(
 fn read_stretch(
     stretch: Stretch,
     options: ParseOptions,
-    detector: &mut Detector,
     full: &SyncSender<Chunk>,
     empty: &Receiver<Chunk>,
 ) -> Result<StretchEnd> {
@@ -201,11 +184,11 @@ fn read_stretch(
                 parser.push_line(bytes, Origin { line: number, offset }, &mut released);
                 for parsed in released.drain(..).filter(|p| detects(&p.event)) {
                     if parsed.origin.offset == offset {
-                        chunk.push(detector, parsed, bytes);
+                        chunk.push(parsed, bytes);
                     } else {
                         read_line_at(&file, parsed.origin.offset, max_line, &mut read_back)
                             .with_context(what)?;
-                        chunk.push(detector, parsed, &read_back);
+                        chunk.push(parsed, &read_back);
                     }
                     if chunk.is_full() && !hand_over(&mut chunk) {
                         return Ok(StretchEnd { end, stats: parser.stats().clone() });
@@ -217,7 +200,7 @@ fn read_stretch(
     parser.finish(&mut released);
     for parsed in released.drain(..).filter(|p| detects(&p.event)) {
         read_line_at(&file, parsed.origin.offset, max_line, &mut read_back).with_context(what)?;
-        chunk.push(detector, parsed, &read_back);
+        chunk.push(parsed, &read_back);
         if chunk.is_full() && !hand_over(&mut chunk) {
             break;
         }
@@ -232,8 +215,6 @@ fn read_stretch(
 mod tests {
     use std::io::{Seek, SeekFrom, Write};
 
-    use hikeshi_core::allowlist::Allowlist;
-    use hikeshi_core::detect::DetectConfig;
     use hikeshi_core::Mode;
     use jiff::tz::TimeZone;
     use jiff::Timestamp;
@@ -243,10 +224,6 @@ mod tests {
     fn options() -> ParseOptions {
         let reference: Timestamp = "2026-03-02T00:00:00Z".parse().unwrap();
         ParseOptions::new(Mode::Normal, TimeZone::UTC, reference)
-    }
-
-    fn detector() -> Detector {
-        Detector::new(DetectConfig::default(), Allowlist::default()).unwrap()
     }
 
     /// `attackers` addresses failing `failures` times each, interleaved,
@@ -295,9 +272,8 @@ mod tests {
     }
 
     /// What one thread reading, parsing and detecting in turn sees.
-    fn sequential(log: &[u8]) -> Vec<(u64, Vec<u8>, Sha256Digest, Vec<String>)> {
+    fn sequential(log: &[u8]) -> Vec<(u64, Vec<u8>, Sha256Digest)> {
         let mut parser = LineParser::new(options());
-        let mut detector = detector();
         let mut released = Vec::new();
         let mut offset = 0;
         for line in log.split_inclusive(|&b| b == b'\n') {
@@ -310,12 +286,9 @@ mod tests {
         for parsed in released.into_iter().filter(|p| detects(&p.event)) {
             let start = parsed.origin.offset as usize;
             let end = start + log[start..].iter().position(|&b| b == b'\n').unwrap();
-            let mut findings = Vec::new();
-            detector.observe(&parsed.event, &mut findings);
             let line = log[start..end].to_vec();
             let sha = Sha256::digest(&line).into();
-            let rules = findings.iter().map(|f| f.rule.as_str().to_string()).collect();
-            seen.push((parsed.origin.offset, line, sha, rules));
+            seen.push((parsed.origin.offset, line, sha));
         }
         seen
     }
@@ -324,12 +297,10 @@ mod tests {
     fn the_recorder_sees_what_a_single_thread_would() {
         // Several chunks' worth, with events released after their line.
         let log = auth_log(300, 8);
-        let mut detector = detector();
         let mut seen = Vec::new();
         let end = std::thread::scope(|scope| {
-            read_ahead(scope, stretch(file_with(&log), true), options(), &mut detector, |d| {
-                let rules = d.findings.iter().map(|f| f.rule.as_str().to_string()).collect();
-                seen.push((d.parsed.origin.offset, d.line.to_vec(), d.sha256, rules));
+            read_ahead(scope, stretch(file_with(&log), true), options(), |d| {
+                seen.push((d.parsed.origin.offset, d.line.to_vec(), d.sha256));
                 Ok(())
             })
         })
@@ -338,20 +309,16 @@ mod tests {
         assert_eq!(end.stats.lines, 300 * 8 * 4);
         let expected = sequential(&log);
         assert!(expected.len() > 2 * EVENTS_PER_CHUNK, "{} events", expected.len());
-        assert!(expected.iter().any(|e| !e.3.is_empty()), "some findings");
         assert_eq!(seen.len(), expected.len());
-        assert!(seen == expected, "same events, lines, digests and findings, in the same order");
-        // The detector lent to the reader comes back with what it learnt.
-        assert!(detector.tracked_subjects() >= 300);
+        assert!(seen == expected, "same events, lines and digests, in the same order");
     }
 
     #[test]
     fn a_failing_recorder_stops_the_reader() {
         let log = auth_log(500, 10);
-        let mut detector = detector();
         let mut calls = 0;
         let result = std::thread::scope(|scope| {
-            read_ahead(scope, stretch(file_with(&log), true), options(), &mut detector, |_| {
+            read_ahead(scope, stretch(file_with(&log), true), options(), |_| {
                 calls += 1;
                 if calls == 3 {
                     anyhow::bail!("database is locked");
@@ -372,10 +339,9 @@ mod tests {
             b"Mar  1 10:00:09 web1 sshd[9]: Failed password for root from 198.18.9.9 port 1 ssh2",
         );
         for (live, end) in [(true, complete), (false, log.len() as u64)] {
-            let mut detector = detector();
             let mut lines = Vec::new();
             let read = std::thread::scope(|scope| {
-                read_ahead(scope, stretch(file_with(&log), live), options(), &mut detector, |d| {
+                read_ahead(scope, stretch(file_with(&log), live), options(), |d| {
                     lines.push(d.line.to_vec());
                     Ok(())
                 })

@@ -372,9 +372,9 @@ fn scan_file(
 }
 
 /// Reads one segment from its start to the end of its complete lines;
-/// returns the offset after the last complete line. The file is read,
-/// parsed and detected on a thread of its own (see [`ahead`]) while this
-/// one records what it means.
+/// returns the offset after the last complete line. The file is read and
+/// parsed on a thread of its own (see [`ahead`]) while this one detects
+/// and records what it means.
 fn scan_segment(
     batch: &mut crate::store::Batch<'_>,
     (detector, pipeline): (&mut Detector, &mut Pipeline),
@@ -409,11 +409,11 @@ fn scan_segment(
         name: segment.path.display().to_string(),
     };
     let end = std::thread::scope(|scope| {
-        read_ahead(scope, stretch, parse, detector, |detected| {
-            let offset = detected.parsed.origin.offset;
+        read_ahead(scope, stretch, parse, |parsed| {
+            let offset = parsed.parsed.origin.offset;
             let line =
-                LineRef { file: name, offset, bytes: detected.line, sha256: Some(detected.sha256) };
-            Ok(pipeline.record(batch, &detected.parsed.event, detected.findings, line)?)
+                LineRef { file: name, offset, bytes: parsed.line, sha256: Some(parsed.sha256) };
+            Ok(pipeline.handle(batch, detector, &parsed.parsed.event, line)?)
         })
     })?;
     Ok((end.end, end.stats))
