@@ -1,13 +1,21 @@
 //! The subject table: every tracked subject (address, prefix, host name,
-//! account) in one slab, with a fixed-capacity ring of its most recent
-//! failures.
+//! account) in one slab, with a ring of its most recent failures that
+//! starts small and grows to the full capacity only when needed.
 //!
 //! Memory is what this module is about. Subjects live in parallel vectors
 //! indexed by slot (struct of arrays, no per-subject allocation except for
 //! names), and the hash index maps a key to a 4-byte slot number, so one
-//! subject costs its key (24 bytes), its [`Meta`] (28 bytes) and its ring
-//! (6 bytes per entry: a `u32` time and a `u16` tag), plus about 10 bytes
-//! of index. Removal swaps the last slot into the hole.
+//! subject costs its key (24 bytes), its [`Meta`] (28 bytes) and an inline
+//! ring of [`INLINE_ENTRIES`] entries (6 bytes each: a `u32` time and a
+//! `u16` tag), plus about 10 bytes of index: about 86 bytes. Most subjects
+//! of a flood (addresses that fail once to three times, then rotate) never
+//! need more. A subject's failure that finds its inline ring full moves the
+//! ring to a second slab of full-capacity rings (6 bytes times the ring
+//! capacity, 120 bytes by default), whose number then takes the place of
+//! the inline ring's first time. Full rings freed by removal go on a free
+//! list and are reused before the slab grows. Removal swaps the last slot
+//! into the hole; the moved slot keeps its full ring, whose number moves
+//! with it.
 //!
 //! Times are seconds since [`TIME_BASE`] plus one, as `u32` (0 means "no
 //! time"); tags are 16-bit hashes whose meaning depends on the subject kind
@@ -65,6 +73,11 @@ impl KeyRef<'_> {
     }
 }
 
+/// Ring entries every subject holds inline, before its first failure
+/// beyond them moves its ring to the slab of full-capacity rings. Four:
+/// an address of a rotating flood fails one to three times.
+pub(crate) const INLINE_ENTRIES: usize = 4;
+
 /// Per-subject bookkeeping besides the ring.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Meta {
@@ -79,9 +92,10 @@ pub(crate) struct Meta {
     /// seen so far, or 0 when it does not hold. See `detect` for why this
     /// one number is enough to tell an ongoing episode from a new one.
     pub episode_until: [u32; 3],
-    /// Next ring position to write.
+    /// Next position to write in the ring in use (inline or full).
     head: u8,
-    /// Entries in the ring.
+    /// Entries in the ring. It never shrinks, so more than the inline
+    /// capacity means the ring is a full one (see [`Table`]).
     len: u8,
     /// Bits 0..3: the finding of episode `i` was emitted (or deliberately
     /// withheld); bit 3: a success-after-failures finding was emitted and
@@ -128,6 +142,16 @@ pub(crate) struct SavedMeta {
 }
 
 /// The slab of subjects.
+///
+/// Each slot has `inline` (the ring capacity, at most [`INLINE_ENTRIES`])
+/// entries in `inline_times` / `inline_tags`. While a subject holds at most
+/// `inline` failures they are its ring. When the ring capacity is larger
+/// and a failure arrives at a full inline ring, the subject takes a full
+/// ring from `full_times` / `full_tags` (`capacity` entries each, from
+/// `free_full` first), its entries are copied there oldest first, and its
+/// number is kept in `inline_times[slot * inline]`. Invariant: a subject's
+/// ring is a full one exactly when its `len` exceeds `inline`, every full
+/// ring is either some subject's or on `free_full`, never both.
 pub(crate) struct Table {
     index: HashTable<u32>,
     // Keyed with a random per-process seed: addresses and names are
@@ -136,9 +160,14 @@ pub(crate) struct Table {
     hasher: RandomState,
     keys: Vec<Key>,
     meta: Vec<Meta>,
-    times: Vec<u32>,
-    tags: Vec<u16>,
+    inline_times: Vec<u32>,
+    inline_tags: Vec<u16>,
+    full_times: Vec<u32>,
+    full_tags: Vec<u16>,
+    /// Full rings no subject holds, reused before the slab grows.
+    free_full: Vec<u32>,
     capacity: usize,
+    inline: usize,
 }
 
 impl Table {
@@ -150,9 +179,13 @@ impl Table {
             hasher: RandomState::default(),
             keys: Vec::new(),
             meta: Vec::new(),
-            times: Vec::new(),
-            tags: Vec::new(),
+            inline_times: Vec::new(),
+            inline_tags: Vec::new(),
+            full_times: Vec::new(),
+            full_tags: Vec::new(),
+            free_full: Vec::new(),
             capacity: capacity as usize,
+            inline: (capacity as usize).min(INLINE_ENTRIES),
         }
     }
 
@@ -179,9 +212,46 @@ impl Table {
             .insert_unique(hash, slot as u32, |&s| Self::hash(hasher, keys[s as usize].as_ref()));
         self.keys.push(key.to_owned());
         self.meta.push(Meta::default());
-        self.times.resize(self.times.len() + self.capacity, 0);
-        self.tags.resize(self.tags.len() + self.capacity, 0);
+        self.inline_times.resize(self.inline_times.len() + self.inline, 0);
+        self.inline_tags.resize(self.inline_tags.len() + self.inline, 0);
         slot
+    }
+
+    /// The full ring `slot` holds, if it has one.
+    #[inline]
+    fn full_ring_of(&self, slot: usize) -> Option<usize> {
+        (self.meta[slot].len as usize > self.inline)
+            .then(|| self.inline_times[slot * self.inline] as usize)
+    }
+
+    /// A full ring for a subject: a freed one, else a new one.
+    fn take_full_ring(&mut self) -> usize {
+        if let Some(ring) = self.free_full.pop() {
+            return ring as usize;
+        }
+        let ring = self.full_times.len() / self.capacity;
+        self.full_times.resize(self.full_times.len() + self.capacity, 0);
+        self.full_tags.resize(self.full_tags.len() + self.capacity, 0);
+        ring
+    }
+
+    /// Moves the full inline ring of `slot` to a full ring (oldest entry
+    /// first, so its head is `inline`); returns the ring's number. The
+    /// caller sets `len` above `inline` at once.
+    #[cold]
+    #[inline(never)]
+    fn promote(&mut self, slot: usize) -> usize {
+        let ring = self.take_full_ring();
+        let (from, to) = (slot * self.inline, ring * self.capacity);
+        // A full inline ring has never wrapped (it is promoted instead),
+        // so its entries are already oldest first.
+        self.full_times[to..to + self.inline]
+            .copy_from_slice(&self.inline_times[from..from + self.inline]);
+        self.full_tags[to..to + self.inline]
+            .copy_from_slice(&self.inline_tags[from..from + self.inline]);
+        // Bounded by the number of slots, which are u32.
+        self.inline_times[from] = ring as u32;
+        ring
     }
 
     /// Removes `slot`; the last slot takes its number.
@@ -190,18 +260,23 @@ impl Table {
         let hash = Self::hash(&self.hasher, self.keys[slot].as_ref());
         let removed = self.index.find_entry(hash, |&s| s as usize == slot);
         removed.expect("every slot is indexed").remove();
+        if let Some(ring) = self.full_ring_of(slot) {
+            self.free_full.push(ring as u32);
+        }
+        let inline = self.inline;
         if slot != last {
             let moved_hash = Self::hash(&self.hasher, self.keys[last].as_ref());
             let entry = self.index.find_mut(moved_hash, |&s| s as usize == last);
             *entry.expect("every slot is indexed") = slot as u32;
-            let cap = self.capacity;
-            self.times.copy_within(last * cap..(last + 1) * cap, slot * cap);
-            self.tags.copy_within(last * cap..(last + 1) * cap, slot * cap);
+            // The moved subject's full ring (its number is in the inline
+            // entries) stays where it is.
+            self.inline_times.copy_within(last * inline..(last + 1) * inline, slot * inline);
+            self.inline_tags.copy_within(last * inline..(last + 1) * inline, slot * inline);
         }
         self.keys.swap_remove(slot);
         self.meta.swap_remove(slot);
-        self.times.truncate(last * self.capacity);
-        self.tags.truncate(last * self.capacity);
+        self.inline_times.truncate(last * inline);
+        self.inline_tags.truncate(last * inline);
     }
 
     pub(crate) fn key(&self, slot: usize) -> &Key {
@@ -220,21 +295,53 @@ impl Table {
     /// subject's newest failure is taken as that newest time, so each ring
     /// stays sorted (see `detect` on out-of-order lines). Returns the time
     /// recorded.
+    #[inline]
     pub(crate) fn push(&mut self, slot: usize, time: u32, tag: u16) -> u32 {
-        let cap = self.capacity;
+        let Meta { last_seen, head, len, .. } = self.meta[slot];
+        let time = time.max(last_seen);
+        let (mut head, len, inline) = (head as usize, len as usize, self.inline);
+        let cap = if len < inline || self.capacity == inline {
+            let at = slot * inline + head;
+            self.inline_times[at] = time;
+            self.inline_tags[at] = tag;
+            inline
+        } else {
+            let ring = if len == inline {
+                head = inline;
+                self.promote(slot)
+            } else {
+                self.inline_times[slot * inline] as usize
+            };
+            let at = ring * self.capacity + head;
+            self.full_times[at] = time;
+            self.full_tags[at] = tag;
+            self.capacity
+        };
         let meta = &mut self.meta[slot];
-        let time = time.max(meta.last_seen);
-        let at = slot * cap + meta.head as usize;
-        self.times[at] = time;
-        self.tags[at] = tag;
-        meta.head = ((meta.head as usize + 1) % cap) as u8;
-        meta.len = (meta.len as usize + 1).min(cap) as u8;
+        meta.head = ((head + 1) % cap) as u8;
+        meta.len = (len + 1).min(cap) as u8;
         if meta.total == 0 {
             meta.first_seen = time;
         }
         meta.total = meta.total.saturating_add(1);
         meta.last_seen = time;
         time
+    }
+
+    /// The storage of the ring `slot` uses (its length is the ring's
+    /// capacity: inline or full).
+    #[inline]
+    fn storage(&self, slot: usize) -> (&[u32], &[u16]) {
+        match self.full_ring_of(slot) {
+            Some(ring) => {
+                let range = ring * self.capacity..(ring + 1) * self.capacity;
+                (&self.full_times[range.clone()], &self.full_tags[range])
+            }
+            None => {
+                let range = slot * self.inline..(slot + 1) * self.inline;
+                (&self.inline_times[range.clone()], &self.inline_tags[range])
+            }
+        }
     }
 
     /// The `n`-th newest failure (1 = newest) as (time, tag), if the ring
@@ -244,33 +351,29 @@ impl Table {
         if n == 0 || n > meta.len as usize {
             return None;
         }
-        let cap = self.capacity;
-        let at = slot * cap + (meta.head as usize + cap - n) % cap;
-        Some((self.times[at], self.tags[at]))
+        let (times, tags) = self.storage(slot);
+        let cap = times.len();
+        let at = (meta.head as usize + cap - n) % cap;
+        Some((times[at], tags[at]))
     }
 
     /// The ring of `slot`, for walks from the newest failure.
     pub(crate) fn ring(&self, slot: usize) -> Ring<'_> {
         let meta = &self.meta[slot];
-        let cap = self.capacity;
-        let range = slot * cap..(slot + 1) * cap;
-        Ring {
-            times: &self.times[range.clone()],
-            tags: &self.tags[range],
-            head: meta.head as usize,
-            len: meta.len as usize,
-        }
+        let (times, tags) = self.storage(slot);
+        Ring { times, tags, head: meta.head as usize, len: meta.len as usize }
     }
 
     /// Makes room for `additional` more subjects at once (restoring a
-    /// snapshot would otherwise grow and rehash many times).
+    /// snapshot would otherwise grow and rehash many times). Full rings
+    /// are not reserved: how many subjects need one is not known.
     pub(crate) fn reserve(&mut self, additional: usize) {
         let (keys, hasher) = (&self.keys, &self.hasher);
         self.index.reserve(additional, |&s| Self::hash(hasher, keys[s as usize].as_ref()));
         self.keys.reserve(additional);
         self.meta.reserve(additional);
-        self.times.reserve(additional * self.capacity);
-        self.tags.reserve(additional * self.capacity);
+        self.inline_times.reserve(additional * self.inline);
+        self.inline_tags.reserve(additional * self.inline);
     }
 
     /// Ring entries per subject.
@@ -284,10 +387,18 @@ impl Table {
     pub(crate) fn insert_saved(&mut self, key: KeyRef<'_>, saved: SavedMeta, ring: &[(u32, u16)]) {
         debug_assert!(!ring.is_empty() && ring.len() <= self.capacity);
         let slot = self.insert(key);
-        let start = slot * self.capacity;
+        let (times, tags, cap) = if ring.len() > self.inline {
+            let full = self.take_full_ring();
+            self.inline_times[slot * self.inline] = full as u32;
+            let range = full * self.capacity..(full + 1) * self.capacity;
+            (&mut self.full_times[range.clone()], &mut self.full_tags[range], self.capacity)
+        } else {
+            let range = slot * self.inline..(slot + 1) * self.inline;
+            (&mut self.inline_times[range.clone()], &mut self.inline_tags[range], self.inline)
+        };
         for (i, &(time, tag)) in ring.iter().enumerate() {
-            self.times[start + i] = time;
-            self.tags[start + i] = tag;
+            times[i] = time;
+            tags[i] = tag;
         }
         let meta = &mut self.meta[slot];
         meta.first_seen = saved.first_seen;
@@ -296,13 +407,34 @@ impl Table {
         meta.episode_until = saved.episode_until;
         meta.flags = saved.flags;
         meta.len = ring.len() as u8;
-        meta.head = (ring.len() % self.capacity) as u8;
+        meta.head = (ring.len() % cap) as u8;
     }
 
     /// The failures of `slot`, newest first.
     pub(crate) fn newest_first(&self, slot: usize) -> impl Iterator<Item = (u32, u16)> + '_ {
         (1..=self.meta[slot].len as usize)
             .map(move |n| self.nth_newest(slot, n).expect("n is within the ring's length"))
+    }
+
+    /// Full rings allocated (held or free).
+    #[cfg(test)]
+    pub(crate) fn full_rings(&self) -> usize {
+        self.full_times.len() / self.capacity
+    }
+
+    /// Panics unless every full ring is held by exactly one subject or
+    /// free, and the two slabs have the lengths their counts imply.
+    #[cfg(test)]
+    pub(crate) fn check_slabs(&self) {
+        assert_eq!(self.inline_times.len(), self.len() * self.inline);
+        assert_eq!(self.inline_tags.len(), self.len() * self.inline);
+        assert_eq!(self.full_tags.len(), self.full_times.len());
+        let mut owner = vec![false; self.full_rings()];
+        let held = (0..self.len()).filter_map(|slot| self.full_ring_of(slot));
+        for ring in held.chain(self.free_full.iter().map(|&r| r as usize)) {
+            assert!(!std::mem::replace(&mut owner[ring], true), "full ring {ring} used twice");
+        }
+        assert!(owner.iter().all(|&o| o), "a full ring is neither held nor free");
     }
 }
 
@@ -377,6 +509,142 @@ mod tests {
         assert!(std::mem::size_of::<Meta>() <= 28);
     }
 
+    #[test]
+    fn a_small_subject_costs_its_key_meta_and_inline_ring() {
+        // The figure in the module documentation, without the index.
+        let per_slot = std::mem::size_of::<Key>()
+            + std::mem::size_of::<Meta>()
+            + INLINE_ENTRIES * (std::mem::size_of::<u32>() + std::mem::size_of::<u16>());
+        assert!(per_slot <= 76, "{per_slot}");
+        let mut table = Table::new(20);
+        for i in 0..100 {
+            let slot = table.insert(addr(i));
+            for t in 1..=INLINE_ENTRIES as u32 {
+                table.push(slot, t, 1);
+            }
+        }
+        assert_eq!(table.full_rings(), 0);
+        table.check_slabs();
+    }
+
+    #[test]
+    fn crossing_from_four_to_five_entries_keeps_order_and_entries() {
+        let mut table = Table::new(20);
+        let other = table.insert(addr(0));
+        table.push(other, 1, 9);
+        let slot = table.insert(addr(1));
+        for t in 1..=4u32 {
+            table.push(slot, t * 10, t as u16);
+        }
+        assert_eq!(table.full_rings(), 0);
+        let inline: Vec<_> = table.newest_first(slot).collect();
+        assert_eq!(inline, [(40, 4), (30, 3), (20, 2), (10, 1)]);
+
+        table.push(slot, 50, 5);
+        assert_eq!(table.full_rings(), 1);
+        table.check_slabs();
+        let promoted: Vec<_> = table.newest_first(slot).collect();
+        assert_eq!(promoted, [(50, 5), (40, 4), (30, 3), (20, 2), (10, 1)]);
+        let ring = table.ring(slot);
+        assert_eq!(ring.len(), 5);
+        let walked: Vec<_> = (0..ring.len()).map(|i| ring.newest(i)).collect();
+        assert_eq!(walked, promoted);
+        assert_eq!(table.nth_newest(slot, 5), Some((10, 1)));
+        assert_eq!(table.nth_newest(slot, 6), None);
+        assert_eq!(table.meta(slot).first_seen, 10);
+        assert_eq!(table.meta(slot).total, 5);
+        // The other subject is untouched, and the full ring wraps at 20.
+        assert_eq!(table.newest_first(other).collect::<Vec<_>>(), [(1, 9)]);
+        for t in 6..=25u32 {
+            table.push(slot, t * 10, t as u16);
+        }
+        let newest: Vec<_> = table.newest_first(slot).collect();
+        let want: Vec<_> = (6..=25u32).rev().map(|t| (t * 10, t as u16)).collect();
+        assert_eq!(newest, want);
+        assert_eq!(table.meta(slot).total, 25);
+        assert_eq!(table.full_rings(), 1);
+    }
+
+    #[test]
+    fn a_ring_of_at_most_four_never_leaves_the_inline_slab() {
+        let mut table = Table::new(4);
+        let slot = table.insert(addr(1));
+        for t in 1..=9u32 {
+            table.push(slot, t, t as u16);
+        }
+        assert_eq!(table.full_rings(), 0);
+        assert_eq!(table.newest_first(slot).collect::<Vec<_>>(), [(9, 9), (8, 8), (7, 7), (6, 6)]);
+    }
+
+    #[test]
+    fn full_rings_are_reused_after_removal_and_follow_a_moved_slot() {
+        let mut table = Table::new(20);
+        for i in 0..4u32 {
+            let slot = table.insert(addr(i));
+            for t in 1..=6 {
+                table.push(slot, i * 100 + t, t as u16);
+            }
+        }
+        assert_eq!(table.full_rings(), 4);
+        // Slot 3 (promoted) moves into slot 1's place; 1's full ring is
+        // freed and 3's follows it.
+        table.remove(1);
+        table.check_slabs();
+        let moved = table.find(addr(3)).unwrap();
+        assert_eq!(moved, 1);
+        let want: Vec<_> = (1..=6u32).rev().map(|t| (300 + t, t as u16)).collect();
+        assert_eq!(table.newest_first(moved).collect::<Vec<_>>(), want);
+        // A new subject crossing to five entries takes the freed ring.
+        let fresh = table.insert(addr(9));
+        for t in 1..=5 {
+            table.push(fresh, 900 + t, 7);
+        }
+        assert_eq!(table.full_rings(), 4);
+        table.check_slabs();
+        let want: Vec<_> = (1..=5u32).rev().map(|t| (900 + t, 7)).collect();
+        assert_eq!(table.newest_first(fresh).collect::<Vec<_>>(), want);
+        assert_eq!(table.newest_first(moved).collect::<Vec<_>>().len(), 6);
+        // An inline subject moved over a promoted one keeps its entries.
+        let small = table.insert(addr(10));
+        table.push(small, 1000, 3);
+        table.remove(0);
+        table.check_slabs();
+        let small = table.find(addr(10)).unwrap();
+        assert_eq!(small, 0);
+        assert_eq!(table.newest_first(small).collect::<Vec<_>>(), [(1000, 3)]);
+        let fresh = table.insert(addr(11));
+        for t in 1..=5 {
+            table.push(fresh, 2000 + t, 4);
+        }
+        assert_eq!(table.full_rings(), 4, "the ring of the removed slot 0 is reused");
+    }
+
+    #[test]
+    fn restored_rings_land_in_the_slab_their_length_needs() {
+        let saved =
+            SavedMeta { first_seen: 1, total: 30, episode_until: [0; 3], flags: 0 };
+        let mut table = Table::new(20);
+        let four: Vec<_> = (1..=4u32).map(|t| (t, t as u16)).collect();
+        let twenty: Vec<_> = (1..=20u32).map(|t| (t, t as u16)).collect();
+        table.insert_saved(addr(1), saved, &four);
+        table.insert_saved(addr(2), saved, &twenty);
+        let (small, big) = (table.find(addr(1)).unwrap(), table.find(addr(2)).unwrap());
+        assert_eq!(table.full_rings(), 1);
+        table.check_slabs();
+        let rev = |v: &[(u32, u16)]| v.iter().rev().copied().collect::<Vec<_>>();
+        assert_eq!(table.newest_first(small).collect::<Vec<_>>(), rev(&four));
+        assert_eq!(table.newest_first(big).collect::<Vec<_>>(), rev(&twenty));
+        // Both keep growing as a live subject would.
+        table.push(small, 5, 5);
+        table.push(big, 21, 21);
+        assert_eq!(table.full_rings(), 2);
+        let mut want = four.clone();
+        want.push((5, 5));
+        assert_eq!(table.newest_first(small).collect::<Vec<_>>(), rev(&want));
+        let want: Vec<_> = (2..=21u32).map(|t| (t, t as u16)).collect();
+        assert_eq!(table.newest_first(big).collect::<Vec<_>>(), rev(&want));
+    }
+
     #[derive(Debug, Clone)]
     enum Op {
         Insert(u8),
@@ -391,6 +659,90 @@ mod tests {
             (any::<u8>(), 0u32..5, 1u16..4).prop_map(|(k, dt, tag)| Op::Push(k, dt, tag)),
             any::<u8>().prop_map(Op::Remove),
         ]
+    }
+
+    /// Mostly pushes, so that subjects cross the inline size and wrap.
+    fn push_heavy_op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            1 => any::<u8>().prop_map(Op::Insert),
+            4 => (any::<u8>(), 0u32..5, 1u16..4).prop_map(|(k, dt, tag)| Op::Push(k, dt, tag)),
+            1 => any::<u8>().prop_map(Op::Remove),
+        ]
+    }
+
+    proptest::proptest! {
+        /// The tiered table (inline rings, full rings on demand, reused
+        /// after removal) against a vector per subject, with capacities
+        /// on both sides of the inline size and many failures per subject;
+        /// the walks of `ring` and `nth_newest` agree with the model, and
+        /// every full ring is held once or free.
+        #[test]
+        fn the_tiered_table_matches_a_vector_per_subject(
+            capacity in 1u32..=24,
+            ops in proptest::collection::vec(push_heavy_op(), 1..400),
+        ) {
+            use proptest::prelude::*;
+            use std::collections::BTreeMap;
+            let capacity_entries = capacity as usize;
+            let mut table = Table::new(capacity);
+            let mut model: BTreeMap<u32, Vec<(u32, u16)>> = BTreeMap::new();
+            let mut most_promoted = 0;
+            for op in ops {
+                match op {
+                    Op::Insert(k) => {
+                        let k = u32::from(k % 12);
+                        if table.find(addr(k)).is_none() {
+                            table.insert(addr(k));
+                            model.insert(k, Vec::new());
+                        }
+                    }
+                    Op::Push(k, dt, tag) => {
+                        let k = u32::from(k % 12);
+                        if let Some(slot) = table.find(addr(k)) {
+                            let entries = model.get_mut(&k).unwrap();
+                            let newest = entries.last().map_or(1, |e| e.0);
+                            // Sometimes earlier than the newest: clamped.
+                            let time = (newest + dt).saturating_sub(2).max(1);
+                            let recorded = table.push(slot, time, tag);
+                            prop_assert_eq!(recorded, time.max(newest));
+                            entries.push((recorded, tag));
+                        }
+                    }
+                    Op::Remove(k) => {
+                        let k = u32::from(k % 12);
+                        if let Some(slot) = table.find(addr(k)) {
+                            table.remove(slot);
+                            model.remove(&k);
+                        }
+                    }
+                }
+                table.check_slabs();
+                let promoted = model.values().filter(|e| e.len() > INLINE_ENTRIES.min(capacity_entries)).count();
+                most_promoted = most_promoted.max(promoted);
+                // Freed full rings are reused: the slab is never larger
+                // than the most subjects that held one at once.
+                prop_assert!(table.full_rings() <= most_promoted);
+                prop_assert_eq!(table.len(), model.len());
+                for (k, entries) in &model {
+                    let slot = table.find(addr(*k)).unwrap();
+                    let want: Vec<_> =
+                        entries.iter().rev().take(capacity_entries).copied().collect();
+                    let got: Vec<_> = table.newest_first(slot).collect();
+                    prop_assert_eq!(&got, &want);
+                    let ring = table.ring(slot);
+                    let walked: Vec<_> = (0..ring.len()).map(|i| ring.newest(i)).collect();
+                    prop_assert_eq!(&walked, &want);
+                    prop_assert_eq!(table.nth_newest(slot, want.len() + 1), None);
+                    let meta = table.meta(slot);
+                    prop_assert_eq!(meta.total as usize, entries.len());
+                    if let Some(first) = entries.first() {
+                        prop_assert_eq!(meta.first_seen, first.0);
+                        prop_assert_eq!(meta.last_seen, entries.last().unwrap().0);
+                    }
+                }
+            }
+        }
     }
 
     proptest::proptest! {

@@ -550,6 +550,27 @@ fn a_flood_of_hot_subjects_is_evicted_but_counted() {
 }
 
 #[test]
+fn evicted_subjects_give_their_full_rings_to_new_ones() {
+    // Every address fails six times in a row: it crosses the inline ring
+    // (four entries), is reported at its fifth failure, and is later
+    // evicted by the flood; its full ring goes to a newer address.
+    let config = DetectConfig { max_tracked_sources: 1000, ..quiet() };
+    let mut d = detector(config);
+    for i in 0..4000u32 {
+        let addr = IpAddr::from((0x0a00_0000 + i).to_be_bytes()).to_string();
+        let secs = i64::from(i) * 10_000;
+        let per_event = run(&mut d, &(0..6).map(|t| fail(secs + t, &addr)).collect::<Vec<_>>());
+        let fired: Vec<_> = per_event.iter().map(|f| rules(f)).collect();
+        assert_eq!(fired, [vec![], vec![], vec![], vec![], vec![Rule::BruteForce], vec![]], "{i}");
+        assert_eq!(per_event[4][0].failures, 5);
+    }
+    assert!(d.tracked_subjects() <= 1000);
+    assert!(d.stats().evictions + d.stats().expired >= 3000, "{:?}", d.stats());
+    d.table.check_slabs();
+    assert!(d.table.full_rings() <= 1001, "{} full rings", d.table.full_rings());
+}
+
+#[test]
 fn findings_serialize_with_stable_names_and_round_trip() {
     let allowlist = Allowlist::new(vec![net("192.0.2.0/24")], vec![]);
     let mut d = Detector::new(quiet(), allowlist).unwrap();
