@@ -621,8 +621,7 @@ mod tests {
 
     #[test]
     fn restored_rings_land_in_the_slab_their_length_needs() {
-        let saved =
-            SavedMeta { first_seen: 1, total: 30, episode_until: [0; 3], flags: 0 };
+        let saved = SavedMeta { first_seen: 1, total: 30, episode_until: [0; 3], flags: 0 };
         let mut table = Table::new(20);
         let four: Vec<_> = (1..=4u32).map(|t| (t, t as u16)).collect();
         let twenty: Vec<_> = (1..=20u32).map(|t| (t, t as u16)).collect();
