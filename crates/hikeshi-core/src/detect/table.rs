@@ -346,6 +346,7 @@ impl Table {
 
     /// The `n`-th newest failure (1 = newest) as (time, tag), if the ring
     /// holds that many.
+    #[inline]
     pub(crate) fn nth_newest(&self, slot: usize, n: usize) -> Option<(u32, u16)> {
         let meta = &self.meta[slot];
         if n == 0 || n > meta.len as usize {
@@ -358,6 +359,7 @@ impl Table {
     }
 
     /// The ring of `slot`, for walks from the newest failure.
+    #[inline]
     pub(crate) fn ring(&self, slot: usize) -> Ring<'_> {
         let meta = &self.meta[slot];
         let (times, tags) = self.storage(slot);
