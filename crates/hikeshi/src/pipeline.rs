@@ -274,37 +274,21 @@ impl Pipeline {
         event: &AuthEvent,
         line: LineRef<'_>,
     ) -> Result<(), StoreError> {
-        if !detects(event) {
-            return Ok(());
-        }
+        let Some(source) = event.source.as_ref().filter(|_| detects(event)) else { return Ok(()) };
         let mut findings = std::mem::take(&mut self.findings);
         findings.clear();
         detector.observe(event, &mut findings);
-        let result = self.record(batch, event, &findings, line);
+        let mut source_key = std::mem::replace(&mut self.source_key, CampaignKey::for_user(""));
+        set_campaign_of_source(&mut source_key, source);
+        let result = self.record(batch, event, &findings, source, &source_key, line);
+        self.source_key = source_key;
         self.findings = findings;
         result
     }
 
-    /// Records one event and the findings detection gave for it.
+    /// Records one event of `source` and the findings detection gave for
+    /// it.
     fn record(
-        &mut self,
-        batch: &mut Batch<'_>,
-        event: &AuthEvent,
-        findings: &[Finding],
-        line: LineRef<'_>,
-    ) -> Result<(), StoreError> {
-        if !detects(event) {
-            return Ok(());
-        }
-        let Some(source) = &event.source else { return Ok(()) };
-        let mut source_key = std::mem::replace(&mut self.source_key, CampaignKey::for_user(""));
-        set_campaign_of_source(&mut source_key, source);
-        let result = self.record_source(batch, event, findings, source, &source_key, line);
-        self.source_key = source_key;
-        result
-    }
-
-    fn record_source(
         &mut self,
         batch: &mut Batch<'_>,
         event: &AuthEvent,
