@@ -110,6 +110,8 @@ pub struct IncidentFilter {
 /// One incident loaded into a batch.
 struct Loaded {
     campaign: Campaign,
+    /// The last batch that used it (see [`Cache::bound`]).
+    used_in: u64,
     /// Its row must be written at commit.
     dirty: bool,
     /// The records of this batch's lines not written yet (every line,
@@ -133,9 +135,10 @@ struct Loaded {
 }
 
 impl Loaded {
-    fn new(campaign: Campaign, dirty: bool) -> Loaded {
+    fn new(campaign: Campaign, dirty: bool, used_in: u64) -> Loaded {
         Loaded {
             campaign,
+            used_in,
             dirty,
             lines: LinesChunk::default(),
             legacy_kept: LegacyChunk::default(),
@@ -331,13 +334,20 @@ fn newly_kept(c: &Campaign, mut unseen: Vec<(NameKind, String)>) -> Vec<(NameKin
 }
 
 /// The incidents a store has read or written, kept between batches so a
-/// scan loads each incident once rather than once per batch. It is valid
-/// only while no other connection writes: every batch checks SQLite's
-/// `data_version` once it holds the write lock and starts afresh if
-/// anyone else committed; a rolled-back batch discards it.
+/// scan loads each incident once rather than once per batch. Every batch
+/// checks SQLite's `data_version` once it holds the write lock: if
+/// another connection committed since, the incidents it changed (listed
+/// in `incident_changes`, see `schema::INCIDENT_CHANGES`) are forgotten,
+/// or everything when that list cannot tell (an older schema, rows pruned
+/// since). A rolled-back batch discards it all.
 #[derive(Default)]
 pub(super) struct Cache {
     data_version: Option<i64>,
+    /// The last `incident_changes` row this cache accounts for: none
+    /// newer is reflected in it. `None`: unknown (start afresh).
+    changes_seen: Option<i64>,
+    /// The number of the current batch, counted from the first.
+    batch: u64,
     /// Campaign → its open incident (or none). Looked up once or twice
     /// per line: foldhash, randomly seeded (keys are attacker-chosen).
     open_by_key: HashMap<CampaignKey, Option<IncidentId>, foldhash::fast::RandomState>,
@@ -382,12 +392,139 @@ impl Cache {
         self.loaded.len()
     }
 
+    /// Whether incident `id` is cached.
+    #[cfg(test)]
+    pub(super) fn holds(&self, id: IncidentId) -> bool {
+        self.loaded.contains_key(&id)
+    }
+
+    /// Keeps memory bounded whatever the number of attackers: past a cap,
+    /// the incidents this batch did not use go first, then everything.
+    fn bound(&mut self, options: &StoreOptions) {
+        let max = options.max_cached_incidents;
+        let over = |cache: &Cache| {
+            cache.loaded.len() > max || cache.name_bytes() > options.max_cached_name_bytes
+        };
+        if self.open_by_key.len() > max.saturating_mul(CACHED_KEYS_PER_INCIDENT) {
+            // Lookups only (most of them campaigns without an incident):
+            // done again when needed.
+            self.open_by_key.clear();
+        }
+        if over(self) {
+            let batch = self.batch;
+            self.loaded.retain(|_, loaded| loaded.used_in == batch);
+            self.open_by_key.clear();
+            if over(self) {
+                self.clear();
+            }
+        }
+    }
+
     fn clear(&mut self) {
         self.data_version = None;
+        self.changes_seen = None;
         self.open_by_key.clear();
         self.loaded.clear();
     }
+
+    /// Brings the cache in line with what other connections committed,
+    /// inside a transaction that holds the write lock. `tracked`: the
+    /// store has `incident_changes`.
+    fn catch_up(&mut self, conn: &Connection, tracked: bool) -> rusqlite::Result<()> {
+        self.batch += 1;
+        let version: i64 = conn.query_row("PRAGMA data_version", [], |row| row.get(0))?;
+        if self.data_version == Some(version) {
+            return Ok(());
+        }
+        let seen = self.changes_seen.filter(|_| tracked && self.data_version.is_some());
+        self.data_version = Some(version);
+        let Some(seen) = seen else {
+            self.clear();
+            self.data_version = Some(version);
+            return Ok(());
+        };
+        let oldest = oldest_change(conn)?;
+        if oldest.is_some_and(|oldest| oldest > seen + 1) {
+            // Changes this cache has not seen were pruned.
+            self.clear();
+            self.data_version = Some(version);
+            return Ok(());
+        }
+        let mut stmt = conn.prepare_cached(
+            "SELECT c.seq, c.incident_id, i.subject_kind, i.subject \
+             FROM incident_changes c LEFT JOIN incidents i ON i.id = c.incident_id \
+             WHERE c.seq > ?1 ORDER BY c.seq",
+        )?;
+        let mut last = seen;
+        let mut changed: Vec<(IncidentId, Option<CampaignKey>)> = Vec::new();
+        let rows = stmt.query_map([seen], |row| {
+            let key = match (row.get::<_, Option<String>>(2)?, row.get::<_, Option<String>>(3)?) {
+                (Some(kind), Some(subject)) => {
+                    kind.parse::<SubjectKind>().ok().map(|kind| CampaignKey { kind, subject })
+                }
+                _ => None,
+            };
+            Ok((row.get::<_, i64>(0)?, IncidentId(row.get(1)?), key))
+        })?;
+        for row in rows {
+            let (seq, id, key) = row?;
+            last = seq;
+            changed.push((id, key));
+        }
+        for (id, key) in changed {
+            if let Some(loaded) = self.loaded.remove(&id) {
+                self.open_by_key.remove(&loaded.campaign.key);
+            }
+            // Opened, closed or reopened by another: whatever this cache
+            // believed of its campaign may be wrong now.
+            match key {
+                Some(key) => {
+                    self.open_by_key.remove(&key);
+                }
+                // An incident this build cannot place: start afresh.
+                None => {
+                    self.clear();
+                    self.data_version = Some(version);
+                    return Ok(());
+                }
+            }
+        }
+        self.changes_seen = Some(last);
+        Ok(())
+    }
+
+    /// At the end of a transaction of this connection, before it commits:
+    /// its own changes are in the cache already. Prunes the oldest rows.
+    fn note_own_changes(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        // Two queries: SQLite reads min() or max() alone from one end of
+        // the table, but both in one query by scanning all of it.
+        let newest: Option<i64> = conn
+            .prepare_cached("SELECT max(seq) FROM incident_changes")?
+            .query_row([], |row| row.get(0))?;
+        let newest = newest.unwrap_or(0);
+        if let Some(oldest) = oldest_change(conn)? {
+            if newest - oldest >= 2 * INCIDENT_CHANGES_KEPT {
+                conn.prepare_cached("DELETE FROM incident_changes WHERE seq <= ?1")?
+                    .execute([newest - INCIDENT_CHANGES_KEPT])?;
+            }
+        }
+        self.changes_seen = Some(newest);
+        Ok(())
+    }
 }
+
+fn oldest_change(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached("SELECT min(seq) FROM incident_changes")?.query_row([], |row| row.get(0))
+}
+
+/// Whether the store's schema lists changed incidents (version 6 on).
+fn track_changes(options: &StoreOptions) -> bool {
+    options.migrations.iter().any(|m| m.sql == super::schema::INCIDENT_CHANGES)
+}
+
+/// Rows of `incident_changes` kept at least: a connection that has not
+/// looked for longer than this many changes forgets its whole cache.
+const INCIDENT_CHANGES_KEPT: i64 = 65_536;
 
 /// One write transaction. See [`super::Store::batch`]. Dropping it without
 /// [`Batch::commit`] rolls everything back.
@@ -441,12 +578,7 @@ impl<'s> Batch<'s> {
         // timeout), so the batch never fails half-way for a lock.
         conn.execute_batch("BEGIN IMMEDIATE").map_err(fail)?;
         let batch = Batch { conn, path, options, layout, cache, finished: false };
-        let version: i64 =
-            conn.query_row("PRAGMA data_version", [], |row| row.get(0)).map_err(fail)?;
-        if batch.cache.data_version != Some(version) {
-            batch.cache.clear();
-            batch.cache.data_version = Some(version);
-        }
+        batch.cache.catch_up(conn, track_changes(options)).map_err(fail)?;
         Ok(batch)
     }
 
@@ -504,7 +636,7 @@ impl<'s> Batch<'s> {
                     &detail,
                 )?;
                 self.cache.open_by_key.insert(obs.key.clone(), Some(id));
-                let mut loaded = Loaded::new(campaign, true);
+                let mut loaded = Loaded::new(campaign, true, self.cache.batch);
                 for kind in NameKind::ALL {
                     let names = &kind.set(&loaded.campaign).kept;
                     loaded.new_names.extend(names.iter().map(|n| (kind, n.clone())));
@@ -739,16 +871,12 @@ impl<'s> Batch<'s> {
     /// visible to anyone before this returns `Ok`.
     pub fn commit(mut self) -> Result<(), StoreError> {
         self.flush()?;
+        if track_changes(self.options) {
+            self.cache.note_own_changes(self.conn).map_err(|e| self.error(e))?;
+        }
         self.conn.execute_batch("COMMIT").map_err(|e| self.error(e))?;
         self.finished = true;
-        // Memory stays bounded whatever the number of attackers.
-        let max = self.options.max_cached_incidents;
-        if self.cache.loaded.len() > max
-            || self.cache.open_by_key.len() > max.saturating_mul(CACHED_KEYS_PER_INCIDENT)
-            || self.cache.name_bytes() > self.options.max_cached_name_bytes
-        {
-            self.cache.clear();
-        }
+        self.cache.bound(self.options);
         Ok(())
     }
 
@@ -885,12 +1013,14 @@ impl<'s> Batch<'s> {
     }
 
     fn load(&mut self, id: IncidentId) -> Result<(), StoreError> {
-        if self.cache.loaded.contains_key(&id) {
+        let batch = self.cache.batch;
+        if let Some(loaded) = self.cache.loaded.get_mut(&id) {
+            loaded.used_in = batch;
             return Ok(());
         }
         let incident =
             read_incident(self.conn, self.path, id)?.ok_or(StoreError::NoSuchIncident(id))?;
-        self.cache.loaded.insert(id, Loaded::new(incident.campaign, false));
+        self.cache.loaded.insert(id, Loaded::new(incident.campaign, false, batch));
         Ok(())
     }
 

@@ -30,6 +30,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 3, name: "bans", sql: crate::contain::store::SCHEMA },
     Migration { version: 4, name: "audit_log", sql: super::audit::SCHEMA },
     Migration { version: EVIDENCE_LINES_VERSION, name: "evidence_lines", sql: EVIDENCE_LINES },
+    Migration { version: 6, name: "incident_changes", sql: INCIDENT_CHANGES },
 ];
 
 /// The schema version from which evidence is written as a record per line
@@ -130,6 +131,30 @@ CREATE TRIGGER evidence_no_update BEFORE UPDATE ON evidence
     BEGIN SELECT RAISE(ABORT, 'evidence rows are append-only'); END;
 CREATE TRIGGER evidence_no_delete BEFORE DELETE ON evidence
     BEGIN SELECT RAISE(ABORT, 'evidence rows are append-only'); END;
+"#;
+
+/// Which incident each write changed (schema version 6), so that a
+/// connection that keeps incidents in memory between transactions
+/// (`store::incidents::Cache`) forgets only those another connection
+/// changed, rather than all of them at every commit of another writer.
+/// The daemon's workers commit ban outcomes and alert deliveries many
+/// times a second while its owner keeps tens of thousands of incidents
+/// cached.
+///
+/// Triggers write the rows, so that no write path can forget to. A row's
+/// `seq` is one more than the largest (rows are pruned only from the
+/// oldest end, never the newest): a reader that remembers the last `seq`
+/// it has seen finds every change since, or sees that the rows it needed
+/// were pruned and forgets everything.
+pub const INCIDENT_CHANGES: &str = r#"
+CREATE TABLE incident_changes (
+    seq          INTEGER PRIMARY KEY,
+    incident_id  INTEGER NOT NULL
+);
+CREATE TRIGGER incidents_changed_insert AFTER INSERT ON incidents
+    BEGIN INSERT INTO incident_changes (incident_id) VALUES (NEW.id); END;
+CREATE TRIGGER incidents_changed_update AFTER UPDATE ON incidents
+    BEGIN INSERT INTO incident_changes (incident_id) VALUES (NEW.id); END;
 "#;
 
 /// Why migrating failed (mapped to a `StoreError` with the file name).

@@ -610,6 +610,107 @@ fn another_writer_between_batches_is_seen() {
     assert_eq!((closed.state, closed.attempts), (State::Closed, 10));
 }
 
+/// Commits an empty batch: the store catches up with other writers.
+fn catch_up(store: &mut Store) {
+    store.batch().unwrap().commit().unwrap();
+}
+
+#[test]
+fn another_writer_makes_the_cache_forget_only_the_incidents_it_changed() {
+    // The daemon's owner keeps thousands of incidents in memory while its
+    // containment worker moves one at a time to `contained`.
+    let (_dir, path) = temp();
+    let mut owner = Store::open(&path).unwrap();
+    let mut worker = Store::open(&path).unwrap();
+    let (banned, _) =
+        owner.open_or_update_incident(obs("203.0.113.7", Severity::Medium, 0, 5, &[])).unwrap();
+    let (other, _) =
+        owner.open_or_update_incident(obs("203.0.113.8", Severity::Medium, 0, 5, &[])).unwrap();
+    assert!(owner.cache.holds(banned) && owner.cache.holds(other));
+
+    worker.set_state(banned, State::Contained, t(1), &Actor::Automatic).unwrap();
+    catch_up(&mut owner);
+    assert!(!owner.cache.holds(banned), "changed by the worker: forgotten");
+    assert!(owner.cache.holds(other), "untouched: still cached");
+    // Read back as the worker left it, and the owner's update keeps it.
+    owner.open_or_update_incident(obs("203.0.113.7", Severity::Medium, 2, 1, &[])).unwrap();
+    let c = owner.get_incident(banned).unwrap().incident.campaign;
+    assert_eq!((c.state, c.attempts), (State::Contained, 6));
+
+    // Writes that touch no incident (bans, the outbox) forget nothing.
+    worker
+        .conn()
+        .execute_batch("CREATE TABLE unrelated (x); INSERT INTO unrelated VALUES (1)")
+        .unwrap();
+    catch_up(&mut owner);
+    assert!(owner.cache.holds(banned) && owner.cache.holds(other));
+}
+
+#[test]
+fn an_incident_another_writer_opens_is_found_not_opened_twice() {
+    let (_dir, path) = temp();
+    let mut owner = Store::open(&path).unwrap();
+    let mut scanner = Store::open(&path).unwrap();
+    // The owner looked the campaign up and found nothing open.
+    let mut batch = owner.batch().unwrap();
+    assert_eq!(batch.find_open_incident(&key("203.0.113.9")).unwrap(), None);
+    batch.commit().unwrap();
+    let (opened, _) =
+        scanner.open_or_update_incident(obs("203.0.113.9", Severity::Medium, 0, 5, &[])).unwrap();
+    let (id, change) =
+        owner.open_or_update_incident(obs("203.0.113.9", Severity::Medium, 1, 1, &[])).unwrap();
+    assert_eq!((id, change), (opened, Change::Updated));
+    assert_eq!(owner.get_incident(id).unwrap().incident.campaign.attempts, 6);
+}
+
+#[test]
+fn a_cache_that_missed_pruned_changes_starts_afresh() {
+    let (_dir, path) = temp();
+    let mut owner = Store::open(&path).unwrap();
+    let mut other = Store::open(&path).unwrap();
+    let (id, _) =
+        owner.open_or_update_incident(obs("203.0.113.7", Severity::Medium, 0, 5, &[])).unwrap();
+    other.open_or_update_incident(obs("203.0.113.7", Severity::Medium, 1, 3, &[])).unwrap();
+    // As if many other changes had come and gone since the owner looked.
+    other
+        .conn()
+        .execute_batch(
+            "DELETE FROM incident_changes WHERE seq < (SELECT max(seq) FROM incident_changes)",
+        )
+        .unwrap();
+    other.open_or_update_incident(obs("203.0.113.8", Severity::Medium, 1, 3, &[])).unwrap();
+    catch_up(&mut owner);
+    assert!(!owner.cache.holds(id), "everything forgotten");
+    owner.open_or_update_incident(obs("203.0.113.7", Severity::Medium, 2, 1, &[])).unwrap();
+    assert_eq!(owner.get_incident(id).unwrap().incident.campaign.attempts, 9);
+}
+
+#[test]
+fn the_list_of_changed_incidents_is_pruned_to_its_newest_rows() {
+    let (_dir, path) = temp();
+    let mut store = Store::open(&path).unwrap();
+    store.open_or_update_incident(obs("203.0.113.7", Severity::Medium, 0, 5, &[])).unwrap();
+    store
+        .conn()
+        .execute_batch(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 140000) \
+             INSERT INTO incident_changes (incident_id) SELECT 1 FROM n",
+        )
+        .unwrap();
+    let newest: i64 =
+        store.conn().query_row("SELECT max(seq) FROM incident_changes", [], |r| r.get(0)).unwrap();
+    catch_up(&mut store);
+    let (rows, oldest, after): (i64, i64, i64) = store
+        .conn()
+        .query_row("SELECT count(*), min(seq), max(seq) FROM incident_changes", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    assert_eq!(after, newest, "the newest row stays: sequence numbers never go back");
+    assert_eq!(rows, 65_536);
+    assert_eq!(oldest, newest - 65_535);
+}
+
 #[test]
 fn a_rolled_back_batch_leaves_nothing_in_memory_either() {
     let (_dir, path) = temp();
@@ -739,7 +840,7 @@ fn a_database_from_before_version_5_migrates_and_keeps_its_evidence() {
     let id = write(&mut Store::open_with(&path, old).unwrap(), &all[..40]);
 
     let mut store = Store::open_with(&path, with_limits(limits)).unwrap();
-    assert_eq!(schema::user_version(store.conn()).unwrap(), schema::EVIDENCE_LINES_VERSION);
+    assert_eq!(schema::user_version(store.conn()).unwrap(), schema::latest_version(MIGRATIONS));
     let seqs = |store: &Store| -> Vec<u64> {
         store.get_incident(id).unwrap().evidence.iter().map(|e| e.seq).collect()
     };
@@ -806,14 +907,25 @@ fn the_incident_cache_is_bounded_by_the_memory_of_its_names_too() {
     let mut store = Store::open_with(&path, options).unwrap();
     let users: Vec<String> = (0..30).map(|i| format!("user{i}")).collect();
     let users: Vec<&str> = users.iter().map(String::as_str).collect();
-    let mut batch = store.batch().unwrap();
-    batch.open_or_update_incident(obs("203.0.113.7", Severity::Medium, 0, 5, &users)).unwrap();
-    batch.commit().unwrap();
+    let open = |store: &mut Store, addrs: &[&str]| {
+        let mut batch = store.batch().unwrap();
+        let ids: Vec<IncidentId> = addrs
+            .iter()
+            .map(|a| {
+                batch.open_or_update_incident(obs(a, Severity::Medium, 0, 5, &users)).unwrap().0
+            })
+            .collect();
+        batch.commit().unwrap();
+        ids
+    };
+    let first = open(&mut store, &["203.0.113.7"])[0];
     assert_eq!(store.cache.incidents(), 1, "31 names: within the budget, kept");
-    let mut batch = store.batch().unwrap();
-    batch.open_or_update_incident(obs("203.0.113.8", Severity::Medium, 0, 5, &users)).unwrap();
-    batch.commit().unwrap();
-    assert_eq!(store.cache.incidents(), 0, "62 names: over the budget, emptied after the commit");
+    let second = open(&mut store, &["203.0.113.8"])[0];
+    assert_eq!(store.cache.incidents(), 1, "62 names: over the budget");
+    assert!(store.cache.holds(second), "the incident this batch used stays");
+    assert!(!store.cache.holds(first), "the one it did not goes first");
+    open(&mut store, &["203.0.113.9", "203.0.113.10"]);
+    assert_eq!(store.cache.incidents(), 0, "one batch's own incidents over the budget: emptied");
     // Emptied, not lost: the next batch reads them back.
     let mut batch = store.batch().unwrap();
     let id = batch.find_open_incident(&key("203.0.113.8")).unwrap().expect("still open");
