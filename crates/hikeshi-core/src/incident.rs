@@ -432,6 +432,13 @@ impl CampaignKey {
     pub fn for_user(user: &str) -> CampaignKey {
         CampaignKey { kind: SubjectKind::User, subject: user.to_string() }
     }
+
+    /// [`CampaignKey::for_user`] into this key, reusing its allocation.
+    pub fn set_user(&mut self, user: &str) {
+        self.kind = SubjectKind::User;
+        self.subject.clear();
+        self.subject.push_str(user);
+    }
 }
 
 impl fmt::Display for CampaignKey {

@@ -172,6 +172,8 @@ pub struct Pipeline {
     /// The current event's source campaign, rebuilt in place for each
     /// event (one allocation per run rather than one per line).
     source_key: CampaignKey,
+    /// The same for the campaign against the event's account.
+    user_key: CampaignKey,
 }
 
 impl Pipeline {
@@ -201,6 +203,7 @@ impl Pipeline {
             pending_dropped: 0,
             pending_bytes: 0,
             source_key: CampaignKey::for_user(""),
+            user_key: CampaignKey::for_user(""),
         }
     }
 
@@ -370,7 +373,9 @@ impl Pipeline {
         }
         if let (false, Some(user)) = (user_handled, &event.user) {
             if self.attacked_accounts.contains(user) {
-                if let Some(id) = batch.find_open_incident(&CampaignKey::for_user(user))? {
+                // Most failures name an attacked account: no allocation.
+                self.user_key.set_user(user);
+                if let Some(id) = batch.find_open_incident(&self.user_key)? {
                     let user_evidence = evidence();
                     batch.record_attempt(
                         id,

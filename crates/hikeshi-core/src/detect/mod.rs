@@ -396,24 +396,31 @@ impl Detector {
     /// Does the window hold failures with `needed` distinct non-zero tags?
     /// If so, until when: walking from the newest failure, the one that
     /// brings the `needed`-th distinct tag leaves the window last.
-    fn distinct_condition(&self, slot: usize, needed: u32, findtime: Window, at: u32) -> Condition {
+    ///
+    /// Most calls are answered by the subject's bound on its distinct tags
+    /// (see [`table::Meta::distinct_bound`]) without a walk: an attacker
+    /// who repeats a few user names stays far below the threshold. A walk
+    /// that ends below the threshold counts every tag in the window, so
+    /// the bound it leaves is exact.
+    fn distinct_condition(
+        &mut self,
+        slot: usize,
+        needed: u32,
+        findtime: Window,
+        at: u32,
+    ) -> Condition {
         let needed = needed as usize;
-        let ring = self.table.ring(slot);
-        let held = ring.len();
-        if held < needed {
-            // Fewer failures than distinct tags needed: cannot hold.
+        if usize::from(self.table.meta(slot).distinct_bound) < needed {
             return None;
         }
+        let ring = self.table.ring(slot);
+        let held = ring.len();
         let mut seen = [0u16; MAX_THRESHOLD as usize];
         // A 64-bit filter over the tags seen so far: a tag whose bit is
         // clear is certainly new, so most tags skip the linear search.
         let mut filter = 0u64;
         let mut distinct = 0usize;
         for i in 0..held {
-            if distinct + (held - i) < needed {
-                // Even if every remaining failure brought a new tag.
-                return None;
-            }
             let (time, tag) = ring.newest(i);
             let until = time.saturating_add(findtime.as_secs());
             if until <= at {
@@ -430,9 +437,12 @@ impl Detector {
             seen[distinct] = tag;
             distinct += 1;
             if distinct == needed {
+                self.table.meta_mut(slot).distinct_bound = table::DISTINCT_UNKNOWN;
                 return Some(until);
             }
         }
+        // Below `needed`, so below DISTINCT_UNKNOWN.
+        self.table.meta_mut(slot).distinct_bound = distinct as u8;
         None
     }
 

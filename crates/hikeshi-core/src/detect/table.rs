@@ -107,7 +107,18 @@ pub(crate) struct Meta {
     /// withheld); bit 3: a success-after-failures finding was emitted and
     /// no failure has arrived since.
     pub flags: u8,
+    /// At most this many distinct non-zero tags are in the ring within the
+    /// window of the subject's distinct rule ([`DISTINCT_UNKNOWN`]: no
+    /// bound known). Each push adds one (the new failure may bring a new
+    /// tag; time only moves on, so the window and the ring only lose
+    /// entries otherwise); the detector sets it to the exact count when it
+    /// counts. A subject kind has one distinct rule, with one window.
+    pub distinct_bound: u8,
 }
+
+/// [`Meta::distinct_bound`] when no bound is known: never below a
+/// threshold, so the tags are counted.
+pub(crate) const DISTINCT_UNKNOWN: u8 = u8::MAX;
 
 pub(crate) const SUCCESS_REPORTED: u8 = 1 << 3;
 /// All flag bits in use.
@@ -331,6 +342,9 @@ impl Table {
         }
         meta.total = meta.total.saturating_add(1);
         meta.last_seen = time;
+        if meta.distinct_bound != DISTINCT_UNKNOWN {
+            meta.distinct_bound += 1;
+        }
         time
     }
 
@@ -414,6 +428,7 @@ impl Table {
         meta.total = saved.total;
         meta.episode_until = saved.episode_until;
         meta.flags = saved.flags;
+        meta.distinct_bound = DISTINCT_UNKNOWN;
         meta.len = ring.len() as u8;
         meta.head = (ring.len() % cap) as u8;
     }

@@ -664,6 +664,36 @@ proptest! {
     }
 
     #[test]
+    fn enumeration_with_a_few_repeated_users_matches_the_naive_count(
+        // Most failures repeat a name: the detector answers them from its
+        // bound on distinct names, and must still see the threshold reached.
+        d in 2u32..=10,
+        f in 1u32..=300,
+        steps in proptest::collection::vec(
+            (0i64..=30, prop_oneof![4 => 0usize..2, 1 => 0usize..14]),
+            1..150,
+        ),
+    ) {
+        let config = DetectConfig {
+            maxretry: 255,
+            enumeration: EnumerationConfig { distinct_users: d, findtime: Window::from_secs(f) },
+            ..quiet()
+        };
+        let mut d_ = detector(config);
+        let events: Vec<(i64, usize)> =
+            steps.iter().scan(0, |t, &(g, u)| { *t += g; Some((*t, u)) }).collect();
+        let emitted: Vec<bool> = events
+            .iter()
+            .map(|&(t, u)| {
+                let mut out = Vec::new();
+                d_.observe(&fail_as(t, "203.0.113.5", &format!("user{u}")), &mut out);
+                out.iter().any(|f| f.rule == Rule::UserEnumeration)
+            })
+            .collect();
+        prop_assert_eq!(emitted, distinct_model(&events, d as usize, i64::from(f)));
+    }
+
+    #[test]
     fn the_window_matches_a_naive_count(
         n in 1u32..=8,
         f in 1u32..=100,

@@ -227,6 +227,15 @@ impl LatestRing {
         }
     }
 
+    /// Its lines as a chunk for `evidence_latest`.
+    fn chunk(&self) -> LatestChunk {
+        let mut chunk = LatestChunk::default();
+        for line in self.iter() {
+            chunk.push(line.seq, &line.text);
+        }
+        chunk
+    }
+
     /// Oldest first.
     fn iter(&self) -> impl Iterator<Item = &LatestLine> {
         self.slots[self.oldest..].iter().chain(&self.slots[..self.oldest])
@@ -516,6 +525,10 @@ impl Cache {
 fn oldest_change(conn: &Connection) -> rusqlite::Result<Option<i64>> {
     conn.prepare_cached("SELECT min(seq) FROM incident_changes")?.query_row([], |row| row.get(0))
 }
+
+/// The latest lines' text in one commit past which they are compressed on
+/// a thread of their own (a daemon's batch holds far less).
+const COMPRESS_LATEST_APART_BYTES: usize = 256 << 10;
 
 /// Whether the store's schema lists changed incidents (version 6 on).
 fn track_changes(options: &StoreOptions) -> bool {
@@ -881,15 +894,64 @@ impl<'s> Batch<'s> {
     }
 
     fn flush(&mut self) -> Result<(), StoreError> {
-        let cap = self.options.limits.evidence;
-        // Only a store opened without the audit migration (older-schema
-        // tests and benchmarks) has no chain to append to.
-        let audited = self.options.migrations.iter().any(|m| m.sql == super::audit::SCHEMA);
         // In id order: neighbouring incidents share pages.
         let mut dirty: Vec<IncidentId> =
             self.cache.loaded.iter().filter(|(_, l)| l.dirty).map(|(id, _)| *id).collect();
         dirty.sort_unstable();
-        for id in dirty {
+        let EvidenceLayout::Current { legacy_rolling } = self.layout else {
+            return self.flush_incidents(&dirty);
+        };
+        let latest_bytes: usize = dirty
+            .iter()
+            .map(|id| {
+                self.cache.loaded[id].latest.slots.iter().map(|s| s.text.len()).sum::<usize>()
+            })
+            .sum();
+        if latest_bytes < COMPRESS_LATEST_APART_BYTES {
+            return self.flush_incidents(&dirty);
+        }
+        // Enough latest lines (a scan's end of file) that compressing them
+        // on a thread of its own, while this one writes the rest, shortens
+        // the commit.
+        let cap = self.options.limits.evidence;
+        let rings: Vec<(IncidentId, i64, LatestRing)> = dirty
+            .iter()
+            .filter_map(|id| {
+                let loaded = self.cache.loaded.get_mut(id).expect("listed above");
+                let window_start = to_i64(cap.latest_start(loaded.campaign.evidence_lines));
+                let ring = std::mem::take(&mut loaded.latest);
+                (!ring.is_empty()).then_some((*id, window_start, ring))
+            })
+            .collect();
+        std::thread::scope(|scope| {
+            let (tx, rx) =
+                std::sync::mpsc::sync_channel::<(IncidentId, i64, LatestChunk, Vec<u8>)>(16);
+            scope.spawn(move || {
+                let mut scratch = Vec::new();
+                for (id, window_start, ring) in rings {
+                    let chunk = ring.chunk();
+                    let stored = evidence::stored(&chunk.data, &mut scratch).to_vec();
+                    if tx.send((id, window_start, chunk, stored)).is_err() {
+                        return; // The flush failed.
+                    }
+                }
+            });
+            self.flush_incidents(&dirty)?;
+            for (id, window_start, chunk, stored) in rx {
+                write_latest(self.conn, id, &chunk, &stored, window_start, legacy_rolling)
+                    .map_err(|e| self.error(e))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Writes each of `dirty`'s rows, names and evidence.
+    fn flush_incidents(&mut self, dirty: &[IncidentId]) -> Result<(), StoreError> {
+        let cap = self.options.limits.evidence;
+        // Only a store opened without the audit migration (older-schema
+        // tests and benchmarks) has no chain to append to.
+        let audited = self.options.migrations.iter().any(|m| m.sql == super::audit::SCHEMA);
+        for &id in dirty {
             let cache = &mut *self.cache;
             let loaded = cache.loaded.get_mut(&id).expect("listed above");
             let scratch = &mut cache.scratch;
@@ -949,20 +1011,16 @@ impl<'s> Batch<'s> {
                             insert_lines(self.conn, id, &loaded.lines, scratch)?;
                         }
                         if !loaded.latest.is_empty() {
-                            let mut chunk = LatestChunk::default();
-                            for line in loaded.latest.iter() {
-                                chunk.push(line.seq, &line.text);
-                            }
-                            insert_latest(self.conn, id, &chunk, scratch)?;
-                            // Chunks whose every line has left the window go.
-                            self.conn
-                                .prepare_cached(DELETE_LATEST)?
-                                .execute(params![id.0, window_start])?;
-                            if legacy_rolling {
-                                self.conn
-                                    .prepare_cached(DELETE_LEGACY_RECENT)?
-                                    .execute(params![id.0, window_start])?;
-                            }
+                            let chunk = loaded.latest.chunk();
+                            let stored = evidence::stored(&chunk.data, scratch);
+                            write_latest(
+                                self.conn,
+                                id,
+                                &chunk,
+                                stored,
+                                window_start,
+                                legacy_rolling,
+                            )?;
                         }
                     }
                     EvidenceLayout::Legacy => {
@@ -1080,14 +1138,23 @@ fn insert_lines(
     insert_chunk(conn, INSERT_LINES, id, seqs, chunk.stored(scratch))
 }
 
-fn insert_latest(
+/// Writes an incident's latest lines (`stored`: `chunk` as stored) and
+/// deletes its chunks whose every line has left the window.
+fn write_latest(
     conn: &Connection,
     id: IncidentId,
     chunk: &LatestChunk,
-    scratch: &mut Vec<u8>,
+    stored: &[u8],
+    window_start: i64,
+    legacy_rolling: bool,
 ) -> rusqlite::Result<()> {
     let seqs = (chunk.first_seq, chunk.last_seq, chunk.lines);
-    insert_chunk(conn, INSERT_LATEST, id, seqs, evidence::stored(&chunk.data, scratch))
+    insert_chunk(conn, INSERT_LATEST, id, seqs, stored)?;
+    conn.prepare_cached(DELETE_LATEST)?.execute(params![id.0, window_start])?;
+    if legacy_rolling {
+        conn.prepare_cached(DELETE_LEGACY_RECENT)?.execute(params![id.0, window_start])?;
+    }
+    Ok(())
 }
 
 fn insert_legacy(

@@ -294,6 +294,55 @@ fn evidence_cap_keeps_first_and_latest_and_the_digest_covers_every_line() {
 }
 
 #[test]
+fn many_latest_lines_in_one_commit_are_written_alike() {
+    // Past 256 KiB of latest lines in one commit (a scan's end of file),
+    // they are compressed on a thread of their own: the same rows result,
+    // for every incident, and the older rolling chunks still go.
+    let (_dir, path) = temp();
+    let limits = Limits { evidence: EvidenceCap::from_max_lines(3_000), ..Limits::default() };
+    let mut store = Store::open_with(&path, with_limits(limits)).unwrap();
+    let long = |addr: &str, from: u64, n: u64| -> Vec<Evidence> {
+        (from..from + n)
+            .map(|i| {
+                let text = format!("Mar  1 10:00:00 web1 sshd[{i}]: Failed password for {} from {addr} port {i} ssh2", "x".repeat(150));
+                Evidence::new("/var/log/auth.log", i * 300, text.as_bytes())
+            })
+            .collect()
+    };
+    let addrs = ["203.0.113.7", "203.0.113.8", "203.0.113.9"];
+    let mut written: Vec<(IncidentId, Vec<Evidence>)> = Vec::new();
+    for round in 0..2u64 {
+        let mut batch = store.batch().unwrap();
+        for (n, addr) in addrs.iter().enumerate() {
+            let lines = long(addr, round * 2_000, 2_000);
+            let mut o = obs(addr, Severity::Medium, 0, lines.len() as u64, &[]);
+            o.evidence = lines.clone();
+            let id = batch.open_or_update_incident(o).unwrap().0;
+            if round == 0 {
+                written.push((id, lines));
+            } else {
+                written[n].1.extend(lines);
+            }
+        }
+        batch.commit().unwrap();
+    }
+    for (id, all) in &written {
+        let detail = store.get_incident(*id).unwrap();
+        let seqs: Vec<u64> = detail.evidence.iter().map(|e| e.seq).collect();
+        let expected: Vec<u64> = (0..1_500).chain(2_500..4_000).collect();
+        assert_eq!(seqs, expected);
+        for kept in &detail.evidence {
+            assert_eq!(kept.evidence, all[kept.seq as usize], "line {} intact", kept.seq);
+        }
+    }
+    let latest_rows: i64 = store
+        .conn()
+        .query_row("SELECT count(*) FROM evidence_latest WHERE last_seq < 2500", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(latest_rows, 0, "chunks that left the window were deleted");
+}
+
+#[test]
 fn the_line_that_escalates_is_kept_even_beyond_the_cap() {
     let (_dir, path) = temp();
     let limits = Limits { evidence: EvidenceCap::from_max_lines(4), ..Limits::default() };
