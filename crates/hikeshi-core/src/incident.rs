@@ -591,12 +591,48 @@ pub const EMPTY_EVIDENCE_DIGEST: Sha256Digest = [0; 32];
 /// every line ever attributed to the incident, including those the
 /// evidence cap did not keep, in order, so anyone holding the original
 /// logs can prove that nothing was altered or left out.
+///
+/// Once per evidence line, so computed as SHA-256's two compressions of a
+/// 64-byte message directly (the message, then its fixed padding block):
+/// the same digest as `Sha256::digest(previous ‖ line_sha256)` at about
+/// half the cost of the buffered hasher.
 pub fn chain_evidence_digest(previous: &Sha256Digest, line_sha256: &Sha256Digest) -> Sha256Digest {
-    let mut hasher = Sha256::new();
-    hasher.update(previous);
-    hasher.update(line_sha256);
-    hasher.finalize().into()
+    use sha2::digest::generic_array::GenericArray;
+    let mut message = [0u8; 64];
+    message[..32].copy_from_slice(previous);
+    message[32..].copy_from_slice(line_sha256);
+    let mut state = SHA256_INITIAL_STATE;
+    sha2::compress256(
+        &mut state,
+        &[GenericArray::from(message), GenericArray::from(PADDING_OF_64_BYTES)],
+    );
+    let mut digest = [0u8; 32];
+    for (bytes, word) in digest.chunks_exact_mut(4).zip(state) {
+        bytes.copy_from_slice(&word.to_be_bytes());
+    }
+    digest
 }
+
+/// SHA-256's initial hash value (FIPS 180-4, 5.3.3).
+const SHA256_INITIAL_STATE: [u32; 8] = [
+    0x6a09_e667,
+    0xbb67_ae85,
+    0x3c6e_f372,
+    0xa54f_f53a,
+    0x510e_527f,
+    0x9b05_688c,
+    0x1f83_d9ab,
+    0x5be0_cd19,
+];
+
+/// The block SHA-256 appends to a 64-byte message (FIPS 180-4, 5.1.1):
+/// the bit 1, zeros, and the message length in bits (512) big-endian.
+const PADDING_OF_64_BYTES: [u8; 64] = {
+    let mut block = [0u8; 64];
+    block[0] = 0x80;
+    block[62] = 0x02;
+    block
+};
 
 /// How much evidence an incident keeps: the first `first` lines and the
 /// latest `latest` lines. Every line, kept or not, is counted and folded
@@ -1012,5 +1048,23 @@ mod tests {
         assert_eq!(json["evidence_digest"], "0".repeat(64));
         let back: Campaign = serde_json::from_value(json).unwrap();
         assert_eq!(back, c);
+    }
+
+    #[test]
+    fn the_chained_digest_is_sha256_of_the_previous_and_the_line_digest() {
+        // Computed by hand from SHA-256's compression function: checked
+        // against the library's hasher, and one known answer.
+        let known = chain_evidence_digest(&[0; 32], &[0; 32]);
+        assert_eq!(
+            hex(&known),
+            "f5a5fd42d16a20302798ef6ed309979b43003d2320d9f0e8ea9831a92759fb4b",
+            "SHA-256 of 64 zero bytes"
+        );
+        proptest::proptest!(|(previous: [u8; 32], line: [u8; 32])| {
+            let mut both = previous.to_vec();
+            both.extend_from_slice(&line);
+            let expected: Sha256Digest = Sha256::digest(&both).into();
+            proptest::prop_assert_eq!(chain_evidence_digest(&previous, &line), expected);
+        });
     }
 }

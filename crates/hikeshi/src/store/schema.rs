@@ -2,8 +2,9 @@
 //!
 //! The schema version is SQLite's `PRAGMA user_version`. [`MIGRATIONS`]
 //! lists every step in order; opening a store applies the ones it has not
-//! seen yet, each in its own transaction together with the version bump,
-//! so a crash leaves the database at the previous version, never between.
+//! seen yet, in one transaction together with the version bump, so a
+//! crash or a failing step leaves the database at its previous version,
+//! never between.
 //! A database written by a newer hikeshi (a higher version) is refused
 //! rather than misread.
 //!
@@ -162,7 +163,7 @@ CREATE TRIGGER incidents_changed_update AFTER UPDATE ON incidents
 pub(crate) enum MigrateError {
     /// The database is newer than this program.
     TooNew { found: u32, known: u32 },
-    /// A step failed; nothing of it was applied.
+    /// A step failed; nothing of the pending steps was applied.
     Step { version: u32, name: &'static str, source: rusqlite::Error },
     /// Reading the version failed.
     Sqlite(rusqlite::Error),
@@ -183,25 +184,32 @@ pub(crate) fn migrate(
     if current > known {
         return Err(MigrateError::TooNew { found: current, known });
     }
-    for m in migrations.iter().filter(|m| m.version > current) {
-        let step = |conn: &mut Connection| -> rusqlite::Result<()> {
-            // IMMEDIATE: two hikeshi processes opening a new database at
-            // once must not both run the step; the second waits, then sees
-            // the new version and skips it.
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let now = user_version(&tx)?;
-            if now < m.version {
-                tx.execute_batch(m.sql)?;
-                tx.pragma_update(None, "user_version", m.version)?;
-            }
-            tx.commit()
-        };
-        step(conn).map_err(|source| MigrateError::Step {
+    if current == known {
+        return Ok(known);
+    }
+    // All pending steps in one transaction: a new database is created in
+    // one commit, and a crash or a failing step leaves the version the
+    // database had. IMMEDIATE: two hikeshi processes opening a new
+    // database at once must not both run the steps; the second waits,
+    // then sees the new version and skips them.
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(MigrateError::Sqlite)?;
+    let now = user_version(&tx).map_err(MigrateError::Sqlite)?;
+    if now > known {
+        return Err(MigrateError::TooNew { found: now, known });
+    }
+    for m in migrations.iter().filter(|m| m.version > now) {
+        tx.execute_batch(m.sql).map_err(|source| MigrateError::Step {
             version: m.version,
             name: m.name,
             source,
         })?;
     }
+    if now < known {
+        tx.pragma_update(None, "user_version", known).map_err(MigrateError::Sqlite)?;
+    }
+    tx.commit().map_err(MigrateError::Sqlite)?;
     Ok(known.max(current))
 }
 
