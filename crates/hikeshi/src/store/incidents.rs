@@ -526,9 +526,23 @@ fn oldest_change(conn: &Connection) -> rusqlite::Result<Option<i64>> {
     conn.prepare_cached("SELECT min(seq) FROM incident_changes")?.query_row([], |row| row.get(0))
 }
 
-/// The latest lines' text in one commit past which they are compressed on
-/// a thread of their own (a daemon's batch holds far less).
-const COMPRESS_LATEST_APART_BYTES: usize = 256 << 10;
+/// The evidence text in one commit past which it is compressed on a
+/// thread of its own (a daemon's batch holds far less).
+const COMPRESS_APART_BYTES: usize = 256 << 10;
+
+/// Evidence a large commit compresses apart (see [`Batch::flush`]).
+enum Compress {
+    /// The last records of an incident's lines, with texts.
+    Lines(IncidentId, LinesChunk),
+    /// Its latest lines, and where their window starts.
+    Latest(IncidentId, i64, LatestRing),
+}
+
+/// [`Compress`] done: the chunk and its bytes as stored.
+enum Compressed {
+    Lines(IncidentId, LinesChunk, Vec<u8>),
+    Latest(IncidentId, i64, LatestChunk, Vec<u8>),
+}
 
 /// Whether the store's schema lists changed incidents (version 6 on).
 fn track_changes(options: &StoreOptions) -> bool {
@@ -901,45 +915,68 @@ impl<'s> Batch<'s> {
         let EvidenceLayout::Current { legacy_rolling } = self.layout else {
             return self.flush_incidents(&dirty);
         };
-        let latest_bytes: usize = dirty
+        // The texts this commit compresses: the first lines' not yet
+        // written, and the latest lines.
+        let text_bytes: usize = dirty
             .iter()
             .map(|id| {
-                self.cache.loaded[id].latest.slots.iter().map(|s| s.text.len()).sum::<usize>()
+                let loaded = &self.cache.loaded[id];
+                let first = if loaded.lines.texts > 0 { loaded.lines.data.len() } else { 0 };
+                first + loaded.latest.slots.iter().map(|s| s.text.len()).sum::<usize>()
             })
             .sum();
-        if latest_bytes < COMPRESS_LATEST_APART_BYTES {
+        if text_bytes < COMPRESS_APART_BYTES {
             return self.flush_incidents(&dirty);
         }
-        // Enough latest lines (a scan's end of file) that compressing them
-        // on a thread of its own, while this one writes the rest, shortens
-        // the commit.
+        // Enough text (a scan's end of file) that compressing it on a
+        // thread of its own, while this one writes the rest, shortens the
+        // commit. The chunks are moved out; `flush_incidents` then finds
+        // nothing to write for them.
         let cap = self.options.limits.evidence;
-        let rings: Vec<(IncidentId, i64, LatestRing)> = dirty
-            .iter()
-            .filter_map(|id| {
-                let loaded = self.cache.loaded.get_mut(id).expect("listed above");
+        let mut work: Vec<Compress> = Vec::new();
+        for id in &dirty {
+            let loaded = self.cache.loaded.get_mut(id).expect("listed above");
+            if loaded.lines.texts > 0 {
+                work.push(Compress::Lines(*id, std::mem::take(&mut loaded.lines)));
+            }
+            if !loaded.latest.is_empty() {
                 let window_start = to_i64(cap.latest_start(loaded.campaign.evidence_lines));
-                let ring = std::mem::take(&mut loaded.latest);
-                (!ring.is_empty()).then_some((*id, window_start, ring))
-            })
-            .collect();
+                work.push(Compress::Latest(*id, window_start, std::mem::take(&mut loaded.latest)));
+            }
+        }
         std::thread::scope(|scope| {
-            let (tx, rx) =
-                std::sync::mpsc::sync_channel::<(IncidentId, i64, LatestChunk, Vec<u8>)>(16);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Compressed>(16);
             scope.spawn(move || {
                 let mut scratch = Vec::new();
-                for (id, window_start, ring) in rings {
-                    let chunk = ring.chunk();
-                    let stored = evidence::stored(&chunk.data, &mut scratch).to_vec();
-                    if tx.send((id, window_start, chunk, stored)).is_err() {
+                for job in work {
+                    let done = match job {
+                        Compress::Lines(id, chunk) => {
+                            let stored = chunk.stored(&mut scratch).to_vec();
+                            Compressed::Lines(id, chunk, stored)
+                        }
+                        Compress::Latest(id, window_start, ring) => {
+                            let chunk = ring.chunk();
+                            let stored = evidence::stored(&chunk.data, &mut scratch).to_vec();
+                            Compressed::Latest(id, window_start, chunk, stored)
+                        }
+                    };
+                    if tx.send(done).is_err() {
                         return; // The flush failed.
                     }
                 }
             });
             self.flush_incidents(&dirty)?;
-            for (id, window_start, chunk, stored) in rx {
-                write_latest(self.conn, id, &chunk, &stored, window_start, legacy_rolling)
-                    .map_err(|e| self.error(e))?;
+            for done in rx {
+                let written = match done {
+                    Compressed::Lines(id, chunk, stored) => {
+                        let seqs = (chunk.first_seq, chunk.last_seq(), chunk.lines);
+                        insert_chunk(self.conn, INSERT_LINES, id, seqs, &stored)
+                    }
+                    Compressed::Latest(id, window_start, chunk, stored) => {
+                        write_latest(self.conn, id, &chunk, &stored, window_start, legacy_rolling)
+                    }
+                };
+                written.map_err(|e| self.error(e))?;
             }
             Ok(())
         })

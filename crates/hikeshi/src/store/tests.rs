@@ -295,9 +295,9 @@ fn evidence_cap_keeps_first_and_latest_and_the_digest_covers_every_line() {
 
 #[test]
 fn many_latest_lines_in_one_commit_are_written_alike() {
-    // Past 256 KiB of latest lines in one commit (a scan's end of file),
-    // they are compressed on a thread of their own: the same rows result,
-    // for every incident, and the older rolling chunks still go.
+    // Past 256 KiB of evidence text in one commit (a scan's end of file),
+    // it is compressed on a thread of its own: the same rows result, for
+    // every incident, and the older rolling chunks still go.
     let (_dir, path) = temp();
     let limits = Limits { evidence: EvidenceCap::from_max_lines(3_000), ..Limits::default() };
     let mut store = Store::open_with(&path, with_limits(limits)).unwrap();
@@ -334,6 +334,14 @@ fn many_latest_lines_in_one_commit_are_written_alike() {
         for kept in &detail.evidence {
             assert_eq!(kept.evidence, all[kept.seq as usize], "line {} intact", kept.seq);
         }
+        let records = store.evidence_records(*id).unwrap();
+        assert_eq!(records.len(), 4_000, "every line has its record");
+        for (record, e) in records.iter().zip(all) {
+            assert_eq!((record.offset, record.sha256), (e.offset, e.sha256));
+            let kept = record.seq < 1_500 || record.seq >= 2_500;
+            assert_eq!(record.text_kept, kept, "line {}", record.seq);
+        }
+        assert_eq!(detail.incident.campaign.evidence_digest, digest_of_records(&records));
     }
     let latest_rows: i64 = store
         .conn()
