@@ -945,7 +945,9 @@ impl<'s> Batch<'s> {
             }
         }
         std::thread::scope(|scope| {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Compressed>(16);
+            // Unbounded: the compressed chunks wait for this thread to finish
+            // the rest (a few MiB at most), rather than the compression.
+            let (tx, rx) = std::sync::mpsc::channel::<Compressed>();
             scope.spawn(move || {
                 let mut scratch = Vec::new();
                 for job in work {
