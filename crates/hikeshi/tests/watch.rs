@@ -309,6 +309,13 @@ fn lines_written_while_stopped_are_read_and_counted_with_those_before() {
     let incidents =
         env.wait_incidents("the incident", |all| all.len() == 1 && attempts(&all[0]) == 6);
     assert_eq!(incidents[0]["key"]["subject"], "198.51.100.7");
+    // The incident stays cached between batches, and the status says so.
+    let status = env.wait_status("the cached incident", |s| {
+        s["daemon"]["memory"]["incident_cache"].as_u64().is_some_and(|n| n >= 1)
+    });
+    let memory = &status["daemon"]["memory"];
+    assert_eq!(memory["incident_cache_max"], 5_000, "{memory}");
+    assert!(memory["incident_cache_name_bytes"].as_u64().unwrap() > 0, "{memory}");
     assert_eq!(daemon.stop().0, 0);
 }
 

@@ -178,6 +178,18 @@ pub fn render(status: &DaemonStatus) -> String {
         &state(m.pending_bytes, m.pending_bytes_max),
     );
     family(
+        "hikeshi_incident_cache",
+        "gauge",
+        "Incidents kept in memory between batches, and the cap.",
+        &state(m.incident_cache, m.incident_cache_max),
+    );
+    family(
+        "hikeshi_incident_cache_name_bytes",
+        "gauge",
+        "Estimated memory of the cached incidents' names, and the cap.",
+        &state(m.incident_cache_name_bytes, m.incident_cache_name_bytes_max),
+    );
+    family(
         "hikeshi_pending_dropped_total",
         "counter",
         "Buffered lines dropped for memory (still counted by detection).",
@@ -376,6 +388,8 @@ mod tests {
                 ban_requests: 7,
                 ban_requests_max: 200_000,
                 ban_requests_forgotten: 2,
+                incident_cache: 40,
+                incident_cache_max: 5_000,
                 ..Default::default()
             },
             metrics: None,
@@ -399,6 +413,8 @@ mod tests {
         assert!(text.contains("hikeshi_ban_requests_remembered{bound=\"used\"} 7\n"), "{text}");
         assert!(text.contains("hikeshi_ban_requests_remembered{bound=\"max\"} 200000\n"));
         assert!(text.contains("hikeshi_ban_requests_forgotten_total 2\n"));
+        assert!(text.contains("hikeshi_incident_cache{bound=\"used\"} 40\n"), "{text}");
+        assert!(text.contains("hikeshi_incident_cache{bound=\"max\"} 5000\n"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let value = line.rsplit(' ').next().unwrap();
             assert!(value.parse::<f64>().is_ok(), "{line}");

@@ -165,6 +165,7 @@ pub struct Totals {
 /// was hit (`*_evicted`, `*_forgotten`, `pending_dropped`) is a warning:
 /// the attack is wider than the state sized for it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct MemoryStatus {
     /// VmRSS of the daemon (None where /proc says nothing).
     pub rss_bytes: Option<u64>,
@@ -187,6 +188,13 @@ pub struct MemoryStatus {
     pub pending_bytes: u64,
     pub pending_bytes_max: u64,
     pub pending_dropped: u64,
+    /// Incidents the owner's store keeps in memory between batches, the
+    /// estimated memory of their names, and the caps of both (past one,
+    /// the incidents the last batch did not use are forgotten).
+    pub incident_cache: u64,
+    pub incident_cache_max: u64,
+    pub incident_cache_name_bytes: u64,
+    pub incident_cache_name_bytes_max: u64,
 }
 
 /// The resident set size of this process, from /proc/self/status.

@@ -381,8 +381,13 @@ const CACHED_KEYS_PER_INCIDENT: usize = 4;
 const CACHED_NAME_BYTES: usize = 64;
 
 impl Cache {
+    /// Incidents cached.
+    pub(super) fn len(&self) -> usize {
+        self.loaded.len()
+    }
+
     /// The estimated memory of the cached incidents' names.
-    fn name_bytes(&self) -> usize {
+    pub(super) fn name_bytes(&self) -> usize {
         let names: usize = self
             .loaded
             .values()

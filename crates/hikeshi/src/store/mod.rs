@@ -311,6 +311,12 @@ impl Store {
         &mut self.conn
     }
 
+    /// The incidents cached between batches and the estimated memory of
+    /// their names.
+    pub fn cache_usage(&self) -> (usize, usize) {
+        (self.cache.len(), self.cache.name_bytes())
+    }
+
     fn cache_invalidate(&mut self) {
         self.cache = incidents::Cache::default();
     }
