@@ -441,6 +441,12 @@ impl Cache {
         self.loaded.clear();
     }
 
+    /// Empties the cache, which now reflects the database at `version`.
+    fn start_afresh(&mut self, version: i64) {
+        self.clear();
+        self.data_version = Some(version);
+    }
+
     /// Brings the cache in line with what other connections committed,
     /// inside a transaction that holds the write lock. `tracked`: the
     /// store has `incident_changes`.
@@ -453,15 +459,13 @@ impl Cache {
         let seen = self.changes_seen.filter(|_| tracked && self.data_version.is_some());
         self.data_version = Some(version);
         let Some(seen) = seen else {
-            self.clear();
-            self.data_version = Some(version);
+            self.start_afresh(version);
             return Ok(());
         };
         let oldest = oldest_change(conn)?;
         if oldest.is_some_and(|oldest| oldest > seen + 1) {
             // Changes this cache has not seen were pruned.
-            self.clear();
-            self.data_version = Some(version);
+            self.start_afresh(version);
             return Ok(());
         }
         let mut stmt = conn.prepare_cached(
@@ -495,10 +499,9 @@ impl Cache {
                 Some(key) => {
                     self.open_by_key.remove(&key);
                 }
-                // An incident this build cannot place: start afresh.
+                // An incident this build cannot place.
                 None => {
-                    self.clear();
-                    self.data_version = Some(version);
+                    self.start_afresh(version);
                     return Ok(());
                 }
             }
