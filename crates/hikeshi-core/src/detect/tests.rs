@@ -637,6 +637,35 @@ fn distinct_model(events: &[(i64, usize)], d: usize, f: i64) -> Vec<bool> {
         .collect()
 }
 
+/// Feeds failures of one address with user `user{u}` after gaps of `g`
+/// seconds (`steps`) to a detector whose enumeration rule needs `d`
+/// distinct users in `f` seconds; returns when it emitted the finding,
+/// and when [`distinct_model`] says it should have.
+fn enumeration_against_the_model(d: u32, f: u32, steps: &[(i64, usize)]) -> (Vec<bool>, Vec<bool>) {
+    let config = DetectConfig {
+        maxretry: 255,
+        enumeration: EnumerationConfig { distinct_users: d, findtime: Window::from_secs(f) },
+        ..quiet()
+    };
+    let mut detector = detector(config);
+    let events: Vec<(i64, usize)> = steps
+        .iter()
+        .scan(0, |t, &(g, u)| {
+            *t += g;
+            Some((*t, u))
+        })
+        .collect();
+    let emitted = events
+        .iter()
+        .map(|&(t, u)| {
+            let mut out = Vec::new();
+            detector.observe(&fail_as(t, "203.0.113.5", &format!("user{u}")), &mut out);
+            out.iter().any(|f| f.rule == Rule::UserEnumeration)
+        })
+        .collect();
+    (emitted, distinct_model(&events, d as usize, i64::from(f)))
+}
+
 proptest! {
     #[test]
     fn enumeration_matches_a_naive_distinct_count(
@@ -644,23 +673,8 @@ proptest! {
         f in 1u32..=100,
         steps in proptest::collection::vec((0i64..=40, 0usize..5), 1..80),
     ) {
-        let config = DetectConfig {
-            maxretry: 255,
-            enumeration: EnumerationConfig { distinct_users: d, findtime: Window::from_secs(f) },
-            ..quiet()
-        };
-        let mut d_ = detector(config);
-        let events: Vec<(i64, usize)> =
-            steps.iter().scan(0, |t, &(g, u)| { *t += g; Some((*t, u)) }).collect();
-        let emitted: Vec<bool> = events
-            .iter()
-            .map(|&(t, u)| {
-                let mut out = Vec::new();
-                d_.observe(&fail_as(t, "203.0.113.5", &format!("user{u}")), &mut out);
-                out.iter().any(|f| f.rule == Rule::UserEnumeration)
-            })
-            .collect();
-        prop_assert_eq!(emitted, distinct_model(&events, d as usize, i64::from(f)));
+        let (emitted, expected) = enumeration_against_the_model(d, f, &steps);
+        prop_assert_eq!(emitted, expected);
     }
 
     #[test]
@@ -674,23 +688,8 @@ proptest! {
             1..150,
         ),
     ) {
-        let config = DetectConfig {
-            maxretry: 255,
-            enumeration: EnumerationConfig { distinct_users: d, findtime: Window::from_secs(f) },
-            ..quiet()
-        };
-        let mut d_ = detector(config);
-        let events: Vec<(i64, usize)> =
-            steps.iter().scan(0, |t, &(g, u)| { *t += g; Some((*t, u)) }).collect();
-        let emitted: Vec<bool> = events
-            .iter()
-            .map(|&(t, u)| {
-                let mut out = Vec::new();
-                d_.observe(&fail_as(t, "203.0.113.5", &format!("user{u}")), &mut out);
-                out.iter().any(|f| f.rule == Rule::UserEnumeration)
-            })
-            .collect();
-        prop_assert_eq!(emitted, distinct_model(&events, d as usize, i64::from(f)));
+        let (emitted, expected) = enumeration_against_the_model(d, f, &steps);
+        prop_assert_eq!(emitted, expected);
     }
 
     #[test]
