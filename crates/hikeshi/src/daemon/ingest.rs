@@ -115,9 +115,6 @@ pub struct Ingest {
     evidence: Vec<u8>,
     /// Where the journal cursor of the last record committed goes.
     journal: super::cursors::JournalCursor,
-    /// The store's incident cache after the last batch, and its caps.
-    incident_cache: (usize, usize),
-    incident_cache_caps: (usize, usize),
     pub totals: Totals,
 }
 
@@ -148,11 +145,6 @@ impl Ingest {
             events: Vec::new(),
             evidence: Vec::new(),
             journal,
-            incident_cache: store.cache_usage(),
-            incident_cache_caps: (
-                store.options().max_cached_incidents,
-                store.options().max_cached_name_bytes,
-            ),
             totals: Totals::default(),
         })
     }
@@ -177,7 +169,6 @@ impl Ingest {
         let outcome = result.and_then(|()| self.finish_batch(&mut batch, now));
         match outcome.and_then(|o| batch.commit().map(|()| o).map_err(Into::into)) {
             Ok(outcome) => {
-                self.incident_cache = store.cache_usage();
                 self.totals.handled += items.len() as u64;
                 self.totals.batches += 1;
                 if let Some(cursor) = journal_cursor {
@@ -249,8 +240,9 @@ impl Ingest {
         self.pipeline.forget_ended_ban_requests();
     }
 
-    /// The bounded per-address state against its caps, and the RSS.
-    pub fn memory(&self) -> MemoryStatus {
+    /// The bounded per-address state against its caps, the RSS, and
+    /// `cache`: the store's incident cache.
+    pub fn memory(&self, cache: crate::store::CacheUsage) -> MemoryStatus {
         let detector = &self.detector;
         let stats = detector.stats();
         let asked = self.pipeline.asked_bans();
@@ -268,10 +260,10 @@ impl Ingest {
             pending_bytes: pending_bytes as u64,
             pending_bytes_max: crate::pipeline::PENDING_BYTES_MAX as u64,
             pending_dropped: self.pipeline.pending_dropped,
-            incident_cache: self.incident_cache.0 as u64,
-            incident_cache_max: self.incident_cache_caps.0 as u64,
-            incident_cache_name_bytes: self.incident_cache.1 as u64,
-            incident_cache_name_bytes_max: self.incident_cache_caps.1 as u64,
+            incident_cache: cache.incidents as u64,
+            incident_cache_max: cache.incidents_max as u64,
+            incident_cache_name_bytes: cache.name_bytes as u64,
+            incident_cache_name_bytes_max: cache.name_bytes_max as u64,
         }
     }
 

@@ -144,12 +144,42 @@ pub fn render(status: &DaemonStatus) -> String {
     let state = |used: u64, max: u64| {
         vec![(labels(&[("bound", "used")]), used as f64), (labels(&[("bound", "max")]), max as f64)]
     };
-    family(
-        "hikeshi_detector_subjects",
-        "gauge",
-        "Sources, prefixes and accounts the detector tracks, and its cap.",
-        &state(m.detector_subjects, m.detector_subjects_max),
-    );
+    // Each piece of state that grows with the attack, against its cap.
+    let bounded = [
+        (
+            "hikeshi_detector_subjects",
+            "Sources, prefixes and accounts the detector tracks, and its cap.",
+            m.detector_subjects,
+            m.detector_subjects_max,
+        ),
+        (
+            "hikeshi_ban_requests_remembered",
+            "Addresses whose ban request is remembered while the ban runs, and the cap.",
+            m.ban_requests,
+            m.ban_requests_max,
+        ),
+        (
+            "hikeshi_pending_bytes",
+            "Memory of the lines buffered for campaigns without an incident, and its cap.",
+            m.pending_bytes,
+            m.pending_bytes_max,
+        ),
+        (
+            "hikeshi_incident_cache",
+            "Incidents kept in memory between batches, and the cap.",
+            m.incident_cache,
+            m.incident_cache_max,
+        ),
+        (
+            "hikeshi_incident_cache_name_bytes",
+            "Estimated memory of the cached incidents' names, and the cap.",
+            m.incident_cache_name_bytes,
+            m.incident_cache_name_bytes_max,
+        ),
+    ];
+    for (name, help, used, max) in bounded {
+        family(name, "gauge", help, &state(used, max));
+    }
     let evicted = [("any", m.detector_evicted), ("hot", m.detector_hot_evicted)];
     let samples: Vec<(String, f64)> =
         evicted.iter().map(|(kind, n)| (labels(&[("kind", kind)]), *n as f64)).collect();
@@ -160,34 +190,10 @@ pub fn render(status: &DaemonStatus) -> String {
         &samples,
     );
     family(
-        "hikeshi_ban_requests_remembered",
-        "gauge",
-        "Addresses whose ban request is remembered while the ban runs, and the cap.",
-        &state(m.ban_requests, m.ban_requests_max),
-    );
-    family(
         "hikeshi_ban_requests_forgotten_total",
         "counter",
         "Ban requests forgotten at the cap before their ban ended.",
         &one(m.ban_requests_forgotten as f64),
-    );
-    family(
-        "hikeshi_pending_bytes",
-        "gauge",
-        "Memory of the lines buffered for campaigns without an incident, and its cap.",
-        &state(m.pending_bytes, m.pending_bytes_max),
-    );
-    family(
-        "hikeshi_incident_cache",
-        "gauge",
-        "Incidents kept in memory between batches, and the cap.",
-        &state(m.incident_cache, m.incident_cache_max),
-    );
-    family(
-        "hikeshi_incident_cache_name_bytes",
-        "gauge",
-        "Estimated memory of the cached incidents' names, and the cap.",
-        &state(m.incident_cache_name_bytes, m.incident_cache_name_bytes_max),
     );
     family(
         "hikeshi_pending_dropped_total",

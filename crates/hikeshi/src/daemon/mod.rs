@@ -238,7 +238,7 @@ impl Daemon {
             reload_failures: self.reload_failures,
             page: Arc::clone(&self.metrics_page),
         };
-        reporter.write(sources.statuses(), self.stdin.as_ref(), &ingest, &workers, true);
+        reporter.write(sources.statuses(), self.stdin.as_ref(), (&ingest, &store), &workers, true);
         let count = sources.count() + usize::from(self.stdin.is_some());
         eprintln!("{READY_LINE} (sources: {count}, firewall: {backend})");
         // After a reload too: systemd waits for it after RELOADING=1.
@@ -294,7 +294,8 @@ impl Daemon {
         drop(flusher);
         cursors::flush(&self.cursors, &journal_cursor);
         workers.deliver_soon();
-        reporter.write(Vec::new(), self.stdin.as_ref(), &ingest, &workers, exit == Exit::Reload);
+        let running = exit == Exit::Reload;
+        reporter.write(Vec::new(), self.stdin.as_ref(), (&ingest, &store), &workers, running);
         workers.stop();
         drop(metrics);
         if exit != Exit::Reload {
@@ -355,7 +356,7 @@ impl Daemon {
             }
         }
         if Timers::due(&mut timers.status, now, status::STATUS_EVERY) {
-            reporter.write(sources.statuses(), self.stdin.as_ref(), ingest, workers, true);
+            reporter.write(sources.statuses(), self.stdin.as_ref(), (ingest, store), workers, true);
         }
         if Timers::due(&mut timers.maintain, now, MAINTAIN_EVERY) {
             ingest.maintain(Timestamp::now());
@@ -596,6 +597,7 @@ impl Reporter {
         &self,
         sources: Vec<SourceStatus>,
         ingest: &Ingest,
+        store: &Store,
         workers: &Workers,
         running: bool,
     ) -> DaemonStatus {
@@ -624,7 +626,7 @@ impl Reporter {
             sources,
             streams: ingest.stream_statuses(),
             totals,
-            memory: ingest.memory(),
+            memory: ingest.memory(store.cache_usage()),
             metrics: self.metrics.clone(),
         }
     }
@@ -635,14 +637,14 @@ impl Reporter {
         &mut self,
         mut rows: Vec<SourceStatus>,
         stdin: Option<&StdinSource>,
-        ingest: &Ingest,
+        (ingest, store): (&Ingest, &Store),
         workers: &Workers,
         running: bool,
     ) {
         if let Some(stdin) = stdin {
             rows.push(source_status("stdin", "stdin", &stdin.stats, self.sources_started_at));
         }
-        self.publish(self.status(rows, ingest, workers, running));
+        self.publish(self.status(rows, ingest, store, workers, running));
     }
 
     fn publish(&mut self, status: DaemonStatus) {

@@ -400,12 +400,6 @@ impl Cache {
         names * CACHED_NAME_BYTES
     }
 
-    /// Incidents cached.
-    #[cfg(test)]
-    pub(super) fn incidents(&self) -> usize {
-        self.loaded.len()
-    }
-
     /// Whether incident `id` is cached.
     #[cfg(test)]
     pub(super) fn holds(&self, id: IncidentId) -> bool {
@@ -457,24 +451,21 @@ impl Cache {
             return Ok(());
         }
         let seen = self.changes_seen.filter(|_| tracked && self.data_version.is_some());
-        self.data_version = Some(version);
         let Some(seen) = seen else {
             self.start_afresh(version);
             return Ok(());
         };
-        let oldest = oldest_change(conn)?;
-        if oldest.is_some_and(|oldest| oldest > seen + 1) {
+        if oldest_change(conn)?.is_some_and(|oldest| oldest > seen + 1) {
             // Changes this cache has not seen were pruned.
             self.start_afresh(version);
             return Ok(());
         }
+        self.data_version = Some(version);
         let mut stmt = conn.prepare_cached(
             "SELECT c.seq, c.incident_id, i.subject_kind, i.subject \
              FROM incident_changes c LEFT JOIN incidents i ON i.id = c.incident_id \
              WHERE c.seq > ?1 ORDER BY c.seq",
         )?;
-        let mut last = seen;
-        let mut changed: Vec<(IncidentId, Option<CampaignKey>)> = Vec::new();
         let rows = stmt.query_map([seen], |row| {
             let key = match (row.get::<_, Option<String>>(2)?, row.get::<_, Option<String>>(3)?) {
                 (Some(kind), Some(subject)) => {
@@ -484,12 +475,10 @@ impl Cache {
             };
             Ok((row.get::<_, i64>(0)?, IncidentId(row.get(1)?), key))
         })?;
+        let mut last = seen;
         for row in rows {
             let (seq, id, key) = row?;
             last = seq;
-            changed.push((id, key));
-        }
-        for (id, key) in changed {
             if let Some(loaded) = self.loaded.remove(&id) {
                 self.open_by_key.remove(&loaded.campaign.key);
             }
@@ -979,8 +968,7 @@ impl<'s> Batch<'s> {
             for done in rx {
                 let written = match done {
                     Compressed::Lines(id, chunk, stored) => {
-                        let seqs = (chunk.first_seq, chunk.last_seq(), chunk.lines);
-                        insert_chunk(self.conn, INSERT_LINES, id, seqs, &stored)
+                        insert_lines_stored(self.conn, id, &chunk, &stored)
                     }
                     Compressed::Latest(id, window_start, chunk, stored) => {
                         write_latest(self.conn, id, &chunk, &stored, window_start, legacy_rolling)
@@ -1181,8 +1169,18 @@ fn insert_lines(
     chunk: &LinesChunk,
     scratch: &mut Vec<u8>,
 ) -> rusqlite::Result<()> {
+    insert_lines_stored(conn, id, chunk, chunk.stored(scratch))
+}
+
+/// [`insert_lines`] with the chunk already as stored (compressed apart).
+fn insert_lines_stored(
+    conn: &Connection,
+    id: IncidentId,
+    chunk: &LinesChunk,
+    stored: &[u8],
+) -> rusqlite::Result<()> {
     let seqs = (chunk.first_seq, chunk.last_seq(), chunk.lines);
-    insert_chunk(conn, INSERT_LINES, id, seqs, chunk.stored(scratch))
+    insert_chunk(conn, INSERT_LINES, id, seqs, stored)
 }
 
 /// Writes an incident's latest lines (`stored`: `chunk` as stored) and

@@ -178,6 +178,15 @@ pub(crate) enum EvidenceLayout {
     Legacy,
 }
 
+/// A store's incident cache against its caps (see [`StoreOptions`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheUsage {
+    pub incidents: usize,
+    pub incidents_max: usize,
+    pub name_bytes: usize,
+    pub name_bytes_max: usize,
+}
+
 /// An open incident database.
 #[derive(Debug)]
 pub struct Store {
@@ -312,9 +321,15 @@ impl Store {
     }
 
     /// The incidents cached between batches and the estimated memory of
-    /// their names.
-    pub fn cache_usage(&self) -> (usize, usize) {
-        (self.cache.len(), self.cache.name_bytes())
+    /// their names, against their caps. It walks the cache: for a status,
+    /// not for every batch.
+    pub fn cache_usage(&self) -> CacheUsage {
+        CacheUsage {
+            incidents: self.cache.len(),
+            incidents_max: self.options.max_cached_incidents,
+            name_bytes: self.cache.name_bytes(),
+            name_bytes_max: self.options.max_cached_name_bytes,
+        }
     }
 
     fn cache_invalidate(&mut self) {

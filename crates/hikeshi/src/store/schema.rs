@@ -210,7 +210,7 @@ pub(crate) fn migrate(
         tx.pragma_update(None, "user_version", known).map_err(MigrateError::Sqlite)?;
     }
     tx.commit().map_err(MigrateError::Sqlite)?;
-    Ok(known.max(current))
+    Ok(known)
 }
 
 /// The schema version stored in the database.

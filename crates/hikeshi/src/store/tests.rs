@@ -976,13 +976,13 @@ fn the_incident_cache_is_bounded_by_the_memory_of_its_names_too() {
         ids
     };
     let first = open(&mut store, &["203.0.113.7"])[0];
-    assert_eq!(store.cache.incidents(), 1, "31 names: within the budget, kept");
+    assert_eq!(store.cache.len(), 1, "31 names: within the budget, kept");
     let second = open(&mut store, &["203.0.113.8"])[0];
-    assert_eq!(store.cache.incidents(), 1, "62 names: over the budget");
+    assert_eq!(store.cache.len(), 1, "62 names: over the budget");
     assert!(store.cache.holds(second), "the incident this batch used stays");
     assert!(!store.cache.holds(first), "the one it did not goes first");
     open(&mut store, &["203.0.113.9", "203.0.113.10"]);
-    assert_eq!(store.cache.incidents(), 0, "one batch's own incidents over the budget: emptied");
+    assert_eq!(store.cache.len(), 0, "one batch's own incidents over the budget: emptied");
     // Emptied, not lost: the next batch reads them back.
     let mut batch = store.batch().unwrap();
     let id = batch.find_open_incident(&key("203.0.113.8")).unwrap().expect("still open");
