@@ -743,6 +743,30 @@ fn a_cache_that_missed_pruned_changes_starts_afresh() {
 }
 
 #[test]
+fn a_changed_incident_this_build_cannot_read_empties_the_cache() {
+    // A row edited by hand (or by a newer hikeshi) with a subject kind
+    // this build does not know: the cache cannot tell which campaign it
+    // was, so it forgets everything rather than guess.
+    let (_dir, path) = temp();
+    let mut owner = Store::open(&path).unwrap();
+    let other = Store::open(&path).unwrap();
+    let (kept, _) =
+        owner.open_or_update_incident(obs("203.0.113.7", Severity::Medium, 0, 5, &[])).unwrap();
+    let (edited, _) =
+        owner.open_or_update_incident(obs("203.0.113.8", Severity::Medium, 0, 5, &[])).unwrap();
+    other
+        .conn()
+        .execute("UPDATE incidents SET subject_kind = 'martian\u{1b}' WHERE id = ?1", [edited.0])
+        .unwrap();
+    catch_up(&mut owner);
+    assert!(!owner.cache.holds(kept) && !owner.cache.holds(edited));
+    // The readable incident goes on as before.
+    let (id, change) =
+        owner.open_or_update_incident(obs("203.0.113.7", Severity::Medium, 1, 1, &[])).unwrap();
+    assert_eq!((id, change), (kept, Change::Updated));
+}
+
+#[test]
 fn the_list_of_changed_incidents_is_pruned_to_its_newest_rows() {
     let (_dir, path) = temp();
     let mut store = Store::open(&path).unwrap();
