@@ -395,7 +395,7 @@ impl Pipeline {
     /// run has touched yet.
     fn note_update(&mut self, batch: &mut Batch<'_>, id: IncidentId) -> Result<(), StoreError> {
         if let std::collections::btree_map::Entry::Vacant(entry) = self.touched.entry(id) {
-            let rule = batch.campaign(id)?.rule.clone();
+            let rule = batch.rules(id)?.0.to_string();
             entry.insert(Touched {
                 id,
                 opened: false,
@@ -478,11 +478,11 @@ impl Pipeline {
             // Already asked, or a line too old for any ban to still run.
             return Ok(());
         }
-        let campaign = batch.campaign(id)?;
-        let rule =
-            campaign.rules.kept.iter().find_map(|name| {
-                Rule::from_name(name).filter(|rule| self.bans.rules.contains(rule))
-            });
+        let (_, rules) = batch.rules(id)?;
+        let rule = rules
+            .kept
+            .iter()
+            .find_map(|name| Rule::from_name(name).filter(|rule| self.bans.rules.contains(rule)));
         if let Some(rule) = rule {
             self.ask_ban(addr, id, rule.as_str(), at);
         }

@@ -392,7 +392,9 @@ pub const WORKER_PAGE_CACHE_KIB: u32 = 1024;
 pub const OWNER_CACHED_INCIDENTS: usize = 5_000;
 /// The owner's incident cache, in the estimated memory of the incidents'
 /// names (an incident keeps up to 1,000 users, so the count alone bounds
-/// nothing): 8 MiB, about 130,000 names.
+/// nothing): 8 MiB, about 130,000 names. Past it the incidents used
+/// longest ago let their names go (their attempts' names are then checked
+/// against the database at commit).
 pub const OWNER_CACHED_NAME_BYTES: usize = 8 << 20;
 
 /// Opens the store with caches sized for a process that runs for months.

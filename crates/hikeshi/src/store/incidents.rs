@@ -16,7 +16,7 @@ use std::path::Path;
 
 use hikeshi_core::incident::{
     hex, Actor, BoundedSet, Campaign, CampaignKey, Change, Evidence, EvidenceRef, IncidentId,
-    Observation, Sha256Digest, State, SubjectKind, TimelineEntry, TimelineKind,
+    Limits, Observation, Sha256Digest, State, SubjectKind, TimelineEntry, TimelineKind,
 };
 use hikeshi_core::Severity;
 use jiff::Timestamp;
@@ -25,6 +25,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::evidence::{self, LatestChunk, LegacyChunk, LinesChunk, CHUNK_BYTES};
+use super::names::{
+    apply_unchecked, check_unchecked, digest_in_database, newly_kept, read_names, unseen_names,
+    NameKind, UncheckedNames,
+};
 use super::{EvidenceLayout, StoreError, StoreOptions};
 
 /// An incident as listed: its aggregate, without timeline and evidence.
@@ -123,6 +127,11 @@ struct Loaded {
     /// The latest evidence lines of this batch (beyond the first ones),
     /// at most `limits.evidence.latest`.
     latest: LatestRing,
+    /// Whether the campaign's host and user sets are in memory (see
+    /// `store::names`); its rules always are.
+    names_loaded: bool,
+    /// Without them: the hosts and users this batch's attempts named.
+    unchecked: UncheckedNames,
     /// Names that joined the campaign's sets in this batch.
     new_names: Vec<(NameKind, String)>,
     /// A host and a user known to be in the campaign's kept sets (the
@@ -135,11 +144,13 @@ struct Loaded {
 }
 
 impl Loaded {
-    fn new(campaign: Campaign, dirty: bool, used_in: u64) -> Loaded {
+    fn new(campaign: Campaign, dirty: bool, used_in: u64, names_loaded: bool) -> Loaded {
         Loaded {
             campaign,
             used_in,
             dirty,
+            names_loaded,
+            unchecked: UncheckedNames::default(),
             lines: LinesChunk::default(),
             legacy_kept: LegacyChunk::default(),
             latest: LatestRing::default(),
@@ -148,6 +159,94 @@ impl Loaded {
             known_user: None,
             user_index: None,
         }
+    }
+
+    /// Joins an attempt's host and user to the sets, in memory.
+    fn note_names(&mut self, host: Option<&str>, user: Option<&str>, limits: &Limits) {
+        let c = &mut self.campaign;
+        if let Some(host) = host {
+            if self.known_host.as_deref() != Some(host) {
+                let newly_kept = c.hosts.insert(host, limits.max_hosts);
+                if newly_kept {
+                    self.new_names.push((NameKind::Host, host.to_string()));
+                }
+                let kept = newly_kept || c.hosts.kept.contains(host);
+                remember(&mut self.known_host, kept.then_some(host));
+            }
+        }
+        if let Some(user) = user {
+            if self.known_user.as_deref() != Some(user) {
+                let index =
+                    self.user_index.get_or_insert_with(|| c.users.kept.iter().cloned().collect());
+                // Not in the index: new to the set, or beyond its cap
+                // (counted there).
+                let kept = index.contains(user) || {
+                    let newly_kept = c.users.insert(user, limits.max_users);
+                    if newly_kept {
+                        index.insert(user.to_string());
+                        self.new_names.push((NameKind::User, user.to_string()));
+                    }
+                    newly_kept
+                };
+                remember(&mut self.known_user, kept.then_some(user));
+            }
+        }
+    }
+
+    /// Without the sets in memory: `names` wait to be checked at commit,
+    /// or the sets are read in once too many wait.
+    fn note_unchecked<'n>(
+        &mut self,
+        names: impl Iterator<Item = (NameKind, &'n str)>,
+        conn: &Connection,
+        path: &Path,
+        id: IncidentId,
+        limits: &Limits,
+    ) -> Result<(), StoreError> {
+        names.for_each(|(kind, name)| self.unchecked.see(kind, name));
+        if self.unchecked.len() > UNCHECKED_NAMES_MAX {
+            self.load_names(conn, path, id, limits)?;
+        }
+        Ok(())
+    }
+
+    /// Reads the host and user sets in (with the names waiting to be
+    /// checked folded in) and keeps them in memory from now on.
+    fn load_names(
+        &mut self,
+        conn: &Connection,
+        path: &Path,
+        id: IncidentId,
+        limits: &Limits,
+    ) -> Result<(), StoreError> {
+        if self.names_loaded {
+            return Ok(());
+        }
+        read_names(conn, path, id, &[NameKind::Host, NameKind::User], &mut self.campaign)?;
+        let added = apply_unchecked(&mut self.unchecked, &mut self.campaign, limits);
+        self.new_names.extend(added);
+        self.names_loaded = true;
+        Ok(())
+    }
+
+    /// The estimated memory of its names (see [`CACHED_NAME_BYTES`]).
+    fn name_bytes(&self) -> usize {
+        let c = &self.campaign;
+        let index = self.user_index.as_ref().map_or(0, |index| index.len());
+        (c.users.kept.len() + c.hosts.kept.len() + index + self.unchecked.len()) * CACHED_NAME_BYTES
+    }
+
+    /// Lets the host and user sets go (the incident cache is over its
+    /// memory budget); they are read back when needed.
+    fn unload_names(&mut self) {
+        debug_assert!(!self.dirty, "only between batches");
+        let c = &mut self.campaign;
+        c.hosts.kept = Default::default();
+        c.users.kept = Default::default();
+        self.names_loaded = false;
+        self.user_index = None;
+        self.known_host = None;
+        self.known_user = None;
     }
 
     /// Records line `seq` of this incident: its record always, its text
@@ -275,73 +374,6 @@ fn remember(known: &mut Option<String>, name: Option<&str>) {
     }
 }
 
-/// Which bounded set of an incident a name belongs to (`incident_names.kind`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum NameKind {
-    Rule,
-    Host,
-    User,
-}
-
-impl NameKind {
-    const ALL: [NameKind; 3] = [NameKind::Rule, NameKind::Host, NameKind::User];
-
-    fn as_str(self) -> &'static str {
-        match self {
-            NameKind::Rule => "rule",
-            NameKind::Host => "host",
-            NameKind::User => "user",
-        }
-    }
-
-    fn set(self, c: &Campaign) -> &BoundedSet {
-        match self {
-            NameKind::Rule => &c.rules,
-            NameKind::Host => &c.hosts,
-            NameKind::User => &c.users,
-        }
-    }
-
-    fn set_mut(self, c: &mut Campaign) -> &mut BoundedSet {
-        match self {
-            NameKind::Rule => &mut c.rules,
-            NameKind::Host => &mut c.hosts,
-            NameKind::User => &mut c.users,
-        }
-    }
-
-    /// The names of `obs` that go into this set.
-    fn of(self, obs: &Observation) -> &[String] {
-        match self {
-            NameKind::Rule => std::slice::from_ref(&obs.rule),
-            NameKind::Host => &obs.hosts,
-            NameKind::User => &obs.users,
-        }
-    }
-}
-
-/// The names of `obs` not yet in `c`'s sets (call before merging; keep
-/// those in the sets after merging: they are the newly kept ones).
-fn unseen_names(c: &Campaign, obs: &Observation) -> Vec<(NameKind, String)> {
-    let mut unseen = Vec::new();
-    for kind in NameKind::ALL {
-        let set = kind.set(c);
-        for name in kind.of(obs) {
-            if !set.kept.contains(name) {
-                unseen.push((kind, name.clone()));
-            }
-        }
-    }
-    unseen
-}
-
-fn newly_kept(c: &Campaign, mut unseen: Vec<(NameKind, String)>) -> Vec<(NameKind, String)> {
-    unseen.retain(|(kind, name)| kind.set(c).kept.contains(name));
-    unseen.sort_by(|a, b| (a.0.as_str(), &a.1).cmp(&(b.0.as_str(), &b.1)));
-    unseen.dedup();
-    unseen
-}
-
 /// The incidents a store has read or written, kept between batches so a
 /// scan loads each incident once rather than once per batch. Every batch
 /// checks SQLite's `data_version` once it holds the write lock: if
@@ -376,6 +408,10 @@ impl std::fmt::Debug for Cache {
 /// that a stream of new addresses cannot grow it without end.
 const CACHED_KEYS_PER_INCIDENT: usize = 4;
 
+/// Distinct hosts and users an incident without its sets in memory
+/// collects in one batch before it reads them in.
+const UNCHECKED_NAMES_MAX: usize = 256;
+
 /// Estimated memory of one cached name (a `String` in a set, its
 /// allocation and the set's share), for `max_cached_name_bytes`.
 const CACHED_NAME_BYTES: usize = 64;
@@ -388,16 +424,7 @@ impl Cache {
 
     /// The estimated memory of the cached incidents' names.
     pub(super) fn name_bytes(&self) -> usize {
-        let names: usize = self
-            .loaded
-            .values()
-            .map(|l| {
-                l.campaign.users.kept.len()
-                    + l.campaign.hosts.kept.len()
-                    + l.user_index.as_ref().map_or(0, |index| index.len())
-            })
-            .sum();
-        names * CACHED_NAME_BYTES
+        self.loaded.values().map(Loaded::name_bytes).sum()
     }
 
     /// Whether incident `id` is cached.
@@ -406,23 +433,48 @@ impl Cache {
         self.loaded.contains_key(&id)
     }
 
-    /// Keeps memory bounded whatever the number of attackers: past a cap,
-    /// the incidents this batch did not use go first, then everything.
+    /// Whether incident `id` is cached with its name sets.
+    #[cfg(test)]
+    pub(super) fn holds_names(&self, id: IncidentId) -> bool {
+        self.loaded.get(&id).is_some_and(|l| l.names_loaded)
+    }
+
+    /// Keeps memory bounded whatever the number of attackers: past the
+    /// name budget, the incidents used longest ago let their name sets go
+    /// until a quarter of the budget is free (the incidents stay: their
+    /// attempts' names are checked at commit); past the count cap, the
+    /// incidents this batch did not use go first, then everything.
     fn bound(&mut self, options: &StoreOptions) {
+        let batch = self.batch;
+        let mut name_bytes = self.name_bytes();
+        if name_bytes > options.max_cached_name_bytes {
+            let target = options.max_cached_name_bytes / 4 * 3;
+            let mut holders: Vec<(u64, IncidentId)> = self
+                .loaded
+                .iter()
+                .filter(|(_, l)| l.names_loaded)
+                .map(|(id, l)| (l.used_in, *id))
+                .collect();
+            holders.sort_unstable();
+            for (_, id) in holders {
+                if name_bytes <= target {
+                    break;
+                }
+                let loaded = self.loaded.get_mut(&id).expect("listed above");
+                name_bytes -= loaded.name_bytes();
+                loaded.unload_names();
+            }
+        }
         let max = options.max_cached_incidents;
-        let over = |cache: &Cache| {
-            cache.loaded.len() > max || cache.name_bytes() > options.max_cached_name_bytes
-        };
         if self.open_by_key.len() > max.saturating_mul(CACHED_KEYS_PER_INCIDENT) {
             // Lookups only (most of them campaigns without an incident):
             // done again when needed.
             self.open_by_key.clear();
         }
-        if over(self) {
-            let batch = self.batch;
+        if self.loaded.len() > max {
             self.loaded.retain(|_, loaded| loaded.used_in == batch);
             self.open_by_key.clear();
-            if over(self) {
+            if self.loaded.len() > max {
                 self.clear();
             }
         }
@@ -640,7 +692,7 @@ impl<'s> Batch<'s> {
     /// raised the severity is never lost to the cap).
     pub fn open_or_update_incident(
         &mut self,
-        obs: Observation,
+        mut obs: Observation,
     ) -> Result<(IncidentId, Change), StoreError> {
         let limits = self.options.limits;
         let (id, change) = match self.find_open_incident(&obs.key)? {
@@ -660,7 +712,7 @@ impl<'s> Batch<'s> {
                     &detail,
                 )?;
                 self.cache.open_by_key.insert(obs.key.clone(), Some(id));
-                let mut loaded = Loaded::new(campaign, true, self.cache.batch);
+                let mut loaded = Loaded::new(campaign, true, self.cache.batch, true);
                 for kind in NameKind::ALL {
                     let names = &kind.set(&loaded.campaign).kept;
                     loaded.new_names.extend(names.iter().map(|n| (kind, n.clone())));
@@ -671,6 +723,13 @@ impl<'s> Batch<'s> {
             Some(id) => {
                 self.load(id)?;
                 let loaded = self.cache.loaded.get_mut(&id).expect("loaded above");
+                // Without the sets in memory, the hosts and users wait to be
+                // checked (the rules are always in memory).
+                let (hosts, users) = if loaded.names_loaded {
+                    Default::default()
+                } else {
+                    (std::mem::take(&mut obs.hosts), std::mem::take(&mut obs.users))
+                };
                 let unseen = unseen_names(&loaded.campaign, &obs);
                 let change = loaded.campaign.merge(&obs, &limits);
                 if !unseen.is_empty() {
@@ -681,6 +740,9 @@ impl<'s> Batch<'s> {
                     }
                     loaded.new_names.extend(added);
                 }
+                let hosts = hosts.iter().map(|name| (NameKind::Host, name.as_str()));
+                let users = users.iter().map(|name| (NameKind::User, name.as_str()));
+                loaded.note_unchecked(hosts.chain(users), self.conn, self.path, id, &limits)?;
                 loaded.dirty = true;
                 if let Change::Escalated { from, to } = change {
                     let detail = format!("severity {from} → {to} (rule {})", obs.rule);
@@ -723,36 +785,15 @@ impl<'s> Batch<'s> {
         campaign.attempts = campaign.attempts.saturating_add(1);
         campaign.first_seen = campaign.first_seen.min(at);
         campaign.last_seen = campaign.last_seen.max(at);
-        if let Some(host) = host {
-            if loaded.known_host.as_deref() != Some(host) {
-                let newly_kept = campaign.hosts.insert(host, limits.max_hosts);
-                if newly_kept {
-                    loaded.new_names.push((NameKind::Host, host.to_string()));
-                }
-                let kept = newly_kept || campaign.hosts.kept.contains(host);
-                remember(&mut loaded.known_host, kept.then_some(host));
-            }
-        }
-        if let Some(user) = user {
-            if loaded.known_user.as_deref() != Some(user) {
-                let index = loaded
-                    .user_index
-                    .get_or_insert_with(|| campaign.users.kept.iter().cloned().collect());
-                // Not in the index: new to the set, or beyond its cap
-                // (counted there).
-                let kept = index.contains(user) || {
-                    let newly_kept = campaign.users.insert(user, limits.max_users);
-                    if newly_kept {
-                        index.insert(user.to_string());
-                        loaded.new_names.push((NameKind::User, user.to_string()));
-                    }
-                    newly_kept
-                };
-                remember(&mut loaded.known_user, kept.then_some(user));
-            }
+        if loaded.names_loaded {
+            loaded.note_names(host, user, &limits);
+        } else {
+            let names = host.map(|h| (NameKind::Host, h)).into_iter();
+            let names = names.chain(user.map(|u| (NameKind::User, u)));
+            loaded.note_unchecked(names, self.conn, self.path, id, &limits)?;
         }
         let cap = limits.evidence;
-        let seq = campaign.note_evidence(&evidence.sha256);
+        let seq = loaded.campaign.note_evidence(&evidence.sha256);
         loaded.dirty = true;
         let keep = cap.keeps_first(seq);
         loaded
@@ -760,10 +801,19 @@ impl<'s> Batch<'s> {
             .map_err(|e| StoreError::from_sqlite(self.path, self.options.busy_timeout, e))
     }
 
-    /// The aggregate of incident `id` as this batch has made it so far.
+    /// The aggregate of incident `id` as this batch has made it so far,
+    /// with all its names.
     pub fn campaign(&mut self, id: IncidentId) -> Result<&Campaign, StoreError> {
-        self.load(id)?;
+        self.load_names(id)?;
         Ok(&self.cache.loaded.get(&id).expect("loaded above").campaign)
+    }
+
+    /// The rule that opened incident `id` and all the rules that fired in
+    /// it (without reading its other names).
+    pub fn rules(&mut self, id: IncidentId) -> Result<(&str, &BoundedSet), StoreError> {
+        self.load(id)?;
+        let campaign = &self.cache.loaded.get(&id).expect("loaded above").campaign;
+        Ok((&campaign.rule, &campaign.rules))
     }
 
     fn record_lines(
@@ -830,7 +880,8 @@ impl<'s> Batch<'s> {
 
     /// The lifecycle state of an incident, as this transaction sees it.
     pub fn incident_state(&mut self, id: IncidentId) -> Result<State, StoreError> {
-        Ok(self.campaign(id)?.state)
+        self.load(id)?;
+        Ok(self.cache.loaded.get(&id).expect("loaded above").campaign.state)
     }
 
     /// Appends a timeline entry; returns its id.
@@ -982,7 +1033,8 @@ impl<'s> Batch<'s> {
 
     /// Writes each of `dirty`'s rows, names and evidence.
     fn flush_incidents(&mut self, dirty: &[IncidentId]) -> Result<(), StoreError> {
-        let cap = self.options.limits.evidence;
+        let limits = self.options.limits;
+        let cap = limits.evidence;
         // Only a store opened without the audit migration (older-schema
         // tests and benchmarks) has no chain to append to.
         let audited = self.options.migrations.iter().any(|m| m.sql == super::audit::SCHEMA);
@@ -990,7 +1042,19 @@ impl<'s> Batch<'s> {
             let cache = &mut *self.cache;
             let loaded = cache.loaded.get_mut(&id).expect("listed above");
             let scratch = &mut cache.scratch;
+            if !loaded.unchecked.is_empty() {
+                let added = check_unchecked(
+                    self.conn,
+                    id,
+                    &mut loaded.unchecked,
+                    &mut loaded.campaign,
+                    &limits,
+                )
+                .map_err(|e| StoreError::from_sqlite(self.path, self.options.busy_timeout, e))?;
+                loaded.new_names.extend(added);
+            }
             let c = &loaded.campaign;
+            let names_loaded = loaded.names_loaded;
             let mut write = || -> rusqlite::Result<()> {
                 // `state` is not written here (set_state writes it at
                 // once): leaving indexed columns out of the SET list spares
@@ -1024,13 +1088,17 @@ impl<'s> Batch<'s> {
                 if audited && !loaded.new_names.is_empty() {
                     // One audit entry for all the incident's names, not one
                     // per name: a spray of user names stays cheap.
-                    let all = NameKind::ALL.into_iter().flat_map(|kind| {
-                        kind.set(c)
-                            .kept
-                            .iter()
-                            .map(move |n| (kind.as_str().as_bytes(), n.as_bytes()))
-                    });
-                    let digest = hikeshi_core::audit::names_digest(all);
+                    let digest = if names_loaded {
+                        let all = NameKind::ALL.into_iter().flat_map(|kind| {
+                            kind.set(c)
+                                .kept
+                                .iter()
+                                .map(move |n| (kind.as_str().as_bytes(), n.as_bytes()))
+                        });
+                        hikeshi_core::audit::names_digest(all)
+                    } else {
+                        digest_in_database(self.conn, id)?
+                    };
                     super::audit::append(
                         self.conn,
                         hikeshi_core::audit::Action::Insert,
@@ -1111,10 +1179,18 @@ impl<'s> Batch<'s> {
             loaded.used_in = batch;
             return Ok(());
         }
-        let incident =
-            read_incident(self.conn, self.path, id)?.ok_or(StoreError::NoSuchIncident(id))?;
-        self.cache.loaded.insert(id, Loaded::new(incident.campaign, false, batch));
+        // Its rules only: its other names wait until needed.
+        let incident = read_incident(self.conn, self.path, id, &[NameKind::Rule])?
+            .ok_or(StoreError::NoSuchIncident(id))?;
+        self.cache.loaded.insert(id, Loaded::new(incident.campaign, false, batch, false));
         Ok(())
+    }
+
+    /// [`Batch::load`], with all the incident's names in memory.
+    fn load_names(&mut self, id: IncidentId) -> Result<(), StoreError> {
+        self.load(id)?;
+        let loaded = self.cache.loaded.get_mut(&id).expect("loaded above");
+        loaded.load_names(self.conn, self.path, id, &self.options.limits)
     }
 
     fn insert_timeline(
@@ -1268,7 +1344,7 @@ const INCIDENT_COLUMNS: &str = "id, subject_kind, subject, rule, rules_omitted, 
 
 /// A stored value that does not decode: the database was edited by hand or
 /// is damaged. Said with the row, never skipped.
-fn bad_value(path: &Path, what: String) -> StoreError {
+pub(super) fn bad_value(path: &Path, what: String) -> StoreError {
     StoreError::BadValue { path: path.to_path_buf(), what }
 }
 
@@ -1313,10 +1389,12 @@ fn raw_incident(row: &Row<'_>) -> rusqlite::Result<RawIncident> {
     })
 }
 
+/// Decodes a row of `incidents`, with its names of `kinds`.
 fn decode_incident(
     conn: &Connection,
     path: &Path,
     raw: RawIncident,
+    kinds: &[NameKind],
 ) -> Result<Incident, StoreError> {
     let id = IncidentId(raw.id);
     let bad =
@@ -1353,17 +1431,7 @@ fn decode_incident(
     campaign.rules.omitted = count("rules_omitted", raw.rules_omitted)?;
     campaign.hosts.omitted = count("hosts_omitted", raw.hosts_omitted)?;
     campaign.users.omitted = count("users_omitted", raw.users_omitted)?;
-    let names: Vec<(String, String)> = conn
-        .prepare_cached("SELECT kind, name FROM incident_names WHERE incident_id = ?1")
-        .and_then(|mut stmt| stmt.query_map([id.0], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
-        .map_err(|e| StoreError::from_sqlite(path, std::time::Duration::ZERO, e))?;
-    for (kind, name) in names {
-        let kind = NameKind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == kind)
-            .ok_or_else(|| bad("incident_names", format!("unknown kind {kind:?}")))?;
-        kind.set_mut(&mut campaign).kept.insert(name);
-    }
+    read_names(conn, path, id, kinds, &mut campaign)?;
     Ok(Incident {
         id,
         phase: state.nist_phase(),
@@ -1376,12 +1444,13 @@ fn read_incident(
     conn: &Connection,
     path: &Path,
     id: IncidentId,
+    kinds: &[NameKind],
 ) -> Result<Option<Incident>, StoreError> {
     let raw = conn
         .prepare_cached(&format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?1"))
         .and_then(|mut stmt| stmt.query_row([id.0], raw_incident).optional())
         .map_err(|e| StoreError::from_sqlite(path, std::time::Duration::ZERO, e))?;
-    raw.map(|raw| decode_incident(conn, path, raw)).transpose()
+    raw.map(|raw| decode_incident(conn, path, raw, kinds)).transpose()
 }
 
 impl super::Store {
@@ -1403,13 +1472,15 @@ impl super::Store {
                 None => stmt.query_map([], raw_incident)?.collect(),
             })
             .map_err(|e| self.error(e))?;
-        raws.into_iter().map(|raw| decode_incident(self.conn(), self.path(), raw)).collect()
+        raws.into_iter()
+            .map(|raw| decode_incident(self.conn(), self.path(), raw, &NameKind::ALL))
+            .collect()
     }
 
     /// One incident with its timeline and kept evidence.
     pub fn get_incident(&self, id: IncidentId) -> Result<IncidentDetail, StoreError> {
-        let incident =
-            read_incident(self.conn(), self.path(), id)?.ok_or(StoreError::NoSuchIncident(id))?;
+        let incident = read_incident(self.conn(), self.path(), id, &NameKind::ALL)?
+            .ok_or(StoreError::NoSuchIncident(id))?;
         let timeline = self.read_timeline(id)?;
         let evidence = self.read_evidence(&incident)?;
         Ok(IncidentDetail { incident, timeline, evidence })
@@ -1417,7 +1488,8 @@ impl super::Store {
 
     /// One incident's aggregate, without its timeline and evidence.
     pub fn incident(&self, id: IncidentId) -> Result<Incident, StoreError> {
-        read_incident(self.conn(), self.path(), id)?.ok_or(StoreError::NoSuchIncident(id))
+        read_incident(self.conn(), self.path(), id, &NameKind::ALL)?
+            .ok_or(StoreError::NoSuchIncident(id))
     }
 
     /// The open incident of `key`, if any.

@@ -26,6 +26,7 @@ pub mod audit;
 mod evidence;
 pub mod incidents;
 pub mod lifecycle;
+mod names;
 pub mod schema;
 
 pub use incidents::{

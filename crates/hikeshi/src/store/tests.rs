@@ -4,8 +4,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use hikeshi_core::incident::{
-    chain_evidence_digest, Actor, CampaignKey, Change, Evidence, EvidenceCap, IncidentId, Limits,
-    Observation, State, TimelineKind, EMPTY_EVIDENCE_DIGEST,
+    chain_evidence_digest, Actor, Campaign, CampaignKey, Change, Evidence, EvidenceCap, IncidentId,
+    Limits, Observation, State, TimelineKind, EMPTY_EVIDENCE_DIGEST,
 };
 use hikeshi_core::Severity;
 use jiff::Timestamp;
@@ -980,13 +980,13 @@ fn attempts_keep_users_and_hosts_up_to_the_cap_and_count_every_sighting_beyond()
 }
 
 #[test]
-fn the_incident_cache_is_bounded_by_the_memory_of_its_names_too() {
+fn past_its_name_budget_the_cache_lets_names_go_and_keeps_the_incidents() {
     let (_dir, path) = temp();
-    // Room for about 40 names: incidents of 30 users each go over it at
-    // the second one, well before the count cap.
+    // Room for 40 names: incidents of 20 users and a host each go over it
+    // at the second one, well before the count cap.
     let options = StoreOptions::default().long_running(1024, 1_000, 40 * 64);
     let mut store = Store::open_with(&path, options).unwrap();
-    let users: Vec<String> = (0..30).map(|i| format!("user{i}")).collect();
+    let users: Vec<String> = (0..20).map(|i| format!("user{i}")).collect();
     let users: Vec<&str> = users.iter().map(String::as_str).collect();
     let open = |store: &mut Store, addrs: &[&str]| {
         let mut batch = store.batch().unwrap();
@@ -1000,16 +1000,178 @@ fn the_incident_cache_is_bounded_by_the_memory_of_its_names_too() {
         ids
     };
     let first = open(&mut store, &["203.0.113.7"])[0];
-    assert_eq!(store.cache.len(), 1, "31 names: within the budget, kept");
+    assert!(store.cache.holds_names(first), "21 names: within the budget, kept");
     let second = open(&mut store, &["203.0.113.8"])[0];
-    assert_eq!(store.cache.len(), 1, "62 names: over the budget");
-    assert!(store.cache.holds(second), "the incident this batch used stays");
-    assert!(!store.cache.holds(first), "the one it did not goes first");
-    open(&mut store, &["203.0.113.9", "203.0.113.10"]);
-    assert_eq!(store.cache.len(), 0, "one batch's own incidents over the budget: emptied");
-    // Emptied, not lost: the next batch reads them back.
+    assert!(store.cache.holds_names(second), "the incident used last keeps its names");
+    assert!(!store.cache.holds_names(first), "the one used longest ago lets them go");
+    assert!(store.cache.holds(first), "but stays cached");
+    let ids = open(&mut store, &["203.0.113.9", "203.0.113.10"]);
+    assert!(!store.cache.holds_names(second), "oldest first");
+    assert_eq!(ids.iter().filter(|id| store.cache.holds_names(**id)).count(), 1);
+    assert_eq!(store.cache.name_bytes(), 21 * 64, "until a quarter of the budget is free");
+    assert_eq!(store.cache.len(), 4);
+    // Let go, not lost: what needs them reads them back.
+    let mut batch = store.batch().unwrap();
+    assert_eq!(batch.campaign(first).unwrap().users.kept.len(), 20);
+    batch.commit().unwrap();
+}
+
+#[test]
+fn the_incident_cache_is_bounded_by_its_count_too() {
+    let (_dir, path) = temp();
+    let options = StoreOptions::default().long_running(1024, 2, 1 << 20);
+    let mut store = Store::open_with(&path, options).unwrap();
+    let open = |store: &mut Store, addrs: &[&str]| {
+        let mut batch = store.batch().unwrap();
+        for a in addrs {
+            batch.open_or_update_incident(obs(a, Severity::Medium, 0, 5, &["root"])).unwrap();
+        }
+        batch.commit().unwrap();
+    };
+    open(&mut store, &["203.0.113.7", "203.0.113.8"]);
+    assert_eq!(store.cache.len(), 2);
+    open(&mut store, &["203.0.113.9"]);
+    assert_eq!(store.cache.len(), 1, "over the count: the incidents this batch did not use go");
+    open(&mut store, &["203.0.113.10", "203.0.113.11", "203.0.113.12"]);
+    assert_eq!(store.cache.len(), 0, "one batch's own incidents over the count: emptied");
     let mut batch = store.batch().unwrap();
     let id = batch.find_open_incident(&key("203.0.113.8")).unwrap().expect("still open");
-    assert_eq!(batch.campaign(id).unwrap().users.kept.len(), 30);
+    assert_eq!(batch.campaign(id).unwrap().users.kept.len(), 1);
     batch.commit().unwrap();
+}
+
+/// One step of [`names_are_the_same_with_or_without_them_in_memory`].
+#[derive(Debug, Clone)]
+enum NameStep {
+    Attempt {
+        incident: usize,
+        host: Option<u8>,
+        user: Option<u8>,
+    },
+    Finding {
+        incident: usize,
+        users: Vec<u8>,
+    },
+    /// Something that needs the whole sets (an alert) mid-batch.
+    Read {
+        incident: usize,
+    },
+    Commit,
+}
+
+fn name_step() -> impl proptest::strategy::Strategy<Value = NameStep> {
+    use proptest::prelude::*;
+    let name = || proptest::option::weighted(0.9, 0u8..12);
+    prop_oneof![
+        8 => (0usize..3, name(), name())
+            .prop_map(|(incident, host, user)| NameStep::Attempt { incident, host, user }),
+        1 => (0usize..3, proptest::collection::vec(0u8..12, 0..4))
+            .prop_map(|(incident, users)| NameStep::Finding { incident, users }),
+        1 => (0usize..3).prop_map(|incident| NameStep::Read { incident }),
+        2 => Just(NameStep::Commit),
+    ]
+}
+
+/// Runs `steps` on three incidents; returns them as stored, and whether the
+/// audit trail verifies.
+fn run_name_steps(path: &Path, options: StoreOptions, steps: &[NameStep]) -> Vec<Campaign> {
+    let mut store = Store::open_with(path, options).unwrap();
+    let addrs = ["203.0.113.7", "203.0.113.8", "2001:db8::1"];
+    let ids: Vec<IncidentId> = store
+        .write(|b| {
+            addrs
+                .iter()
+                .map(|a| Ok(b.open_or_update_incident(obs(a, Severity::Low, 0, 1, &["u0"]))?.0))
+                .collect::<Result<Vec<_>, StoreError>>()
+        })
+        .unwrap();
+    let line = lines(0, 1).remove(0);
+    let mut batch = store.batch().unwrap();
+    for step in steps {
+        match step {
+            NameStep::Attempt { incident, host, user } => {
+                let host = host.map(|h| format!("host{h}"));
+                let user = user.map(|u| format!("u{u}"));
+                batch
+                    .record_attempt(
+                        ids[*incident],
+                        t(1),
+                        host.as_deref(),
+                        user.as_deref(),
+                        line.as_ref(),
+                    )
+                    .unwrap();
+            }
+            NameStep::Finding { incident, users } => {
+                let users: Vec<String> = users.iter().map(|u| format!("u{u}")).collect();
+                let users: Vec<&str> = users.iter().map(String::as_str).collect();
+                batch
+                    .open_or_update_incident(obs(addrs[*incident], Severity::Low, 2, 1, &users))
+                    .unwrap();
+            }
+            NameStep::Read { incident } => {
+                batch.campaign(ids[*incident]).unwrap();
+            }
+            NameStep::Commit => {
+                batch.commit().unwrap();
+                batch = store.batch().unwrap();
+            }
+        }
+    }
+    batch.commit().unwrap();
+    let report = store.audit_verify(None).unwrap();
+    assert!(report.broken.is_none(), "{report:?}");
+    ids.iter().map(|id| store.incident(*id).unwrap().campaign).collect()
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Attempts, findings and reads across batches give the same incidents
+    /// (names kept, sightings beyond the caps, audit trail) whether the
+    /// cache keeps the name sets in memory or lets them go after every
+    /// batch and checks names against the database.
+    #[test]
+    fn names_are_the_same_with_or_without_them_in_memory(
+        steps in proptest::collection::vec(name_step(), 0..60)
+    ) {
+        let limits = Limits { max_users: 5, max_hosts: 2, ..Limits::default() };
+        let (_a, in_memory) = temp();
+        let (_b, let_go) = temp();
+        let expected = run_name_steps(&in_memory, with_limits(limits), &steps);
+        let tight = with_limits(limits).long_running(1024, 1_000, 0);
+        let got = run_name_steps(&let_go, tight, &steps);
+        proptest::prop_assert_eq!(got, expected);
+    }
+}
+
+#[test]
+fn a_spray_against_an_incident_read_back_keeps_the_first_names_up_to_the_cap() {
+    let (_dir, path) = temp();
+    let limits = Limits { max_users: 300, ..Limits::default() };
+    let mut store = Store::open_with(&path, with_limits(limits)).unwrap();
+    let (id, _) =
+        store.open_or_update_incident(obs("203.0.113.7", Severity::Low, 0, 1, &["root"])).unwrap();
+    drop(store);
+    // Read back from the database: more distinct names in one batch than
+    // wait to be checked, so its sets are read in part-way.
+    let mut store = Store::open_with(&path, with_limits(limits)).unwrap();
+    let line = lines(0, 1).remove(0);
+    store
+        .write(|b| {
+            for i in 0..1_000 {
+                let user = format!("user{i:04}");
+                b.record_attempt(id, t(1), Some("web1"), Some(&user), line.as_ref())?;
+                b.record_attempt(id, t(1), Some("web1"), Some("root"), line.as_ref())?;
+            }
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    let c = store.incident(id).unwrap().campaign;
+    assert_eq!(c.users.kept.len(), 300);
+    assert!(c.users.kept.contains("root") && c.users.kept.contains("user0298"));
+    assert!(!c.users.kept.contains("user0299"), "first seen, first kept");
+    assert_eq!(c.users.omitted, 701, "every sighting beyond the cap");
+    assert_eq!(c.hosts.kept.iter().collect::<Vec<_>>(), ["web1"]);
+    assert_eq!(c.attempts, 2_001);
 }
