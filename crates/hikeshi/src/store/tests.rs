@@ -1175,3 +1175,33 @@ fn a_spray_against_an_incident_read_back_keeps_the_first_names_up_to_the_cap() {
     assert_eq!(c.hosts.kept.iter().collect::<Vec<_>>(), ["web1"]);
     assert_eq!(c.attempts, 2_001);
 }
+
+#[test]
+fn a_name_row_of_an_unknown_kind_is_a_clear_error_when_the_names_are_read() {
+    let (_dir, path) = temp();
+    let mut store = Store::open(&path).unwrap();
+    let (id, _) =
+        store.open_or_update_incident(obs("203.0.113.7", Severity::Low, 0, 1, &["root"])).unwrap();
+    store
+        .conn()
+        .execute(
+            "INSERT INTO incident_names (incident_id, kind, name) VALUES (?1, 'us\u{7}er', 'x')",
+            [id.0],
+        )
+        .unwrap();
+    drop(store);
+    let mut store = Store::open(&path).unwrap();
+    let err = store.get_incident(id).unwrap_err().to_string();
+    assert!(err.contains("unknown kind") && err.contains(DB_FILE_NAME), "{err}");
+    // Read back lazily, the incident takes attempts (their names wait);
+    // what needs all its names gets the error, and nothing is written.
+    let names_before = count(&store, "incident_names");
+    let line = lines(0, 1).remove(0);
+    let mut batch = store.batch().unwrap();
+    batch.record_attempt(id, t(1), Some("web1"), Some("admin"), line.as_ref()).unwrap();
+    let err = batch.campaign(id).unwrap_err().to_string();
+    assert!(err.contains("unknown kind"), "{err}");
+    drop(batch);
+    assert_eq!(count(&store, "incident_names"), names_before);
+    assert_eq!(store.list_incidents(&IncidentFilter::default()).unwrap_err().to_string(), err);
+}
