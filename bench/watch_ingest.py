@@ -157,6 +157,10 @@ def measure(args, tool):
                     "rss_kib": proc_field(pid, "status", "VmRSS:"),
                     "cpu_s": cpu_seconds(pid),
                     "thread_cpu_s": thread_cpu(pid),
+                    # The daemon's capped state (detector subjects, ban
+                    # requests, buffered lines, incident cache): what an
+                    # RSS change is made of.
+                    "memory": (status or {}).get("memory"),
                 }
             )
             if writer_end is None and writer_done:

@@ -11,6 +11,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::contain::BanTarget;
 use crate::event::canonical_addr;
 
 /// Why an address is allowlisted: said in every refusal.
@@ -76,15 +77,7 @@ impl Allowlist {
     /// addresses, overlaps a configured network, or starts with a non-peer
     /// address.
     pub fn check_net(&self, net: IpNet) -> Option<AllowReason> {
-        let net = match net {
-            IpNet::V6(v6) => match v6.network().to_ipv4_mapped() {
-                Some(v4) if v6.prefix_len() >= 96 => {
-                    IpNet::new(IpAddr::V4(v4), v6.prefix_len() - 96).ok()?.trunc()
-                }
-                _ => net.trunc(),
-            },
-            IpNet::V4(_) => net.trunc(),
-        };
+        let net = BanTarget::net(net).network();
         if let Some(reason) = self.check(net.network()) {
             return Some(reason);
         }
@@ -99,6 +92,15 @@ impl Allowlist {
             return Some(AllowReason::HostAddress);
         }
         self.networks.iter().find(|n| overlaps(net, **n)).map(|n| AllowReason::Configured(*n))
+    }
+
+    /// Why a ban of `target` must never happen: [`Allowlist::check`] for
+    /// one address, [`Allowlist::check_net`] for a network.
+    pub fn check_target(&self, target: BanTarget) -> Option<AllowReason> {
+        match target.single() {
+            Some(addr) => self.check(addr),
+            None => self.check_net(target.network()),
+        }
     }
 
     pub fn contains(&self, addr: IpAddr) -> bool {

@@ -1,15 +1,132 @@
-//! Ban policy: how long a ban lasts and when it ends.
+//! Ban policy: what a ban covers, how long it lasts and when it ends.
 //!
-//! Pure arithmetic, with the current time always passed in: a first
-//! offence gets `bantime`, each repeat multiplies it (`bantime *
+//! [`BanTarget`] is the unit of containment: one address, or one network
+//! (the IPv6 /64 an attacker rotates through). The rest is pure
+//! arithmetic, with the current time always passed in: a first offence
+//! gets `bantime`, each repeat multiplies it (`bantime *
 //! multiplier^(offences-1)`), capped at `max_bantime`, and optionally the
 //! N-th offence is banned permanently. The application crate remembers
 //! offences across restarts and carries the decision out in the firewall.
 
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
 use std::time::Duration;
 
+use ipnet::IpNet;
 use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use thiserror::Error;
+
+use crate::event::canonical_addr;
+
+/// What one ban covers: a single address or a whole network, in
+/// canonical form (IPv4-mapped IPv6 is IPv4, host bits are zero).
+///
+/// Printed, stored and serialized as the bare address when it is one
+/// address (`203.0.113.5`, as before networks could be banned) and in
+/// CIDR notation when it is a network (`2001:db8:1:2::/64`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BanTarget(IpNet);
+
+impl BanTarget {
+    /// The single address `addr`.
+    pub fn addr(addr: IpAddr) -> BanTarget {
+        BanTarget(IpNet::from(canonical_addr(addr)))
+    }
+
+    /// The network `net` (a single address when its prefix is full).
+    pub fn net(net: IpNet) -> BanTarget {
+        let net = match net {
+            IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.network().to_ipv4_mapped() {
+                Some(v4) => IpNet::new(IpAddr::V4(v4), v6.prefix_len() - 96)
+                    .expect("a mapped prefix of at least 96 bits fits IPv4"),
+                None => net,
+            },
+            _ => net,
+        };
+        BanTarget(net.trunc())
+    }
+
+    /// The network `addr` belongs to when networks of `prefix_len` bits
+    /// are banned (the address itself when `prefix_len` is its family's
+    /// full length or more).
+    pub fn covering(addr: IpAddr, prefix_len: u8) -> BanTarget {
+        let addr = canonical_addr(addr);
+        let full = if addr.is_ipv4() { 32 } else { 128 };
+        BanTarget::net(IpNet::new(addr, prefix_len.min(full)).expect("prefix length fits"))
+    }
+
+    /// The covered network (a /32 or /128 for one address).
+    pub fn network(self) -> IpNet {
+        self.0
+    }
+
+    /// The address, when the target is one address.
+    pub fn single(self) -> Option<IpAddr> {
+        (self.0.prefix_len() == self.0.max_prefix_len()).then(|| self.0.addr())
+    }
+
+    pub fn is_ipv4(self) -> bool {
+        matches!(self.0, IpNet::V4(_))
+    }
+
+    /// Whether `addr` is covered.
+    pub fn contains(self, addr: IpAddr) -> bool {
+        self.0.contains(&canonical_addr(addr))
+    }
+}
+
+impl From<IpAddr> for BanTarget {
+    fn from(addr: IpAddr) -> BanTarget {
+        BanTarget::addr(addr)
+    }
+}
+
+impl fmt::Display for BanTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.single() {
+            Some(addr) => write!(f, "{addr}"),
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
+/// Text that is neither an address nor a network in CIDR notation.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[error("not an IP address or network (CIDR): {0:?}")]
+pub struct BanTargetError(pub String);
+
+impl FromStr for BanTarget {
+    type Err = BanTargetError;
+
+    fn from_str(text: &str) -> Result<BanTarget, BanTargetError> {
+        if text.contains('/') {
+            let net: IpNet = text.parse().map_err(|_| BanTargetError(shorten(text)))?;
+            Ok(BanTarget::net(net))
+        } else {
+            let addr: IpAddr = text.parse().map_err(|_| BanTargetError(shorten(text)))?;
+            Ok(BanTarget::addr(addr))
+        }
+    }
+}
+
+fn shorten(text: &str) -> String {
+    text.chars().take(64).collect()
+}
+
+impl Serialize for BanTarget {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for BanTarget {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<BanTarget, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
 
 /// How long one ban lasts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -210,6 +327,35 @@ pub fn format_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ban_targets_are_canonical_and_print_as_before_for_one_address() {
+        let target = |s: &str| s.parse::<BanTarget>().unwrap();
+        assert_eq!(target("::ffff:203.0.113.5").to_string(), "203.0.113.5");
+        assert_eq!(target("203.0.113.5/32").to_string(), "203.0.113.5");
+        assert_eq!(target("2001:0db8:1:2::9/64").to_string(), "2001:db8:1:2::/64");
+        assert_eq!(target("::ffff:198.51.100.7/120").to_string(), "198.51.100.0/24");
+        assert_eq!(target("203.0.113.5").single(), Some("203.0.113.5".parse().unwrap()));
+        assert_eq!(target("2001:db8:1:2::/64").single(), None);
+        assert!(target("2001:db8:1:2::/64").contains("2001:db8:1:2:ffff::1".parse().unwrap()));
+        assert!(!target("2001:db8:1:2::/64").contains("2001:db8:1:3::1".parse().unwrap()));
+        assert!(target("198.51.100.0/24").contains("::ffff:198.51.100.9".parse().unwrap()));
+        assert_eq!(
+            BanTarget::covering("2001:db8:1:2:3:4:5:6".parse().unwrap(), 64),
+            target("2001:db8:1:2::/64")
+        );
+        assert_eq!(BanTarget::covering("203.0.113.5".parse().unwrap(), 64), target("203.0.113.5"));
+        for bad in ["", "203.0.113", "2001:db8::/129", "10.0.0.0/33", "a/b", "1.2.3.4/"] {
+            let err = bad.parse::<BanTarget>().unwrap_err();
+            assert!(err.to_string().contains("not an IP address or network"), "{bad}");
+        }
+        let json = serde_json::to_string(&[target("203.0.113.5"), target("2001:db8::/64")]);
+        assert_eq!(json.unwrap(), r#"["203.0.113.5","2001:db8::/64"]"#);
+        let back: Vec<BanTarget> =
+            serde_json::from_str(r#"["::ffff:203.0.113.5","2001:db8::1/64"]"#).unwrap();
+        assert_eq!(back, [target("203.0.113.5"), target("2001:db8::/64")]);
+        assert!(serde_json::from_str::<BanTarget>(r#""x""#).is_err());
+    }
 
     fn secs(n: u64) -> Duration {
         Duration::from_secs(n)

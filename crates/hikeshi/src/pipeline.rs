@@ -18,11 +18,18 @@
 //! - every further failure of a campaign with an open incident is one
 //!   more attempt, with its line as evidence (bounded by the store's cap,
 //!   always counted and digested).
+//!
+//! What it asks to ban: the address of a finding, or with network bans
+//! ([`BanPlan::networks`]) the whole prefix of a prefix finding; a further
+//! attempt of a campaign that asked for bans bans its new address, or its
+//! prefix once a prefix rule fired (an IPv6 host rotating through its
+//! /64), unless a ban covering it is still running.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 
 use hikeshi_core::allowlist::Allowlist;
+use hikeshi_core::contain::BanTarget;
 use hikeshi_core::detect::{DetectConfig, Detector, Finding, Rule, Subject};
 use hikeshi_core::incident::{
     CampaignKey, Change, Evidence, EvidenceRef, IncidentId, Observation, Sha256Digest, SubjectKind,
@@ -61,6 +68,9 @@ pub struct BanPlan {
     pub enabled: bool,
     /// The rules whose findings ban their source.
     pub rules: HashSet<Rule>,
+    /// A prefix finding bans its whole prefix as one entry (else the
+    /// addresses that show up in it, one by one).
+    pub networks: bool,
     /// A finding older than this (log time against the run's clock) asks
     /// for no ban: the ban would already have ended.
     pub max_age: jiff::SignedDuration,
@@ -69,7 +79,8 @@ pub struct BanPlan {
 /// A ban the pipeline asks for; carried out after the batch commits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BanIntent {
-    pub addr: IpAddr,
+    /// An address, or a prefix when [`BanPlan::networks`] is set.
+    pub addr: BanTarget,
     pub incident: IncidentId,
     pub rule: String,
     /// Log time of the line that asked for it.
@@ -158,8 +169,12 @@ pub struct Pipeline {
     /// only once a ban asked then would have ended (a daemon runs for
     /// longer than a ban lasts). Capped: see [`AskedBans`].
     ban_asked: AskedBans,
-    /// Addresses whose attack seen so far is older than a ban would last.
-    ban_too_old: HashSet<IpAddr, FastHash>,
+    /// Targets whose attack seen so far is older than a ban would last.
+    ban_too_old: HashSet<BanTarget, FastHash>,
+    /// The detector's prefix lengths: the prefix a network ban of an
+    /// address covers.
+    ipv6_prefix_len: u8,
+    ipv4_prefix_len: Option<u8>,
     pub touched: BTreeMap<IncidentId, Touched>,
     pub ban_intents: Vec<BanIntent>,
     /// Addresses that would have been banned, but whose attack is older
@@ -197,6 +212,8 @@ impl Pipeline {
             now,
             ban_asked: AskedBans::new(AskedBans::DEFAULT_MAX),
             ban_too_old: HashSet::default(),
+            ipv6_prefix_len: detect.ipv6_prefix_len,
+            ipv4_prefix_len: detect.ipv4_prefix_len,
             touched: BTreeMap::new(),
             ban_intents: Vec::new(),
             bans_skipped_old: 0,
@@ -220,9 +237,28 @@ impl Pipeline {
         self.ban_too_old.clear();
     }
 
-    /// Whether a ban of `addr` was asked for recently enough to still run.
-    fn ban_outstanding(&self, addr: IpAddr) -> bool {
-        self.ban_asked.outstanding(addr, self.now, self.bans.max_age)
+    /// Whether a ban of `target`, or of a network around it, was asked
+    /// for recently enough to still run.
+    fn ban_outstanding(&self, target: BanTarget) -> bool {
+        let asked = |t: BanTarget| self.ban_asked.outstanding(t, self.now, self.bans.max_age);
+        if asked(target) {
+            return true;
+        }
+        match target.single() {
+            Some(addr) if self.bans.networks => {
+                self.prefix_of(addr).is_some_and(|prefix| prefix != target && asked(prefix))
+            }
+            _ => false,
+        }
+    }
+
+    /// The detector's prefix around `addr`, if its family is aggregated.
+    fn prefix_of(&self, addr: IpAddr) -> Option<BanTarget> {
+        let len = match hikeshi_core::event::canonical_addr(addr) {
+            IpAddr::V4(_) => self.ipv4_prefix_len?,
+            IpAddr::V6(_) => self.ipv6_prefix_len,
+        };
+        Some(BanTarget::covering(addr, len))
     }
 
     /// Restores the lines buffered by a previous run (see
@@ -345,8 +381,8 @@ impl Pipeline {
                 self.attacked_accounts.insert(key.subject.clone());
             }
             self.note_touch(id, change, finding);
-            if let Some(addr) = self.ban_address(finding) {
-                self.ask_ban(addr, id, finding.rule.as_str(), finding.at);
+            if let Some(target) = self.ban_target(finding) {
+                self.ask_ban(target, id, finding.rule.as_str(), finding.at);
             }
         }
         if !failure {
@@ -424,24 +460,25 @@ impl Pipeline {
         }
     }
 
-    /// The address a finding asks to ban, if its rule bans and it has a
-    /// ban target (never for allowlisted sources, host names or accounts).
-    fn ban_address(&self, finding: &Finding) -> Option<IpAddr> {
+    /// What a finding asks to ban, if its rule bans and it has a ban
+    /// target (never for allowlisted sources, host names or accounts).
+    fn ban_target(&self, finding: &Finding) -> Option<BanTarget> {
         if !self.bans.enabled || !self.bans.rules.contains(&finding.rule) {
             return None;
         }
-        let target = finding.ban_target()?;
-        // A prefix finding bans the address that tripped it; its further
-        // addresses are banned as they show up (see `follow_up_ban`).
-        if target.prefix_len() == target.max_prefix_len() {
-            Some(target.addr())
+        let target = BanTarget::net(finding.ban_target()?);
+        if target.single().is_some() || self.bans.networks {
+            Some(target)
         } else {
-            finding.source.as_ref().and_then(Source::addr)
+            // Without network bans, a prefix finding bans the address
+            // that tripped it; its further addresses are banned as they
+            // show up (see `follow_up_ban`).
+            finding.source.as_ref().and_then(Source::addr).map(BanTarget::addr)
         }
     }
 
-    fn ask_ban(&mut self, addr: IpAddr, incident: IncidentId, rule: &str, at: Timestamp) {
-        if self.allowlist.contains(addr) {
+    fn ask_ban(&mut self, target: BanTarget, incident: IncidentId, rule: &str, at: Timestamp) {
+        if self.allowlist.check_target(target).is_some() {
             // Findings of allowlisted sources carry no ban target; this
             // stops the follow-up bans of a campaign (an allowlisted
             // address inside an attacking /64) too.
@@ -449,20 +486,21 @@ impl Pipeline {
         }
         if self.now.duration_since(at) > self.bans.max_age {
             // A later, recent line of the same attack may still ban it.
-            if !self.ban_outstanding(addr) && self.ban_too_old.insert(addr) {
+            if !self.ban_outstanding(target) && self.ban_too_old.insert(target) {
                 self.bans_skipped_old += 1;
             }
-        } else if !self.ban_outstanding(addr) {
-            self.ban_asked.insert(addr, self.now);
-            if self.ban_too_old.remove(&addr) {
+        } else if !self.ban_outstanding(target) {
+            self.ban_asked.insert(target, self.now);
+            if self.ban_too_old.remove(&target) {
                 self.bans_skipped_old -= 1;
             }
-            self.ban_intents.push(BanIntent { addr, incident, rule: rule.to_string(), at });
+            self.ban_intents.push(BanIntent { addr: target, incident, rule: rule.to_string(), at });
         }
     }
 
     /// A further attempt of a campaign whose incident asked for bans (an
-    /// IPv6 host rotating through its /64) bans the new address too.
+    /// IPv6 host rotating through its /64) bans the new address too, or
+    /// its whole prefix once a prefix rule has fired (with network bans).
     fn follow_up_ban(
         &mut self,
         batch: &mut Batch<'_>,
@@ -471,6 +509,7 @@ impl Pipeline {
         at: Timestamp,
     ) -> Result<(), StoreError> {
         let Some(addr) = source.addr() else { return Ok(()) };
+        let addr = BanTarget::addr(addr);
         if !self.bans.enabled
             || self.ban_outstanding(addr)
             || self.now.duration_since(at) > self.bans.max_age
@@ -479,12 +518,24 @@ impl Pipeline {
             return Ok(());
         }
         let (_, rules) = batch.rules(id)?;
-        let rule = rules
+        let mut banning = rules
             .kept
             .iter()
-            .find_map(|name| Rule::from_name(name).filter(|rule| self.bans.rules.contains(rule)));
-        if let Some(rule) = rule {
-            self.ask_ban(addr, id, rule.as_str(), at);
+            .filter_map(|name| Rule::from_name(name).filter(|rule| self.bans.rules.contains(rule)));
+        let Some(first) = banning.next() else { return Ok(()) };
+        let prefix_rule =
+            first == Rule::PrefixBruteForce || banning.any(|rule| rule == Rule::PrefixBruteForce);
+        // The whole prefix, unless it holds an allowlisted address: then
+        // its attacking addresses one by one.
+        let prefix = addr
+            .single()
+            .and_then(|a| self.prefix_of(a))
+            .filter(|prefix| self.allowlist.check_target(*prefix).is_none());
+        match prefix {
+            Some(prefix) if prefix_rule && self.bans.networks => {
+                self.ask_ban(prefix, id, Rule::PrefixBruteForce.as_str(), at)
+            }
+            _ => self.ask_ban(addr, id, first.as_str(), at),
         }
         Ok(())
     }
@@ -718,6 +769,7 @@ mod tests {
         let plan = BanPlan {
             enabled: true,
             rules: HashSet::new(),
+            networks: true,
             max_age: jiff::SignedDuration::from_hours(1),
         };
         let pipeline = Pipeline::new(&config, allowlist.clone(), plan, now);
@@ -759,6 +811,48 @@ mod tests {
         assert_eq!(bytes, pipeline.count_pending_bytes());
     }
 
+    /// The ban targets a host rotating through 2001:db8:5:6::/64 makes the
+    /// pipeline ask for, one failure per address, with the default rules.
+    fn rotating_bans(networks: bool, host_addrs: Vec<IpAddr>) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = crate::store::Store::open(&dir.path().join("db")).unwrap();
+        let now = Timestamp::from_second(1_800_000_100).unwrap();
+        let config = hikeshi_core::detect::DetectConfig::default();
+        let allowlist = Allowlist::new(Vec::new(), host_addrs);
+        let plan = BanPlan {
+            enabled: true,
+            rules: Rule::ALL.into_iter().collect(),
+            networks,
+            max_age: jiff::SignedDuration::from_hours(1),
+        };
+        let mut pipeline = Pipeline::new(&config, allowlist.clone(), plan, now);
+        let mut detector = Detector::new(config, allowlist).unwrap();
+        let mut batch = store.batch().unwrap();
+        for i in 1..=40u16 {
+            let addr = IpAddr::from([0x2001, 0xdb8, 5, 6, 0, 0, 0, i]);
+            let line = format!("line {i}");
+            let line = LineRef::new("/var/log/auth.log", u64::from(i), line.as_bytes());
+            pipeline.handle(&mut batch, &mut detector, &failure(addr, i64::from(i)), line).unwrap();
+        }
+        batch.commit().unwrap();
+        pipeline.ban_intents.iter().map(|intent| intent.addr.to_string()).collect()
+    }
+
+    #[test]
+    fn a_rotating_ipv6_host_is_banned_by_its_prefix_once() {
+        assert_eq!(rotating_bans(true, Vec::new()), ["2001:db8:5:6::/64"]);
+        // Without network bans: the address that tripped the prefix rule
+        // (the tenth) and every one after it.
+        let one_by_one = rotating_bans(false, Vec::new());
+        let expected: Vec<String> = (10..=40).map(|i| format!("2001:db8:5:6::{i:x}")).collect();
+        assert_eq!(one_by_one, expected);
+        // A prefix that holds one of this host's addresses is never
+        // banned: its attacking addresses are, one by one.
+        let own: IpAddr = "2001:db8:5:6::ffff".parse().unwrap();
+        let expected: Vec<String> = (11..=40).map(|i| format!("2001:db8:5:6::{i:x}")).collect();
+        assert_eq!(rotating_bans(true, vec![own]), expected);
+    }
+
     #[test]
     fn ban_requests_are_remembered_within_their_cap() {
         let now = Timestamp::from_second(1_800_000_000).unwrap();
@@ -766,7 +860,7 @@ mod tests {
         pipeline.ban_asked = AskedBans::new(10);
         for i in 0..25u32 {
             let addr = IpAddr::from((0xC612_0000u32 + i).to_be_bytes());
-            pipeline.ask_ban(addr, IncidentId(1), "brute_force", now);
+            pipeline.ask_ban(addr.into(), IncidentId(1), "brute_force", now);
         }
         assert_eq!(pipeline.ban_intents.len(), 25);
         assert!(pipeline.asked_bans().len() <= 10);
@@ -776,7 +870,7 @@ mod tests {
         );
         // The newest request is remembered: asked once only.
         let newest = IpAddr::from((0xC612_0000u32 + 24).to_be_bytes());
-        pipeline.ask_ban(newest, IncidentId(1), "brute_force", now);
+        pipeline.ask_ban(newest.into(), IncidentId(1), "brute_force", now);
         assert_eq!(pipeline.ban_intents.len(), 25);
     }
 

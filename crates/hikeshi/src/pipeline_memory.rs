@@ -1,20 +1,21 @@
 //! The pipeline's memory of the bans it asked for, bounded.
 //!
-//! A daemon asks once per address and remembers it until a ban asked then
-//! would have ended (`bantime`), so that the further lines of a banned
-//! address (still in flight, or from other hosts of a central collector)
-//! do not ask again, which containment would count as a repeat offence.
-//! An IPv6 attacker rotating through its /64 makes every line a new
-//! address, so this memory is kept per address, compact (an address and
-//! a 32-bit time, 24 bytes plus the hash table's slot) and capped at
+//! A daemon asks once per target (an address, or a network) and remembers
+//! it until a ban asked then would have ended (`bantime`), so that the
+//! further lines of a banned address (still in flight, or from other hosts
+//! of a central collector) do not ask again, which containment would count
+//! as a repeat offence. Without network bans an IPv6 attacker rotating
+//! through its /64 makes every line a new address, so this memory is
+//! compact (a target and a 32-bit time plus the hash table's slot) and
+//! capped at
 //! [`AskedBans::DEFAULT_MAX`] addresses: at the cap, the oldest half of
 //! the requests is forgotten at once (amortised O(1) per request), and
 //! counted. A forgotten address seen again is asked again; containment
 //! then treats it as a second offence while banned (a longer ban), which
 //! is the safe side of the trade.
 
+use hikeshi_core::contain::BanTarget;
 use std::collections::HashMap;
-use std::net::IpAddr;
 
 use jiff::{SignedDuration, Timestamp};
 
@@ -22,7 +23,7 @@ use jiff::{SignedDuration, Timestamp};
 #[derive(Debug)]
 pub struct AskedBans {
     /// Address → when its ban was asked (Unix seconds, saturating).
-    asked: HashMap<IpAddr, u32, foldhash::fast::RandomState>,
+    asked: HashMap<BanTarget, u32, foldhash::fast::RandomState>,
     max: usize,
     /// Requests forgotten at the cap before their ban would have ended.
     forgotten_at_cap: u64,
@@ -45,14 +46,14 @@ impl AskedBans {
 
     /// Whether a ban of `addr` asked at most `max_age` before `now` is
     /// remembered.
-    pub fn outstanding(&self, addr: IpAddr, now: Timestamp, max_age: SignedDuration) -> bool {
+    pub fn outstanding(&self, addr: BanTarget, now: Timestamp, max_age: SignedDuration) -> bool {
         self.asked.get(&addr).is_some_and(|&asked| {
             i64::from(Self::seconds(now)) - i64::from(asked) <= max_age.as_secs()
         })
     }
 
     /// Remembers that a ban of `addr` was asked at `now`.
-    pub fn insert(&mut self, addr: IpAddr, now: Timestamp) {
+    pub fn insert(&mut self, addr: BanTarget, now: Timestamp) {
         if self.asked.len() >= self.max && !self.asked.contains_key(&addr) {
             self.forget_oldest_half();
         }
@@ -107,8 +108,9 @@ impl AskedBans {
 mod tests {
     use super::*;
 
-    fn v6(i: u32) -> IpAddr {
-        IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, (i >> 16) as u16, i as u16))
+    fn v6(i: u32) -> BanTarget {
+        let addr = std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, (i >> 16) as u16, i as u16);
+        BanTarget::addr(addr.into())
     }
 
     fn at(second: i64) -> Timestamp {

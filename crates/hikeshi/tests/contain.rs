@@ -10,12 +10,12 @@
 //! and the temp directory, also when a test fails.
 
 use std::collections::BTreeSet;
-use std::net::IpAddr;
 use std::process::{Child, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use hikeshi::exec;
+use hikeshi_core::contain::BanTarget;
 
 #[path = "support/output.rs"]
 mod output;
@@ -69,7 +69,7 @@ fn ok(out: &Output) -> bool {
     out.status.success()
 }
 
-fn ip(s: &str) -> IpAddr {
+fn ip(s: &str) -> BanTarget {
     s.parse().unwrap()
 }
 
@@ -189,7 +189,7 @@ impl Lab {
         }
     }
 
-    fn nft_set(&self, table: &str, set: &str) -> BTreeSet<IpAddr> {
+    fn nft_set(&self, table: &str, set: &str) -> BTreeSet<BanTarget> {
         let json = self.server_ok("nft", &["-j", "list", "set", "inet", table, set]);
         hikeshi::contain::nft::set_elements(&serde_json::from_str(&json).unwrap())
     }
@@ -302,7 +302,7 @@ impl Drop for Lab {
     }
 }
 
-fn set_of(addrs: &[&str]) -> BTreeSet<IpAddr> {
+fn set_of(addrs: &[&str]) -> BTreeSet<BanTarget> {
     addrs.iter().map(|a| ip(a)).collect()
 }
 
@@ -511,7 +511,7 @@ fn ban_file_applies_many_addresses_in_one_batch_or_nothing() {
 fn invalid_addresses_are_clear_errors_and_ban_nothing() {
     let lab = Lab::new("backend = \"nftables\"");
     for bad in
-        ["192.0.2.300", "192.0.2.0/24", "example.com", "", "1.2.3.4 5.6.7.8", "::ffff:1.2.3.4.5"]
+        ["192.0.2.300", "192.0.2.0/33", "example.com", "", "1.2.3.4 5.6.7.8", "::ffff:1.2.3.4.5"]
     {
         let out = lab.hikeshi(&["ban", PEER4, bad]);
         assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", text(&out));
@@ -612,6 +612,79 @@ fn a_firewall_that_rejects_the_batch_applies_nothing() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nftables.table"), "{}", text(&out));
     assert!(lab.ruleset().contains("table inet hikeshi"));
+}
+
+// ---------------------------------------------------------------- networks
+
+/// The peer's network (a /31 and a /127: the lab's server holds the
+/// addresses next to the peer's) is banned as one entry and blocks the
+/// peer; a network holding the server's own address is refused; unban
+/// lifts it. `listed` shows what the backend holds.
+fn network_bans_round(lab: &Lab, listed: impl Fn(&Lab) -> String) {
+    const NET4: &str = "192.0.2.2/31";
+    const NET6: &str = "2001:db8:f::2/127";
+    let out = lab.hikeshi_ok(&["ban", NET4, NET6, "--for", "1h"]);
+    assert!(
+        out.contains("banned 192.0.2.2/31 (") && out.contains("banned 2001:db8:f::2/127 ("),
+        "{out}"
+    );
+    assert!(lab.wait_connect(SERVER4, false), "the banned IPv4 network can still connect");
+    assert!(lab.wait_connect(SERVER6, false), "the banned IPv6 network can still connect");
+    let held = listed(lab);
+    assert!(held.contains("192.0.2.2/31") && held.contains("2001:db8:f::2/127"), "{held}");
+    let mut active = lab.active_addresses();
+    active.sort();
+    assert_eq!(active, ["192.0.2.2/31", "2001:db8:f::2/127"]);
+
+    // The server's own /24 and /64: refused, nothing added.
+    for own in ["192.0.2.0/24", "2001:db8:f::/64", "::ffff:192.0.2.0/120"] {
+        let out = lab.hikeshi(&["ban", own]);
+        assert_eq!(out.status.code(), Some(1), "{own}: {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("one of this host's own addresses"), "{own}: {stderr}");
+    }
+    assert_eq!(lab.active_addresses().len(), 2);
+
+    let out = lab.hikeshi_ok(&["unban", NET4, "2001:db8:f::3/127"]);
+    assert!(out.contains("unbanned 192.0.2.2/31") && out.contains("unbanned 2001:db8:f::2/127"));
+    assert!(lab.wait_connect(SERVER4, true));
+    assert!(lab.wait_connect(SERVER6, true));
+    let held = listed(lab);
+    assert!(!held.contains("/31") && !held.contains("/127"), "{held}");
+    assert!(lab.active_addresses().is_empty());
+}
+
+#[test]
+fn nftables_bans_networks_as_interval_elements() {
+    let lab = Lab::new("backend = \"nftables\"");
+    network_bans_round(&lab, |lab| {
+        let held: Vec<String> = ["net4", "net6"]
+            .iter()
+            .flat_map(|set| lab.nft_set("hikeshi", set))
+            .map(|t| t.to_string())
+            .collect();
+        held.join(" ")
+    });
+    assert!(lab.nft_set("hikeshi", "ban4").is_empty() && lab.nft_set("hikeshi", "ban6").is_empty());
+}
+
+#[test]
+fn iptables_and_ipset_ban_networks() {
+    let lab = Lab::new("backend = \"iptables\"");
+    network_bans_round(&lab, |lab| {
+        iptables_chain(lab, "iptables") + &iptables_chain(lab, "ip6tables")
+    });
+    lab.hikeshi_ok(&["firewall", "uninstall"]);
+
+    lab.write_config("backend = \"ipset\"");
+    network_bans_round(&lab, |lab| {
+        lab.server_ok("ipset", &["save", "hikeshin4"])
+            + &lab.server_ok("ipset", &["save", "hikeshin6"])
+    });
+    assert!(iptables_chain(&lab, "ip6tables").contains("--match-set hikeshin6 src -j DROP"));
+    lab.hikeshi_ok(&["firewall", "uninstall"]);
+    let sets = lab.server_ok("ipset", &["list", "-n"]);
+    assert!(!sets.contains("hikeshi"), "{sets}");
 }
 
 // ---------------------------------------------------------------- iptables
@@ -741,6 +814,19 @@ fn fail2ban_backend_delegates_to_a_real_jail() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let banned = lab.server_ok("fail2ban-client", &["-s", &socket, "get", "hikeshi", "banip"]);
     assert!(!banned.contains(SERVER4), "{banned}");
+
+    // A jail's action may hold single addresses only: a network is a
+    // clear failure, and nothing reaches fail2ban or the record.
+    let out = lab.hikeshi(&["ban", "198.51.100.0/24"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bans single addresses only"),
+        "{}",
+        text(&out)
+    );
+    let banned = lab.server_ok("fail2ban-client", &["-s", &socket, "get", "hikeshi", "banip"]);
+    assert!(!banned.contains("198.51.100.0"), "{banned}");
+    assert!(!lab.active_addresses().iter().any(|a| a.contains('/')));
 
     // A jail that does not exist: a clear failure, nothing recorded.
     lab.write_config(&format!(
@@ -897,4 +983,55 @@ fn scan_bans_the_attacker_it_detects_and_records_it() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(report["incidents"].as_array().unwrap().is_empty(), "{report:#}");
     assert_eq!(lab.active_addresses(), vec![PEER4.to_string()]);
+}
+
+/// An IPv6 host rotating through its /64, one failure per address: the
+/// prefix rule bans the whole /64 as one element, and none of its
+/// addresses one by one; without network bans, each address that shows
+/// up after the prefix rule fired is banned on its own.
+#[test]
+fn scan_bans_an_ipv6_attackers_whole_prefix_once() {
+    let lab = Lab::new("backend = \"nftables\"");
+    let now = jiff::Timestamp::now();
+    let mut log = String::new();
+    for i in 1..=14i64 {
+        let at = now - jiff::SignedDuration::from_secs(60 - i);
+        log.push_str(&format!(
+            "{} server1 sshd[{}]: Failed password for root from 2001:db8:aa:1::{i:x} port {} ssh2\n",
+            at.strftime("%Y-%m-%dT%H:%M:%S%.6f+00:00"),
+            4000 + i,
+            50000 + i
+        ));
+    }
+    let log_path = lab.path("auth.log");
+    std::fs::write(&log_path, &log).unwrap();
+
+    let out = lab.hikeshi(&["scan", &log_path, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(lab.nft_set("hikeshi", "net6"), set_of(&["2001:db8:aa:1::/64"]));
+    assert!(lab.nft_set("hikeshi", "ban6").is_empty());
+    assert_eq!(lab.active_addresses(), ["2001:db8:aa:1::/64"]);
+    let bans = lab.bans_json(false);
+    assert!(bans[0]["reason"].as_str().unwrap().contains("prefix_brute_force"), "{bans:?}");
+
+    // Without network bans: the address that tripped the rule and each
+    // one after it.
+    lab.hikeshi_ok(&["firewall", "uninstall"]);
+    std::fs::remove_dir_all(lab.path("data")).unwrap();
+    lab.write_config("backend = \"nftables\"\nban_networks = false");
+    let out = lab.hikeshi(&["scan", &log_path, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(lab.nft_set("hikeshi", "net6").is_empty());
+    let banned: Vec<String> =
+        lab.nft_set("hikeshi", "ban6").iter().map(|t| t.to_string()).collect();
+    assert_eq!(
+        banned,
+        [
+            "2001:db8:aa:1::a",
+            "2001:db8:aa:1::b",
+            "2001:db8:aa:1::c",
+            "2001:db8:aa:1::d",
+            "2001:db8:aa:1::e"
+        ]
+    );
 }

@@ -378,7 +378,7 @@ fn iptables_and_ipset_backends_are_exercised_and_cleaned_up() {
     std::fs::write(env.log(), sshd_log(2)).unwrap();
     for (backend, objects) in [
         ("iptables", "chain HIKESHI (iptables and ip6tables) was missing"),
-        ("ipset", "ipsets hikeshi4 and hikeshi6 (chain HIKESHI) was missing"),
+        ("ipset", "ipsets hikeshi4, hikeshi6, hikeshin4 and hikeshin6 (chain HIKESHI) was missing"),
     ] {
         env.write_config(&config(&env, &format!("backend = \"{backend}\""), None, ""));
         let out = env.doctor_in(&ns, &["--json"]);

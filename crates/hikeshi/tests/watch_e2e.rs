@@ -27,8 +27,8 @@
 //! deletes the namespaces (and with them every interface, rule and set) and
 //! the temp dir, also when a test fails.
 
+use hikeshi_core::contain::BanTarget;
 use std::collections::BTreeSet;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -567,7 +567,7 @@ timeout_secs = 5
     }
 
     /// The addresses in one of hikeshi's nftables sets (`ban4`, `ban6`).
-    fn banned(&self, set: &str) -> BTreeSet<IpAddr> {
+    fn banned(&self, set: &str) -> BTreeSet<BanTarget> {
         let out = self.run_in(&self.server, "nft", &["-j", "list", "set", "inet", "hikeshi", set]);
         if !out.status.success() {
             return BTreeSet::new();
@@ -748,7 +748,7 @@ fn assert_one_alert_email(lab: &Lab, incident_id: &Value) {
 /// The attacker is in the ban set and cannot open a TCP connection to
 /// sshd; the administrator still logs in with the key.
 fn assert_contained(lab: &Lab) {
-    let attacker: IpAddr = ATTACKER4.parse().unwrap();
+    let attacker: BanTarget = ATTACKER4.parse().unwrap();
     assert!(lab.banned("ban4").contains(&attacker), "{:?}", lab.banned("ban4"));
     assert!(!lab.tcp_connects(&lab.attacker, SERVER4, 22), "the banned attacker still connects");
     assert_eq!(lab.admin_login().unwrap(), "logged-in-as-root");
@@ -882,7 +882,7 @@ fn watch_contains_a_live_brute_force_and_a_restart_repeats_nothing() {
     let lab = Lab::start();
     lab.write_hikeshi_config("");
     let watch = lab.start_watch();
-    let attacker: IpAddr = ATTACKER4.parse().unwrap();
+    let attacker: BanTarget = ATTACKER4.parse().unwrap();
 
     // Up to six wrong passwords; the first two connections (four
     // failures) are below maxretry and must reach sshd.

@@ -19,6 +19,13 @@
 //! - its user name, if any: [`Rule::AccountAttack`]
 //!   (`spray.distinct_sources` distinct sources in `spray.findtime`).
 //!
+//! One exception keeps a rotating IPv6 attacker from costing a subject per
+//! line: an IPv6 address not tracked yet whose /64 is in an ongoing,
+//! reported, not allowlisted prefix brute force is counted for the prefix
+//! and its account only (with the default `ipv6_prefix_len` of 64, the
+//! incidents' campaign unit, so every such failure still lands in the
+//! prefix's incident, and a success from it is judged by the prefix).
+//!
 //! A success is checked against its source, then its prefix:
 //! [`Rule::SuccessAfterFailures`] (`success_after_failures.min_failures`
 //! failures in `success_after_failures.findtime`). A success never clears
@@ -257,13 +264,15 @@ impl Detector {
         let user_tag = user.map_or(0, |u| self.remember_user(u));
         let source_key = source_key(source);
 
-        let slot = self.slot_for(source_key);
-        let at = self.table.push(slot, time, user_tag);
-        if at != time {
-            self.stats.out_of_order += 1;
+        if !self.counted_by_prefix_only(source_key, time) {
+            let slot = self.slot_for(source_key);
+            let at = self.table.push(slot, time, user_tag);
+            if at != time {
+                self.stats.out_of_order += 1;
+            }
+            self.table.meta_mut(slot).flags &= !SUCCESS_REPORTED;
+            self.source_rules(slot, at, event, out);
         }
-        self.table.meta_mut(slot).flags &= !SUCCESS_REPORTED;
-        self.source_rules(slot, at, event, out);
 
         if let Source::Addr(addr) = source {
             let addr = canonical_addr(*addr);
@@ -285,6 +294,31 @@ impl Detector {
             let at = self.table.push(slot, time, source_tag);
             self.account_rule(slot, at, event, out);
         }
+    }
+
+    /// Whether a failure of `source` at `time` is counted for its prefix
+    /// (and account) only, without a subject of its own: an IPv6 address
+    /// not tracked yet, whose /64 is in an ongoing, reported prefix brute
+    /// force that is not allowlisted. Such a prefix is one attacker whose
+    /// incident (the /64 campaign) takes every further failure and whose
+    /// ban covers the address; a subject per address it rotates through
+    /// would only grow the table by one subject per line. Addresses tracked
+    /// before the episode began keep counting on their own.
+    fn counted_by_prefix_only(&self, source: KeyRef<'_>, time: u32) -> bool {
+        let KeyRef::Addr(IpAddr::V6(v6)) = source else { return false };
+        if self.config.ipv6_prefix_len != crate::incident::IPV6_CAMPAIGN_PREFIX
+            || self.table.find(source).is_some()
+        {
+            return false;
+        }
+        let Some(net) = self.prefixes_of(IpAddr::V6(v6)).next() else { return false };
+        let Some(prefix) = self.table.find(KeyRef::Prefix(net)) else { return false };
+        let meta = self.table.meta(prefix);
+        let ongoing_until = meta.episode_until[PREFIX_BRUTE];
+        ongoing_until != 0
+            && time.max(meta.last_seen) <= ongoing_until
+            && self.emitted(prefix, PREFIX_BRUTE)
+            && self.allowlist.check_net(net).is_none()
     }
 
     fn on_success(&mut self, event: &AuthEvent, source: &Source, out: &mut Vec<Finding>) {

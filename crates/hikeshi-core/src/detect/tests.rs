@@ -188,6 +188,49 @@ fn ipv6_addresses_rotating_in_one_prefix_are_one_attacker() {
 }
 
 #[test]
+fn addresses_rotating_through_a_reported_prefix_are_counted_for_it_alone() {
+    let mut d = detector(quiet());
+    let rotating = |from: u32, to: u32, secs: i64| -> Vec<AuthEvent> {
+        (from..to).map(|i| fail(secs, &format!("2001:db8:5:6::{i:x}"))).collect()
+    };
+    let findings = all(&mut d, &rotating(1, 11, 0));
+    assert_eq!(rules(&findings), [Rule::PrefixBruteForce]);
+    assert_eq!(d.tracked_subjects(), 11, "ten addresses and their prefix");
+    // A thousand more addresses of the reported prefix: no subject each,
+    // no finding each, every failure counted for the prefix.
+    assert!(all(&mut d, &rotating(11, 1011, 60)).is_empty());
+    assert_eq!(d.tracked_subjects(), 11);
+    // An address tracked before the episode keeps counting on its own.
+    let again: Vec<_> = (0..4).map(|i| fail(61 + i, "2001:db8:5:6::1")).collect();
+    assert_eq!(rules(&all(&mut d, &again)), [Rule::BruteForce]);
+    // A success from any address of the prefix is still Critical.
+    let findings = all(&mut d, &[accept(70, "2001:db8:5:6::ffff", "root")]);
+    assert_eq!(rules(&findings), [Rule::SuccessAfterFailures]);
+    assert_eq!(findings[0].subject, Subject::Prefix(net("2001:db8:5:6::/64")));
+    // Once the episode is over, new addresses are tracked again.
+    assert!(all(&mut d, &rotating(2000, 2001, 60 + 601)).is_empty());
+    assert_eq!(d.tracked_subjects(), 12);
+}
+
+#[test]
+fn an_allowlisted_or_wider_prefix_keeps_a_subject_per_address() {
+    let list = Allowlist::new(Vec::new(), vec![ip("2001:db8:5:6::99")]);
+    let mut d = Detector::new(quiet(), list).unwrap();
+    let rotating: Vec<_> = (1..31).map(|i| fail(0, &format!("2001:db8:5:6::{i:x}"))).collect();
+    let findings = all(&mut d, &rotating);
+    assert_eq!(rules(&findings), [Rule::PrefixBruteForce]);
+    assert!(findings[0].allowlisted.is_some());
+    assert_eq!(d.tracked_subjects(), 31, "the prefix is not banned: each address counts");
+    let own: Vec<_> = (0..5).map(|i| fail(1 + i, "2001:db8:5:6::aa")).collect();
+    assert_eq!(rules(&all(&mut d, &own)), [Rule::BruteForce]);
+
+    let mut d = detector(DetectConfig { ipv6_prefix_len: 56, ..quiet() });
+    let findings = all(&mut d, &rotating);
+    assert_eq!(rules(&findings), [Rule::PrefixBruteForce]);
+    assert_eq!(d.tracked_subjects(), 31, "a /56 is not the incidents' /64 campaign");
+}
+
+#[test]
 fn addresses_in_different_prefixes_are_not_aggregated() {
     let mut d = detector(quiet());
     let events: Vec<_> =

@@ -1,17 +1,19 @@
 //! `hikeshi ban` and `hikeshi unban`: contain sources by hand, the way
 //! `scan`/`watch` do automatically.
 //!
-//! Exit codes: 0 every address was handled; 1 some address was refused
+//! Each target is an address or a network in CIDR notation (an attacker's
+//! IPv6 /64); a network that holds an allowlisted address is refused.
+//!
+//! Exit codes: 0 every target was handled; 1 some target was refused
 //! (allowlisted); 2 containment failed or the input was invalid (then
-//! nothing was banned: every address is checked before anything is done).
+//! nothing was banned: every target is checked before anything is done).
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _, Result};
 use hikeshi_core::allowlist::Allowlist;
-use hikeshi_core::contain::{parse_duration, BanLength};
+use hikeshi_core::contain::{parse_duration, BanLength, BanTarget};
 use jiff::Timestamp;
 
 use super::{Context, EXIT_ERROR, EXIT_FINDINGS};
@@ -22,7 +24,8 @@ const LIST_LIMIT: usize = 50;
 
 #[derive(Debug, clap::Args)]
 pub struct BanArgs {
-    /// Addresses to ban (IPv4 or IPv6).
+    /// Addresses (IPv4 or IPv6) or networks (CIDR, e.g. 2001:db8:1:2::/64)
+    /// to ban.
     #[arg(value_name = "ADDR")]
     pub addrs: Vec<String>,
     /// Also ban the addresses in FILE, one per line ('#' comments and
@@ -43,7 +46,7 @@ pub struct BanArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct UnbanArgs {
-    /// Addresses whose bans are lifted.
+    /// Addresses or networks whose bans are lifted.
     #[arg(value_name = "ADDR", required = true)]
     pub addrs: Vec<String>,
     /// Why, recorded with each unban.
@@ -79,18 +82,21 @@ pub fn with_containment<T>(
     f(&mut containment)
 }
 
-/// Parses one address given on the command line or in a file. The text is
-/// shown (truncated, escaped) in the error, never used further.
-pub fn parse_addr(text: &str) -> Result<IpAddr, String> {
-    text.trim().parse::<IpAddr>().map_err(|_| {
+/// Parses one address or network given on the command line or in a file.
+/// The text is shown (truncated, escaped) in the error, never used further.
+pub fn parse_addr(text: &str) -> Result<BanTarget, String> {
+    text.trim().parse::<BanTarget>().map_err(|_| {
         let shown: String = text.chars().take(64).collect();
-        format!("invalid address {shown:?} (expected one IPv4 or IPv6 address, no prefix)")
+        format!(
+            "invalid address {shown:?} (expected one IPv4 or IPv6 address, or a network in \
+             CIDR notation such as 2001:db8:1:2::/64)"
+        )
     })
 }
 
 /// Reads a file of addresses; every bad line is an error naming the file
 /// and line, and then nothing is banned.
-pub fn read_addr_file(path: &Path) -> Result<Vec<IpAddr>> {
+pub fn read_addr_file(path: &Path) -> Result<Vec<BanTarget>> {
     let bytes = if path == Path::new("-") {
         let mut buf = Vec::new();
         std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut buf)
@@ -103,7 +109,7 @@ pub fn read_addr_file(path: &Path) -> Result<Vec<IpAddr>> {
 }
 
 /// Parses address-list text (see [`read_addr_file`]); `origin` names it.
-pub fn parse_addr_list(bytes: &[u8], origin: &str) -> Result<Vec<IpAddr>> {
+pub fn parse_addr_list(bytes: &[u8], origin: &str) -> Result<Vec<BanTarget>> {
     let mut addrs = Vec::new();
     let mut errors = Vec::new();
     for (index, line) in bytes.split(|&b| b == b'\n').enumerate() {
@@ -224,14 +230,15 @@ mod tests {
     #[test]
     fn address_files_name_every_bad_line_and_ban_nothing() {
         let text =
-            b"# attackers\n192.0.2.7\n\n2001:db8::5  # v6\n192.0.2.0/24\nnot-an-ip\n\xff\xfe\n";
+            b"# attackers\n192.0.2.7\n\n2001:db8::5  # v6\n192.0.2.0/33\nnot-an-ip\n\xff\xfe\n";
         let err = parse_addr_list(text, "list.txt").unwrap_err().to_string();
-        assert!(err.contains("list.txt:5: invalid address \"192.0.2.0/24\""), "{err}");
+        assert!(err.contains("list.txt:5: invalid address \"192.0.2.0/33\""), "{err}");
         assert!(err.contains("list.txt:6: invalid address \"not-an-ip\""), "{err}");
         assert!(err.contains("list.txt:7: not UTF-8"), "{err}");
         assert!(err.contains("nothing was banned"), "{err}");
-        let ok = parse_addr_list(b"192.0.2.7\r\n2001:db8::5 # v6\n", "x").unwrap();
-        assert_eq!(ok, ["192.0.2.7".parse::<IpAddr>().unwrap(), "2001:db8::5".parse().unwrap()]);
+        let ok = parse_addr_list(b"192.0.2.7\r\n2001:db8::5 # v6\n2001:db8:1:2::9/64\n", "x");
+        let ok: Vec<String> = ok.unwrap().iter().map(BanTarget::to_string).collect();
+        assert_eq!(ok, ["192.0.2.7", "2001:db8::5", "2001:db8:1:2::/64"]);
     }
 
     #[test]

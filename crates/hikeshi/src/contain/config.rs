@@ -35,6 +35,13 @@ impl BackendKind {
             BackendKind::None => "none",
         }
     }
+
+    /// Whether it bans a whole network as one entry. A fail2ban jail's
+    /// ban action may keep its bans in a set of single addresses
+    /// (`nftables-allports` does), where a network would fail.
+    pub fn bans_networks(self) -> bool {
+        self != BackendKind::Fail2ban
+    }
 }
 
 /// `[contain]`: banning sources in the firewall.
@@ -61,6 +68,12 @@ pub struct ContainConfig {
     pub auto_ban: bool,
     /// The detection rules whose findings ban their source.
     pub ban_rules: Vec<String>,
+    /// A prefix brute force (an IPv6 host rotating through its /64, see
+    /// `[detect] ipv6_prefix_len`) bans the whole prefix as one firewall
+    /// entry. False, or the fail2ban backend: each of its addresses is
+    /// banned as it shows up. A prefix that holds an allowlisted address
+    /// is never banned.
+    pub ban_networks: bool,
     pub nftables: NftablesConfig,
     pub iptables: IptablesConfig,
     pub fail2ban: Fail2banConfig,
@@ -88,6 +101,7 @@ impl Default for ContainConfig {
             conntrack: "conntrack".into(),
             auto_ban: true,
             ban_rules: DEFAULT_BAN_RULES.iter().map(|r| r.to_string()).collect(),
+            ban_networks: true,
             nftables: NftablesConfig::default(),
             iptables: IptablesConfig::default(),
             fail2ban: Fail2banConfig::default(),
@@ -126,7 +140,9 @@ pub struct IptablesConfig {
     pub ipset: String,
     /// hikeshi's chain in the filter table, jumped to from INPUT.
     pub chain: String,
-    /// The ipsets are named `<set_prefix>4` and `<set_prefix>6`.
+    /// The ipsets are named `<set_prefix>4` and `<set_prefix>6` (single
+    /// addresses), `<set_prefix>n4` and `<set_prefix>n6` (networks): at
+    /// most 29 bytes.
     pub set_prefix: String,
 }
 

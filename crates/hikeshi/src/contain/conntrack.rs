@@ -3,36 +3,49 @@
 //! accepts `ESTABLISHED` traffic earlier would keep an open SSH session
 //! alive; deleting its connection-tracking entries ends that.
 //!
-//! The table is listed once and only the banned sources that have
-//! entries are deleted, so banning 100,000 addresses costs two runs.
+//! The table is listed once and only the tracked sources inside a banned
+//! address or network are deleted (one run per source address), so
+//! banning 100,000 addresses costs two runs plus one per live source.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+
+use hikeshi_core::contain::BanTarget;
 
 use crate::exec;
 
 use super::FirewallError;
 
-/// Deletes the tracked connections whose original source is in `banned`;
-/// returns how many were found per address.
+/// Deletes the tracked connections whose original source is inside a
+/// target of `banned`; returns how many were found per target.
 pub fn kill(
     program: &str,
-    banned: &BTreeSet<IpAddr>,
-) -> Result<BTreeMap<IpAddr, usize>, FirewallError> {
-    let mut found: BTreeMap<IpAddr, usize> = BTreeMap::new();
+    banned: &BTreeSet<BanTarget>,
+) -> Result<BTreeMap<BanTarget, usize>, FirewallError> {
+    let mut found: BTreeMap<BanTarget, usize> = BTreeMap::new();
+    let mut sources_found: BTreeSet<IpAddr> = BTreeSet::new();
     let (v4, v6) = super::by_family(banned);
+    let networks: Vec<BanTarget> =
+        banned.iter().filter(|t| t.single().is_none()).copied().collect();
     for (family, wanted) in [("ipv4", v4), ("ipv6", v6)] {
         if wanted.is_empty() {
             continue;
         }
         let listing = exec::run(program, ["-L", "-f", family])?;
         for addr in sources(&String::from_utf8_lossy(&listing.stdout)) {
-            if banned.contains(&addr) {
-                *found.entry(addr).or_default() += 1;
+            let target = BanTarget::addr(addr);
+            let covering = if banned.contains(&target) {
+                Some(target)
+            } else {
+                networks.iter().find(|n| n.contains(addr)).copied()
+            };
+            if let Some(covering) = covering {
+                *found.entry(covering).or_default() += 1;
+                sources_found.insert(addr);
             }
         }
     }
-    for addr in found.keys() {
+    for addr in &sources_found {
         let family = if addr.is_ipv4() { "ipv4" } else { "ipv6" };
         // Exit status 1 means "0 flow entries deleted" (they went away
         // between listing and deleting): not an error.

@@ -8,9 +8,9 @@
 //! policy has ended. The jail may hold fail2ban's own bans too: hikeshi
 //! only ever lifts the ones it recorded.
 
+use hikeshi_core::contain::BanTarget;
 use std::collections::BTreeSet;
 use std::ffi::OsString;
-use std::net::IpAddr;
 
 use super::config::Fail2banConfig;
 use super::{check_name, BackendKind, BanEntry, Firewall, FirewallError};
@@ -39,13 +39,13 @@ impl Fail2ban {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    fn jail_command(&self, verb: &str, addrs: &[IpAddr]) -> Result<(), FirewallError> {
+    fn jail_command(&self, verb: &str, addrs: &[BanTarget]) -> Result<(), FirewallError> {
         if addrs.is_empty() {
             return Ok(());
         }
         let args = ["set".to_string(), self.config.jail.clone(), verb.to_string()]
             .into_iter()
-            .chain(addrs.iter().map(IpAddr::to_string));
+            .chain(addrs.iter().map(BanTarget::to_string));
         self.client(args)?;
         Ok(())
     }
@@ -53,7 +53,7 @@ impl Fail2ban {
 
 /// The addresses in `fail2ban-client get JAIL banip` output (separated by
 /// spaces, commas or newlines).
-pub fn banned_list(output: &str) -> BTreeSet<IpAddr> {
+pub fn banned_list(output: &str) -> BTreeSet<BanTarget> {
     output
         .split(|c: char| c.is_whitespace() || c == ',')
         .filter_map(|word| word.parse().ok())
@@ -73,10 +73,10 @@ impl Firewall for Fail2ban {
     }
 
     fn ban(&mut self, bans: &[BanEntry]) -> Result<(), FirewallError> {
-        let addrs: Vec<IpAddr> = bans
+        let addrs: Vec<BanTarget> = bans
             .iter()
             .filter(|b| b.timeout.map_or(true, |t| t.as_secs() > 0))
-            .map(|b| b.addr.addr())
+            .map(|b| b.target.target())
             .collect();
         // fail2ban-client takes every address on one command line; keep
         // each command line a reasonable length.
@@ -86,14 +86,14 @@ impl Firewall for Fail2ban {
         Ok(())
     }
 
-    fn unban(&mut self, addrs: &[IpAddr]) -> Result<(), FirewallError> {
+    fn unban(&mut self, addrs: &[BanTarget]) -> Result<(), FirewallError> {
         for chunk in addrs.chunks(1000) {
             self.jail_command("unbanip", chunk)?;
         }
         Ok(())
     }
 
-    fn list(&mut self) -> Result<BTreeSet<IpAddr>, FirewallError> {
+    fn list(&mut self) -> Result<BTreeSet<BanTarget>, FirewallError> {
         let out =
             self.client(["get".to_string(), self.config.jail.clone(), "banip".to_string()])?;
         Ok(banned_list(&out))

@@ -3,21 +3,23 @@
 //!
 //! hikeshi owns one chain (default `HIKESHI`) in the filter table of
 //! iptables and ip6tables, jumped to from the top of `INPUT`.
-//! - per-rule mode (`backend = "iptables"`): one `-s ADDR -j DROP` rule per
-//!   ban, added and removed in one `iptables-restore --noflush` batch per
-//!   family rather than one process per rule. iptables rules have no
-//!   timeout: hikeshi's reconcile removes ended bans.
-//! - ipset mode (`backend = "ipset"`): the chain holds one rule per family
-//!   matching an ipset (`<prefix>4`, `<prefix>6`, `hash:ip` with
-//!   timeouts); bans are set entries with a kernel timeout, loaded with
+//! - per-rule mode (`backend = "iptables"`): one `-s ADDR/LEN -j DROP`
+//!   rule per ban (an address or a network), added and removed in one
+//!   `iptables-restore --noflush` batch per family rather than one
+//!   process per rule. iptables rules have no timeout: hikeshi's
+//!   reconcile removes ended bans.
+//! - ipset mode (`backend = "ipset"`): the chain holds one rule per set
+//!   matching it: `<prefix>4` and `<prefix>6` (`hash:ip`) for addresses,
+//!   `<prefix>n4` and `<prefix>n6` (`hash:net`) for networks, all with
+//!   timeouts; bans are set entries with a kernel timeout, loaded with
 //!   one `ipset restore`. Re-adding an entry (`-exist`) refreshes it.
 //!
 //! Nothing outside the chain and the sets is changed, except the one jump
 //! rule in `INPUT`, which uninstall removes.
 
+use hikeshi_core::contain::BanTarget;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::net::IpAddr;
 
 use super::config::IptablesConfig;
 use super::{check_name, BackendKind, BanEntry, Firewall, FirewallError};
@@ -39,13 +41,28 @@ struct Family<'a> {
     v4: bool,
     iptables: &'a str,
     restore: &'a str,
+    /// The ipset of single addresses (`hash:ip`).
     set: String,
+    /// The ipset of networks (`hash:net`).
+    net_set: String,
+}
+
+impl Family<'_> {
+    /// The ipset that holds `target`.
+    fn set_of(&self, target: BanTarget) -> &str {
+        if target.single().is_some() {
+            &self.set
+        } else {
+            &self.net_set
+        }
+    }
 }
 
 impl Iptables {
     pub fn new(config: &IptablesConfig, use_ipset: bool) -> Result<Self, FirewallError> {
         check_name("iptables.chain", &config.chain, 28)?;
-        check_name("iptables.set_prefix", &config.set_prefix, 30)?;
+        // ipset names have at most 31 bytes, and the longest suffix is "n4".
+        check_name("iptables.set_prefix", &config.set_prefix, 29)?;
         Ok(Iptables { config: config.clone(), use_ipset })
     }
 
@@ -57,12 +74,14 @@ impl Iptables {
                 iptables: &c.iptables,
                 restore: &c.iptables_restore,
                 set: format!("{}4", c.set_prefix),
+                net_set: format!("{}n4", c.set_prefix),
             },
             Family {
                 v4: false,
                 iptables: &c.ip6tables,
                 restore: &c.ip6tables_restore,
                 set: format!("{}6", c.set_prefix),
+                net_set: format!("{}n6", c.set_prefix),
             },
         ]
     }
@@ -82,7 +101,7 @@ impl Iptables {
         ["-m", "set", "--match-set", set, "src", "-j", "DROP"]
     }
 
-    fn rules(&self, family: &Family<'_>) -> Result<BTreeSet<IpAddr>, FirewallError> {
+    fn rules(&self, family: &Family<'_>) -> Result<BTreeSet<BanTarget>, FirewallError> {
         let out = exec::run(family.iptables, ["-w", "-S", &self.config.chain])?;
         Ok(chain_bans(&String::from_utf8_lossy(&out.stdout), &self.config.chain))
     }
@@ -91,16 +110,17 @@ impl Iptables {
         &self,
         family: &Family<'_>,
         verb: &str,
-        addrs: &[IpAddr],
+        targets: &[BanTarget],
     ) -> Result<(), FirewallError> {
-        if addrs.is_empty() {
+        if targets.is_empty() {
             return Ok(());
         }
-        let prefix = if family.v4 { 32 } else { 128 };
-        let mut batch = String::with_capacity(32 + addrs.len() * 48);
+        let mut batch = String::with_capacity(32 + targets.len() * 48);
         batch.push_str("*filter\n");
-        for addr in addrs {
-            let _ = writeln!(batch, "{verb} {} -s {addr}/{prefix} -j DROP", self.config.chain);
+        for target in targets {
+            // Always ADDR/LEN, as `iptables -S` prints it back.
+            let net = target.network();
+            let _ = writeln!(batch, "{verb} {} -s {net} -j DROP", self.config.chain);
         }
         batch.push_str("COMMIT\n");
         exec::run_with_stdin(family.restore, ["-w", "--noflush"], batch.as_bytes())?;
@@ -115,7 +135,7 @@ impl Iptables {
         Ok(())
     }
 
-    fn ipset_members(&self, set: &str) -> Result<BTreeSet<IpAddr>, FirewallError> {
+    fn ipset_members(&self, set: &str) -> Result<BTreeSet<BanTarget>, FirewallError> {
         let out = exec::run(&self.config.ipset, ["save", set])?;
         Ok(ipset_members(&String::from_utf8_lossy(&out.stdout), set))
     }
@@ -126,19 +146,16 @@ impl Iptables {
     }
 }
 
-/// The banned addresses in `iptables -S CHAIN` output: rules of exactly
-/// the form `-A CHAIN -s ADDR/32 -j DROP` (or /128).
-pub fn chain_bans(listing: &str, chain: &str) -> BTreeSet<IpAddr> {
+/// The banned addresses and networks in `iptables -S CHAIN` output:
+/// rules of exactly the form `-A CHAIN -s ADDR/LEN -j DROP`.
+pub fn chain_bans(listing: &str, chain: &str) -> BTreeSet<BanTarget> {
     listing
         .lines()
         .filter_map(|line| {
             let words: Vec<&str> = line.split_whitespace().collect();
             match words.as_slice() {
-                ["-A", c, "-s", source, "-j", "DROP"] if *c == chain => {
-                    let (addr, len) = source.split_once('/')?;
-                    let addr: IpAddr = addr.parse().ok()?;
-                    let full = if addr.is_ipv4() { "32" } else { "128" };
-                    (len == full).then_some(addr)
+                ["-A", c, "-s", source, "-j", "DROP"] if *c == chain && source.contains('/') => {
+                    source.parse().ok()
                 }
                 _ => None,
             }
@@ -147,7 +164,7 @@ pub fn chain_bans(listing: &str, chain: &str) -> BTreeSet<IpAddr> {
 }
 
 /// The members in `ipset save SET` output (`add SET ADDR [timeout N]`).
-pub fn ipset_members(listing: &str, set: &str) -> BTreeSet<IpAddr> {
+pub fn ipset_members(listing: &str, set: &str) -> BTreeSet<BanTarget> {
     listing
         .lines()
         .filter_map(|line| {
@@ -178,26 +195,22 @@ impl Firewall for Iptables {
             }
             if self.use_ipset {
                 let inet = if family.v4 { "inet" } else { "inet6" };
-                exec::run(
-                    &self.config.ipset,
-                    [
-                        "create",
-                        &family.set,
-                        "hash:ip",
-                        "family",
-                        inet,
-                        "timeout",
-                        "0",
-                        "maxelem",
-                        "1048576",
-                        "-exist",
-                    ],
-                )?;
-                let rule = Self::set_rule(&family.set);
-                let check: Vec<&str> = ["-w", "-C", chain].iter().chain(&rule).copied().collect();
-                if !self.holds(ipt, &check)? {
-                    let add: Vec<&str> = ["-w", "-A", chain].iter().chain(&rule).copied().collect();
-                    exec::run(ipt, add)?;
+                for (set, kind) in [(&family.set, "hash:ip"), (&family.net_set, "hash:net")] {
+                    exec::run(
+                        &self.config.ipset,
+                        [
+                            "create", set, kind, "family", inet, "timeout", "0", "maxelem",
+                            "1048576", "-exist",
+                        ],
+                    )?;
+                    let rule = Self::set_rule(set);
+                    let check: Vec<&str> =
+                        ["-w", "-C", chain].iter().chain(&rule).copied().collect();
+                    if !self.holds(ipt, &check)? {
+                        let add: Vec<&str> =
+                            ["-w", "-A", chain].iter().chain(&rule).copied().collect();
+                        exec::run(ipt, add)?;
+                    }
                 }
             }
             if !self.holds(ipt, &["-w", "-C", "INPUT", "-j", chain])? {
@@ -213,25 +226,25 @@ impl Firewall for Iptables {
         }
         if self.use_ipset {
             let mut batch = String::with_capacity(bans.len() * 40);
+            let families = self.families();
             for ban in bans {
-                let addr = ban.addr.addr();
-                let set =
-                    if addr.is_ipv4() { &self.families()[0].set } else { &self.families()[1].set };
+                let target = ban.target.target();
+                let set = families[usize::from(!target.is_ipv4())].set_of(target);
                 let timeout = match ban.timeout {
                     None => 0,
                     Some(t) if t.as_secs() == 0 => continue,
                     Some(t) => t.as_secs().min(IPSET_MAX_TIMEOUT),
                 };
-                let _ = writeln!(batch, "add {set} {addr} timeout {timeout}");
+                let _ = writeln!(batch, "add {set} {target} timeout {timeout}");
             }
             return self.ipset_restore(&batch);
         }
         for family in self.families() {
             let present = self.rules(&family)?;
-            let missing: Vec<IpAddr> = bans
+            let missing: Vec<BanTarget> = bans
                 .iter()
-                .map(|b| b.addr.addr())
-                .filter(|a| a.is_ipv4() == family.v4 && !present.contains(a))
+                .map(|b| b.target.target())
+                .filter(|t| t.is_ipv4() == family.v4 && !present.contains(t))
                 .collect::<BTreeSet<_>>()
                 .into_iter()
                 .collect();
@@ -240,22 +253,22 @@ impl Firewall for Iptables {
         Ok(())
     }
 
-    fn unban(&mut self, addrs: &[IpAddr]) -> Result<(), FirewallError> {
-        if addrs.is_empty() {
+    fn unban(&mut self, targets: &[BanTarget]) -> Result<(), FirewallError> {
+        if targets.is_empty() {
             return Ok(());
         }
         if self.use_ipset {
             let mut batch = String::new();
             for family in self.families() {
-                for addr in addrs.iter().filter(|a| a.is_ipv4() == family.v4) {
-                    let _ = writeln!(batch, "del {} {addr}", family.set);
+                for target in targets.iter().filter(|t| t.is_ipv4() == family.v4) {
+                    let _ = writeln!(batch, "del {} {target}", family.set_of(*target));
                 }
             }
             return self.ipset_restore(&batch);
         }
         for family in self.families() {
             let present = self.rules(&family)?;
-            let remove: Vec<IpAddr> = addrs
+            let remove: Vec<BanTarget> = targets
                 .iter()
                 .copied()
                 .filter(|a| present.contains(a))
@@ -267,11 +280,12 @@ impl Firewall for Iptables {
         Ok(())
     }
 
-    fn list(&mut self) -> Result<BTreeSet<IpAddr>, FirewallError> {
+    fn list(&mut self) -> Result<BTreeSet<BanTarget>, FirewallError> {
         let mut all = BTreeSet::new();
         for family in self.families() {
             if self.use_ipset {
                 all.extend(self.ipset_members(&family.set)?);
+                all.extend(self.ipset_members(&family.net_set)?);
             } else {
                 all.extend(self.rules(&family)?);
             }
@@ -287,6 +301,7 @@ impl Firewall for Iptables {
         for family in self.families() {
             if self.use_ipset {
                 exec::run(&self.config.ipset, ["flush", &family.set])?;
+                exec::run(&self.config.ipset, ["flush", &family.net_set])?;
             } else {
                 exec::run(family.iptables, ["-w", "-F", &self.config.chain])?;
             }
@@ -309,8 +324,10 @@ impl Firewall for Iptables {
                 exec::run(ipt, ["-w", "-F", chain])?;
                 exec::run(ipt, ["-w", "-X", chain])?;
             }
-            if self.use_ipset && self.ipset_exists(&family.set)? {
-                exec::run(&self.config.ipset, ["destroy", &family.set])?;
+            for set in [&family.set, &family.net_set] {
+                if self.use_ipset && self.ipset_exists(set)? {
+                    exec::run(&self.config.ipset, ["destroy", set])?;
+                }
             }
         }
         Ok(())
@@ -322,17 +339,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_exact_host_drop_rules_of_the_chain_are_bans() {
+    fn only_drop_rules_of_a_source_in_the_chain_are_bans() {
         let listing = "-N HIKESHI\n\
                        -A HIKESHI -s 192.0.2.7/32 -j DROP\n\
                        -A HIKESHI -s 198.51.100.0/24 -j DROP\n\
                        -A HIKESHI -s 192.0.2.8/32 -j ACCEPT\n\
                        -A OTHER -s 192.0.2.9/32 -j DROP\n\
                        -A HIKESHI -s 2001:db8::5/128 -j DROP\n\
+                       -A HIKESHI -s 2001:db8:1:2::/64 -j DROP\n\
+                       -A HIKESHI -s 2001:db8::9 -j DROP\n\
+                       -A HIKESHI -s not-an-address/8 -j DROP\n\
                        -A HIKESHI -m set --match-set hikeshi4 src -j DROP\n";
         let got: Vec<String> =
             chain_bans(listing, "HIKESHI").iter().map(|a| a.to_string()).collect();
-        assert_eq!(got, ["192.0.2.7", "2001:db8::5"]);
+        assert_eq!(got, ["192.0.2.7", "198.51.100.0/24", "2001:db8::5", "2001:db8:1:2::/64"]);
     }
 
     #[test]
@@ -340,9 +360,14 @@ mod tests {
         let listing = "create hikeshi4 hash:ip family inet hashsize 1024 maxelem 65536 timeout 0\n\
                        add hikeshi4 192.0.2.7 timeout 590\n\
                        add hikeshi4 192.0.2.8 timeout 0\n\
-                       add other 192.0.2.9\n";
+                       add other 192.0.2.9\n\
+                       create hikeshin6 hash:net family inet6 hashsize 1024 maxelem 65536 timeout 0\n\
+                       add hikeshin6 2001:db8:1:2::/64 timeout 50\n";
         let got: Vec<String> =
             ipset_members(listing, "hikeshi4").iter().map(|a| a.to_string()).collect();
         assert_eq!(got, ["192.0.2.7", "192.0.2.8"]);
+        let got: Vec<String> =
+            ipset_members(listing, "hikeshin6").iter().map(|a| a.to_string()).collect();
+        assert_eq!(got, ["2001:db8:1:2::/64"]);
     }
 }

@@ -3,14 +3,15 @@
 //!
 //! [`Containment`] is the one entry point: it applies the ban policy,
 //! keeps the `bans` table (see [`store`]) and the firewall in step, and
-//! returns a [`ContainmentOutcome`] per address for the caller to put on
-//! the incident's timeline and in alerts. The backends ([`nft`],
+//! returns a [`ContainmentOutcome`] per target (an address, or a network
+//! such as an attacker's IPv6 /64) for the caller to put on the
+//! incident's timeline and in alerts. The backends ([`nft`],
 //! [`iptables`], [`fail2ban`], [`none`]) implement [`Firewall`]; they only
-//! accept [`Permitted`] addresses, which can only be made by checking the
-//! allowlist, so an allowlisted address cannot reach a firewall whoever
-//! asked. Every program runs through [`crate::exec`] with an argument
-//! vector; addresses enter batches only as parsed [`IpAddr`]s printed
-//! canonically.
+//! accept [`Permitted`] targets, which can only be made by checking the
+//! allowlist (a network may not even touch it), so an allowlisted address
+//! cannot reach a firewall whoever asked. Every program runs through
+//! [`crate::exec`] with an argument vector; targets enter batches only as
+//! parsed [`BanTarget`]s printed canonically.
 
 pub mod config;
 pub mod conntrack;
@@ -21,8 +22,8 @@ pub mod nft;
 pub mod none;
 pub mod store;
 
+use hikeshi_core::contain::BanTarget;
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
 use std::time::Duration;
 
 use hikeshi_core::allowlist::{AllowReason, Allowlist};
@@ -56,33 +57,37 @@ mod permit {
     //! even a backend, can build one without checking the allowlist.
     use super::*;
 
-    /// An address that passed the allowlist check: the only kind of
-    /// address a [`Firewall`] bans.
+    /// A target that passed the allowlist check: the only kind of
+    /// target a [`Firewall`] bans. A network passes only if no
+    /// allowlisted address is inside it.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-    pub struct Permitted(IpAddr);
+    pub struct Permitted(BanTarget);
 
     impl Permitted {
-        /// `addr` in canonical form (IPv4-mapped IPv6 becomes IPv4), or
-        /// why it must never be banned.
-        pub fn check(addr: IpAddr, allowlist: &Allowlist) -> Result<Permitted, AllowReason> {
-            let addr = hikeshi_core::event::canonical_addr(addr);
-            match allowlist.check(addr) {
+        /// `target` (canonical by construction), or why it must never be
+        /// banned.
+        pub fn check(
+            target: impl Into<BanTarget>,
+            allowlist: &Allowlist,
+        ) -> Result<Permitted, AllowReason> {
+            let target = target.into();
+            match allowlist.check_target(target) {
                 Some(reason) => Err(reason),
-                None => Ok(Permitted(addr)),
+                None => Ok(Permitted(target)),
             }
         }
 
-        pub fn addr(self) -> IpAddr {
+        pub fn target(self) -> BanTarget {
             self.0
         }
     }
 }
 
-/// One ban for a backend: the address and how long the firewall should
-/// hold it (`None`: permanent).
+/// One ban for a backend: the address or network and how long the
+/// firewall should hold it (`None`: permanent).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BanEntry {
-    pub addr: Permitted,
+    pub target: Permitted,
     pub timeout: Option<Duration>,
     /// The ban is believed to be in the firewall already (an extension):
     /// its timeout must be refreshed, not just added.
@@ -99,10 +104,10 @@ pub trait Firewall: Send {
     /// Adds bans, or refreshes the timeout of ones already present, in as
     /// few operations as the firewall allows (one transaction for nft).
     fn ban(&mut self, bans: &[BanEntry]) -> Result<(), FirewallError>;
-    /// Lifts bans; addresses that are not banned are ignored.
-    fn unban(&mut self, addrs: &[IpAddr]) -> Result<(), FirewallError>;
-    /// The addresses banned now in what hikeshi owns.
-    fn list(&mut self) -> Result<BTreeSet<IpAddr>, FirewallError>;
+    /// Lifts bans; targets that are not banned are ignored.
+    fn unban(&mut self, targets: &[BanTarget]) -> Result<(), FirewallError>;
+    /// The addresses and networks banned now in what hikeshi owns.
+    fn list(&mut self) -> Result<BTreeSet<BanTarget>, FirewallError>;
     /// Whether the firewall lifts a timed ban by itself when it ends (so
     /// bans expire even if hikeshi is not running).
     fn expires_on_its_own(&self) -> bool;
@@ -160,24 +165,24 @@ pub(crate) fn check_name(
     }
 }
 
-/// One address to ban.
+/// One address or network to ban.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BanRequest {
-    pub addr: IpAddr,
-    /// `None`: the policy decides from the address's offences.
+    pub addr: BanTarget,
+    /// `None`: the policy decides from the target's offences.
     pub length: Option<BanLength>,
     pub reason: String,
     pub incident_id: Option<i64>,
 }
 
-/// What happened to one address: an entry for its incident's timeline
+/// What happened to one address or network: an entry for its incident's timeline
 /// ("actions taken") and for the alert.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum ContainmentOutcome {
     /// Banned now, or an existing ban was extended (`extended`).
     Banned {
-        addr: IpAddr,
+        addr: BanTarget,
         incident_id: Option<i64>,
         backend: &'static str,
         length: String,
@@ -190,13 +195,13 @@ pub enum ContainmentOutcome {
         dry_run: bool,
     },
     /// Allowlisted: never banned, whoever asked.
-    Refused { addr: IpAddr, incident_id: Option<i64>, reason: String },
+    Refused { addr: BanTarget, incident_id: Option<i64>, reason: String },
     /// Containment failed; nothing was applied or recorded for it.
-    Failed { addr: IpAddr, incident_id: Option<i64>, backend: &'static str, error: String },
+    Failed { addr: BanTarget, incident_id: Option<i64>, backend: &'static str, error: String },
     /// A ban was lifted.
-    Unbanned { addr: IpAddr, incident_id: Option<i64>, backend: &'static str, reason: String },
+    Unbanned { addr: BanTarget, incident_id: Option<i64>, backend: &'static str, reason: String },
     /// Asked to lift a ban that did not exist.
-    NotBanned { addr: IpAddr },
+    NotBanned { addr: BanTarget },
 }
 
 impl ContainmentOutcome {
@@ -259,12 +264,12 @@ pub trait ContainmentRecorder {
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct ReconcileReport {
     /// Active bans that were missing from the firewall and were re-applied.
-    pub reapplied: Vec<IpAddr>,
+    pub reapplied: Vec<BanTarget>,
     /// Bans whose time had passed: closed in the store (and removed from
     /// the firewall if it had not done so itself).
-    pub expired: Vec<IpAddr>,
+    pub expired: Vec<BanTarget>,
     /// Entries in hikeshi's own objects without an active ban: removed.
-    pub removed_unknown: Vec<IpAddr>,
+    pub removed_unknown: Vec<BanTarget>,
 }
 
 /// Carries out bans and unbans: policy, store and firewall in step.
@@ -318,13 +323,24 @@ impl<'a> Containment<'a> {
         let backend = self.firewall.kind().name();
         let mut outcomes = Vec::with_capacity(requests.len());
         let mut permitted: BTreeMap<Permitted, &BanRequest> = BTreeMap::new();
+        let networks = self.firewall.kind().bans_networks();
         for request in requests {
             match Permitted::check(request.addr, &self.allowlist) {
+                Ok(p) if p.target().single().is_none() && !networks => {
+                    outcomes.push(ContainmentOutcome::Failed {
+                        addr: p.target(),
+                        incident_id: request.incident_id,
+                        backend,
+                        error: format!(
+                            "the {backend} backend bans single addresses only, not networks"
+                        ),
+                    });
+                }
                 Ok(p) => {
                     permitted.entry(p).or_insert(request);
                 }
                 Err(reason) => outcomes.push(ContainmentOutcome::Refused {
-                    addr: hikeshi_core::event::canonical_addr(request.addr),
+                    addr: request.addr,
                     incident_id: request.incident_id,
                     reason: reason.to_string(),
                 }),
@@ -337,7 +353,7 @@ impl<'a> Containment<'a> {
             permitted
                 .iter()
                 .map(|(p, r)| ContainmentOutcome::Failed {
-                    addr: p.addr(),
+                    addr: p.target(),
                     incident_id: r.incident_id,
                     backend,
                     error: error.clone(),
@@ -391,7 +407,8 @@ impl<'a> Containment<'a> {
         }
         let killed = match &self.conntrack {
             Some(program) if self.firewall.kind() != BackendKind::None => {
-                let addrs: BTreeSet<IpAddr> = planned.iter().map(|p| p.entry.addr.addr()).collect();
+                let addrs: BTreeSet<BanTarget> =
+                    planned.iter().map(|p| p.entry.target.target()).collect();
                 conntrack::kill(program, &addrs).unwrap_or_else(|e| {
                     tracing::warn!("could not end connections of banned sources: {e}");
                     BTreeMap::new()
@@ -401,7 +418,7 @@ impl<'a> Containment<'a> {
         };
         let dry_run = self.firewall.kind() == BackendKind::None;
         for p in planned {
-            let addr = p.entry.addr.addr();
+            let addr = p.entry.target.target();
             outcomes.push(ContainmentOutcome::Banned {
                 addr,
                 incident_id: p.incident_id,
@@ -424,13 +441,13 @@ impl<'a> Containment<'a> {
         permitted: &BTreeMap<Permitted, &BanRequest>,
         now: Timestamp,
     ) -> Result<Vec<PlannedBan>, FirewallError> {
-        let addrs: Vec<IpAddr> = permitted.keys().map(|p| p.addr()).collect();
-        let active: BTreeMap<IpAddr, store::BanRecord> =
+        let addrs: Vec<BanTarget> = permitted.keys().map(|p| p.target()).collect();
+        let active: BTreeMap<BanTarget, store::BanRecord> =
             store::active_bans_of(self.conn, &addrs)?.into_iter().map(|b| (b.address, b)).collect();
         let offences = store::offences_of(self.conn, &addrs)?;
         let mut planned = Vec::with_capacity(permitted.len());
         for (p, request) in permitted {
-            let addr = p.addr();
+            let addr = p.target();
             let offence = offences.get(&addr).copied().unwrap_or(0).saturating_add(1);
             let length = request.length.unwrap_or_else(|| self.policy.length_for(offence));
             let wanted_end = length.expires_at(now);
@@ -445,7 +462,7 @@ impl<'a> Containment<'a> {
             };
             planned.push(PlannedBan {
                 entry: BanEntry {
-                    addr: *p,
+                    target: *p,
                     timeout: remaining(expires_at, now),
                     refresh: extended.is_some(),
                 },
@@ -465,13 +482,12 @@ impl<'a> Containment<'a> {
     /// transaction rolled back if the firewall fails).
     pub fn unban(
         &mut self,
-        addrs: &[IpAddr],
+        addrs: &[BanTarget],
         reason: &str,
         now: Timestamp,
     ) -> Vec<ContainmentOutcome> {
         let backend = self.firewall.kind().name();
-        let addrs: BTreeSet<IpAddr> =
-            addrs.iter().map(|a| hikeshi_core::event::canonical_addr(*a)).collect();
+        let addrs: BTreeSet<BanTarget> = addrs.iter().copied().collect();
         let result = (|| -> Result<Vec<ContainmentOutcome>, FirewallError> {
             self.conn.execute_batch("BEGIN IMMEDIATE")?;
             let mut outcomes = Vec::new();
@@ -491,7 +507,7 @@ impl<'a> Containment<'a> {
                         });
                     }
                 }
-                let to_remove: Vec<IpAddr> = addrs.intersection(&present).copied().collect();
+                let to_remove: Vec<BanTarget> = addrs.intersection(&present).copied().collect();
                 self.firewall.unban(&to_remove)?;
                 self.conn.execute_batch("COMMIT")?;
                 Ok(())
@@ -536,7 +552,7 @@ impl<'a> Containment<'a> {
             // A ban stored before the allowlist grew is not re-applied.
             match Permitted::check(ban.address, &self.allowlist) {
                 Ok(p) => missing.push(BanEntry {
-                    addr: p,
+                    target: p,
                     timeout: remaining(ban.expires_at, now),
                     refresh: false,
                 }),
@@ -548,17 +564,17 @@ impl<'a> Containment<'a> {
                 }
             }
         }
-        let wanted: BTreeSet<IpAddr> = active.iter().map(|b| b.address).collect();
-        let expired: BTreeSet<IpAddr> = report.expired.iter().copied().collect();
+        let wanted: BTreeSet<BanTarget> = active.iter().map(|b| b.address).collect();
+        let expired: BTreeSet<BanTarget> = report.expired.iter().copied().collect();
         let owns_all = self.firewall.owns_all_entries();
-        let stale: Vec<IpAddr> = present
+        let stale: Vec<BanTarget> = present
             .difference(&wanted)
             .filter(|a| owns_all || expired.contains(a))
             .copied()
             .collect();
         if self.firewall.kind() != BackendKind::None {
             self.firewall.ban(&missing)?;
-            report.reapplied = missing.iter().map(|e| e.addr.addr()).collect();
+            report.reapplied = missing.iter().map(|e| e.target.target()).collect();
         }
         self.firewall.unban(&stale)?;
         report.removed_unknown = stale.into_iter().filter(|a| !expired.contains(a)).collect();
@@ -567,12 +583,12 @@ impl<'a> Containment<'a> {
     }
 
     /// Lifts every ban (firewall and store), keeping hikeshi's objects.
-    pub fn flush(&mut self, now: Timestamp) -> Result<Vec<IpAddr>, FirewallError> {
+    pub fn flush(&mut self, now: Timestamp) -> Result<Vec<BanTarget>, FirewallError> {
         self.lift_all(now, "flush", false)
     }
 
     /// Lifts every ban and removes everything hikeshi added to the firewall.
-    pub fn uninstall(&mut self, now: Timestamp) -> Result<Vec<IpAddr>, FirewallError> {
+    pub fn uninstall(&mut self, now: Timestamp) -> Result<Vec<BanTarget>, FirewallError> {
         self.lift_all(now, "uninstall", true)
     }
 
@@ -581,7 +597,7 @@ impl<'a> Containment<'a> {
         now: Timestamp,
         reason: &str,
         uninstall: bool,
-    ) -> Result<Vec<IpAddr>, FirewallError> {
+    ) -> Result<Vec<BanTarget>, FirewallError> {
         let tx = self.conn.transaction()?;
         let mut lifted = Vec::new();
         for ban in store::active_bans(&tx)? {
@@ -622,12 +638,12 @@ fn write_plan(
     backend: &'static str,
     now: Timestamp,
 ) -> Result<(), FirewallError> {
-    let counts: Vec<(IpAddr, u32)> =
-        planned.iter().map(|p| (p.entry.addr.addr(), p.offence)).collect();
+    let counts: Vec<(BanTarget, u32)> =
+        planned.iter().map(|p| (p.entry.target.target(), p.offence)).collect();
     store::set_offences(conn, &counts, now)?;
     let mut new_bans = Vec::with_capacity(planned.len());
     for p in planned {
-        let address = p.entry.addr.addr();
+        let address = p.entry.target.target();
         if let Some(id) = p.extended {
             store::set_expiry(conn, id, p.expires_at)?;
             continue;
@@ -649,12 +665,12 @@ fn write_plan(
     Ok(())
 }
 
-/// Splits addresses by family, each printed canonically.
-pub(crate) fn by_family<'a, I>(addrs: I) -> (Vec<IpAddr>, Vec<IpAddr>)
+/// Splits targets by family.
+pub(crate) fn by_family<'a, I>(targets: I) -> (Vec<BanTarget>, Vec<BanTarget>)
 where
-    I: IntoIterator<Item = &'a IpAddr>,
+    I: IntoIterator<Item = &'a BanTarget>,
 {
-    addrs.into_iter().partition(|a| a.is_ipv4())
+    targets.into_iter().partition(|t| t.is_ipv4())
 }
 
 #[cfg(test)]
@@ -667,7 +683,7 @@ mod tests {
             vec!["192.0.2.0/24".parse().unwrap()],
             vec!["198.51.100.1".parse().unwrap()],
         );
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let ip = |s: &str| s.parse::<BanTarget>().unwrap();
         assert_eq!(Permitted::check(ip("127.0.0.1"), &list), Err(AllowReason::Loopback));
         assert_eq!(
             Permitted::check(ip("::ffff:198.51.100.1"), &list),
@@ -678,9 +694,21 @@ mod tests {
             Err(AllowReason::Configured(_))
         ));
         assert_eq!(
-            Permitted::check(ip("::ffff:203.0.113.5"), &list).unwrap().addr(),
+            Permitted::check(ip("::ffff:203.0.113.5"), &list).unwrap().target(),
             ip("203.0.113.5")
         );
+        // A network must not even touch the allowlist.
+        assert_eq!(
+            Permitted::check(ip("2001:db8:1:2::7/64"), &list).unwrap().target().to_string(),
+            "2001:db8:1:2::/64"
+        );
+        assert_eq!(Permitted::check(ip("198.51.100.0/24"), &list), Err(AllowReason::HostAddress));
+        assert!(matches!(
+            Permitted::check(ip("192.0.0.0/16"), &list),
+            Err(AllowReason::Configured(_))
+        ));
+        assert_eq!(Permitted::check(ip("::/64"), &list), Err(AllowReason::NotAPeer));
+        assert_eq!(Permitted::check(ip("120.0.0.0/5"), &list), Err(AllowReason::Loopback));
     }
 
     fn at(s: i64) -> Timestamp {

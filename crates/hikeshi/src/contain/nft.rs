@@ -1,16 +1,18 @@
 //! The nftables backend (the default).
 //!
-//! hikeshi owns one table, `inet <table>` (default `inet hikeshi`), with a
-//! set per address family (`ban4`, `ban6`, `flags timeout`) and one input
-//! chain that drops their members. A ban is a set element with a kernel
-//! timeout, so it ends even if hikeshi is not running. Each call is one
-//! `nft -f -` transaction on standard input: many bans are one atomic
-//! batch, and a failure applies nothing. Addresses enter the batch only
-//! as parsed `IpAddr`s printed canonically.
+//! hikeshi owns one table, `inet <table>` (default `inet hikeshi`), with
+//! two sets per address family, one of single addresses (`ban4`, `ban6`,
+//! `flags timeout`, hashed) and one of networks (`net4`, `net6`, `flags
+//! interval, timeout`: an IPv6 attacker's /64), and one input chain that
+//! drops their members. A ban is a set element with a kernel timeout, so
+//! it ends even if hikeshi is not running. Each call is one `nft -f -`
+//! transaction on standard input: many bans are one atomic batch, and a
+//! failure applies nothing. Targets enter the batch only as parsed
+//! [`BanTarget`]s printed canonically.
 
+use hikeshi_core::contain::BanTarget;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::net::IpAddr;
 
 use serde_json::Value;
 
@@ -19,9 +21,18 @@ use super::libnftables::LibNftables;
 use super::{check_name, BackendKind, BanEntry, Firewall, FirewallError};
 use crate::exec;
 
-/// Set names inside hikeshi's table.
+/// Set names inside hikeshi's table: single addresses, then networks.
 pub const SET_V4: &str = "ban4";
 pub const SET_V6: &str = "ban6";
+pub const SET_NET_V4: &str = "net4";
+pub const SET_NET_V6: &str = "net6";
+/// Every set, with whether it holds IPv4 and whether it holds networks.
+const SETS: [(&str, bool, bool); 4] = [
+    (SET_V4, true, false),
+    (SET_V6, false, false),
+    (SET_NET_V4, true, true),
+    (SET_NET_V6, false, true),
+];
 /// The input chain inside hikeshi's table.
 pub const CHAIN: &str = "input";
 
@@ -78,19 +89,19 @@ impl Nftables {
         })
     }
 
-    fn list_set(&self, set: &str) -> Result<BTreeSet<IpAddr>, FirewallError> {
+    fn list_set(&self, set: &str) -> Result<BTreeSet<BanTarget>, FirewallError> {
         let out = exec::run(&self.nft, ["-j", "list", "set", "inet", &self.table, set])?;
         let json = self.json(&out.stdout)?;
         Ok(set_elements(&json))
     }
 
     /// The batch that adds (or refreshes, when in `present`) `bans`.
-    fn ban_batch(&self, bans: &[BanEntry], present: &BTreeSet<IpAddr>) -> String {
+    fn ban_batch(&self, bans: &[BanEntry], present: &BTreeSet<BanTarget>) -> String {
         let mut batch = String::with_capacity(64 + bans.len() * 32);
-        for (set, v4) in [(SET_V4, true), (SET_V6, false)] {
+        for (set, v4, networks) in SETS {
             let family: Vec<&BanEntry> = bans
                 .iter()
-                .filter(|b| b.addr.addr().is_ipv4() == v4)
+                .filter(|b| set_of(b.target.target()) == (v4, networks))
                 // An entry with no time left is already over.
                 .filter(|b| b.timeout.map_or(true, |t| t.as_secs() > 0))
                 .collect();
@@ -99,8 +110,8 @@ impl Nftables {
             }
             // Re-adding an element does not change its timeout: refreshing
             // a ban is delete + add in the same transaction.
-            let refresh: Vec<IpAddr> =
-                family.iter().map(|b| b.addr.addr()).filter(|a| present.contains(a)).collect();
+            let refresh: Vec<BanTarget> =
+                family.iter().map(|b| b.target.target()).filter(|t| present.contains(t)).collect();
             if !refresh.is_empty() {
                 element_command(
                     &mut batch,
@@ -115,11 +126,16 @@ impl Nftables {
                 "add",
                 &self.table,
                 set,
-                family.iter().map(|b| (b.addr.addr(), b.timeout.map(|t| t.as_secs()))),
+                family.iter().map(|b| (b.target.target(), b.timeout.map(|t| t.as_secs()))),
             );
         }
         batch
     }
+}
+
+/// Which set holds `target`: (IPv4, network).
+fn set_of(target: BanTarget) -> (bool, bool) {
+    (target.is_ipv4(), target.single().is_none())
 }
 
 fn element_command(
@@ -127,7 +143,7 @@ fn element_command(
     verb: &str,
     table: &str,
     set: &str,
-    elements: impl Iterator<Item = (IpAddr, Option<u64>)>,
+    elements: impl Iterator<Item = (BanTarget, Option<u64>)>,
 ) {
     let _ = write!(batch, "{verb} element inet {table} {set} {{ ");
     for (i, (addr, timeout)) in elements.enumerate() {
@@ -147,17 +163,29 @@ fn items<'a>(json: &'a Value, kind: &'a str) -> impl Iterator<Item = &'a Value> 
     json["nftables"].as_array().into_iter().flatten().filter_map(move |item| item.get(kind))
 }
 
-/// The single addresses in the sets of an `nft -j list set` listing.
-/// Elements are plain strings, or `{"elem": {"val": ..., "timeout": ..}}`
-/// when they carry a timeout; ranges and prefixes are not hikeshi's.
-pub fn set_elements(json: &Value) -> BTreeSet<IpAddr> {
+/// The addresses and networks in the sets of an `nft -j list set`
+/// listing. An element is a plain string or `{"prefix": {"addr": ..,
+/// "len": ..}}`, wrapped in `{"elem": {"val": ..., "timeout": ..}}` when
+/// it carries a timeout; ranges are not hikeshi's.
+pub fn set_elements(json: &Value) -> BTreeSet<BanTarget> {
+    fn target(value: &Value) -> Option<BanTarget> {
+        match value {
+            Value::String(s) => s.parse().ok(),
+            Value::Object(o) => match (o.get("elem"), o.get("prefix")) {
+                (Some(elem), _) => target(elem.get("val")?),
+                (None, Some(prefix)) => {
+                    let addr = prefix.get("addr")?.as_str()?;
+                    let len = prefix.get("len")?.as_u64()?;
+                    format!("{addr}/{len}").parse().ok()
+                }
+                (None, None) => None,
+            },
+            _ => None,
+        }
+    }
     items(json, "set")
         .flat_map(|set| set["elem"].as_array().into_iter().flatten())
-        .filter_map(|elem| match elem {
-            Value::String(s) => s.parse().ok(),
-            Value::Object(o) => o.get("elem")?.get("val")?.as_str()?.parse().ok(),
-            _ => None,
-        })
+        .filter_map(target)
         .collect()
 }
 
@@ -175,10 +203,14 @@ impl Firewall for Nftables {
             "add table inet {t}\n\
              add set inet {t} {SET_V4} {{ type ipv4_addr; flags timeout; }}\n\
              add set inet {t} {SET_V6} {{ type ipv6_addr; flags timeout; }}\n\
+             add set inet {t} {SET_NET_V4} {{ type ipv4_addr; flags interval, timeout; }}\n\
+             add set inet {t} {SET_NET_V6} {{ type ipv6_addr; flags interval, timeout; }}\n\
              add chain inet {t} {CHAIN} {{ type filter hook input priority -10; policy accept; }}\n\
              flush chain inet {t} {CHAIN}\n\
              add rule inet {t} {CHAIN} ip saddr @{SET_V4} drop\n\
-             add rule inet {t} {CHAIN} ip6 saddr @{SET_V6} drop\n"
+             add rule inet {t} {CHAIN} ip6 saddr @{SET_V6} drop\n\
+             add rule inet {t} {CHAIN} ip saddr @{SET_NET_V4} drop\n\
+             add rule inet {t} {CHAIN} ip6 saddr @{SET_NET_V6} drop\n"
         );
         self.apply(&batch)
     }
@@ -191,8 +223,8 @@ impl Firewall for Nftables {
         // listing of a possibly huge set for every ban). If one has timed
         // out or was removed meanwhile, its delete fails the whole
         // (unapplied) batch: then list the set and retry once.
-        let believed: BTreeSet<IpAddr> =
-            bans.iter().filter(|b| b.refresh).map(|b| b.addr.addr()).collect();
+        let believed: BTreeSet<BanTarget> =
+            bans.iter().filter(|b| b.refresh).map(|b| b.target.target()).collect();
         match self.apply(&self.ban_batch(bans, &believed)) {
             Ok(()) => Ok(()),
             Err(_) if !believed.is_empty() => {
@@ -203,22 +235,25 @@ impl Firewall for Nftables {
         }
     }
 
-    fn unban(&mut self, addrs: &[IpAddr]) -> Result<(), FirewallError> {
-        if addrs.is_empty() {
+    fn unban(&mut self, targets: &[BanTarget]) -> Result<(), FirewallError> {
+        if targets.is_empty() {
             return Ok(());
         }
         let present = self.list()?;
-        let (v4, v6): (Vec<IpAddr>, Vec<IpAddr>) =
-            addrs.iter().filter(|a| present.contains(a)).partition(|a| a.is_ipv4());
         let mut batch = String::new();
-        for (set, members) in [(SET_V4, v4), (SET_V6, v6)] {
+        for (set, v4, networks) in SETS {
+            let members: Vec<BanTarget> = targets
+                .iter()
+                .filter(|t| present.contains(t) && set_of(**t) == (v4, networks))
+                .copied()
+                .collect();
             if !members.is_empty() {
                 element_command(
                     &mut batch,
                     "delete",
                     &self.table,
                     set,
-                    members.into_iter().map(|a| (a, None)),
+                    members.into_iter().map(|t| (t, None)),
                 );
             }
         }
@@ -228,9 +263,11 @@ impl Firewall for Nftables {
         self.apply(&batch)
     }
 
-    fn list(&mut self) -> Result<BTreeSet<IpAddr>, FirewallError> {
-        let mut all = self.list_set(SET_V4)?;
-        all.extend(self.list_set(SET_V6)?);
+    fn list(&mut self) -> Result<BTreeSet<BanTarget>, FirewallError> {
+        let mut all = BTreeSet::new();
+        for (set, _, _) in SETS {
+            all.extend(self.list_set(set)?);
+        }
         Ok(all)
     }
 
@@ -240,7 +277,9 @@ impl Firewall for Nftables {
 
     fn flush(&mut self) -> Result<(), FirewallError> {
         let t = &self.table;
-        self.apply(&format!("flush set inet {t} {SET_V4}\nflush set inet {t} {SET_V6}\n"))
+        let batch: String =
+            SETS.iter().map(|(set, _, _)| format!("flush set inet {t} {set}\n")).collect();
+        self.apply(&batch)
     }
 
     fn uninstall(&mut self) -> Result<(), FirewallError> {
@@ -262,7 +301,8 @@ mod tests {
     fn ban_batch_refreshes_present_elements_and_prints_addresses_canonically() {
         let nft = Nftables::new(&NftablesConfig::default()).unwrap();
         let entry = |a: &str, t: Option<u64>| BanEntry {
-            addr: Permitted::check(a.parse().unwrap(), &Allowlist::default()).unwrap(),
+            target: Permitted::check(a.parse::<BanTarget>().unwrap(), &Allowlist::default())
+                .unwrap(),
             timeout: t.map(Duration::from_secs),
             refresh: false,
         };
@@ -271,13 +311,19 @@ mod tests {
             entry("2001:0db8:0000::0005", None),
             entry("192.0.2.8", Some(0)),
             entry("192.0.2.9", Some(30)),
+            entry("2001:db8:1:2::7/64", Some(90)),
+            entry("::ffff:198.51.100.9/120", None),
         ];
-        let present: BTreeSet<IpAddr> = ["192.0.2.9".parse().unwrap()].into();
+        let present: BTreeSet<BanTarget> =
+            ["192.0.2.9".parse().unwrap(), "2001:db8:1:2::/64".parse().unwrap()].into();
         assert_eq!(
             nft.ban_batch(&bans, &present),
             "delete element inet hikeshi ban4 { 192.0.2.9 }\n\
              add element inet hikeshi ban4 { 192.0.2.7 timeout 60s, 192.0.2.9 timeout 30s }\n\
-             add element inet hikeshi ban6 { 2001:db8::5 }\n"
+             add element inet hikeshi ban6 { 2001:db8::5 }\n\
+             add element inet hikeshi net4 { 198.51.100.0/24 }\n\
+             delete element inet hikeshi net6 { 2001:db8:1:2::/64 }\n\
+             add element inet hikeshi net6 { 2001:db8:1:2::/64 timeout 90s }\n"
         );
     }
 
@@ -290,11 +336,18 @@ mod tests {
                   {"elem": {"val": "192.0.2.7", "timeout": 3600, "expires": 3599}},
                   "192.0.2.8",
                   {"prefix": {"addr": "198.51.100.0", "len": 24}},
-                  "2001:db8::1"]}}]}"#,
+                  {"range": ["198.51.101.0", "198.51.101.9"]},
+                  "2001:db8::1",
+                  {"elem": {"val": {"prefix": {"addr": "2001:db8:1:2::", "len": 64}},
+                    "timeout": 60, "expires": 59}},
+                  {"prefix": {"addr": "2001:db8:1:2::", "len": 999}}]}}]}"#,
         )
         .unwrap();
         let got: Vec<String> = set_elements(&json).iter().map(|a| a.to_string()).collect();
-        assert_eq!(got, ["192.0.2.7", "192.0.2.8", "2001:db8::1"]);
+        assert_eq!(
+            got,
+            ["192.0.2.7", "192.0.2.8", "198.51.100.0/24", "2001:db8::1", "2001:db8:1:2::/64"]
+        );
         assert!(set_elements(&serde_json::json!({"nftables": []})).is_empty());
         assert!(set_elements(&serde_json::json!({})).is_empty());
     }

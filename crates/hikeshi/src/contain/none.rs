@@ -1,8 +1,8 @@
 //! The `none` backend: a dry run that records what would be done and
 //! changes nothing in the firewall.
 
+use hikeshi_core::contain::BanTarget;
 use std::collections::BTreeSet;
-use std::net::IpAddr;
 
 use super::{BackendKind, BanEntry, Firewall, FirewallError};
 
@@ -27,17 +27,17 @@ impl Firewall for DryRun {
                 Some(t) => format!("for {}", hikeshi_core::contain::format_duration(t)),
                 None => "permanently".to_string(),
             };
-            self.log.push(format!("would ban {} {until}", ban.addr.addr()));
+            self.log.push(format!("would ban {} {until}", ban.target.target()));
         }
         Ok(())
     }
 
-    fn unban(&mut self, addrs: &[IpAddr]) -> Result<(), FirewallError> {
+    fn unban(&mut self, addrs: &[BanTarget]) -> Result<(), FirewallError> {
         self.log.extend(addrs.iter().map(|a| format!("would unban {a}")));
         Ok(())
     }
 
-    fn list(&mut self) -> Result<BTreeSet<IpAddr>, FirewallError> {
+    fn list(&mut self) -> Result<BTreeSet<BanTarget>, FirewallError> {
         Ok(BTreeSet::new())
     }
 

@@ -6,7 +6,7 @@
 //! at most one ban per address is active. `expires_at IS NULL` is a
 //! permanent ban. Rows are never deleted: they are evidence.
 
-use std::net::IpAddr;
+use hikeshi_core::contain::BanTarget;
 
 use jiff::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension, Row, ToSql};
@@ -39,7 +39,7 @@ CREATE TABLE IF NOT EXISTS ban_offences (
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct BanRecord {
     pub id: i64,
-    pub address: IpAddr,
+    pub address: BanTarget,
     pub incident_id: Option<i64>,
     pub reason: String,
     pub backend: String,
@@ -55,7 +55,7 @@ pub struct BanRecord {
 /// A ban about to be recorded.
 #[derive(Debug, Clone)]
 pub struct NewBan<'a> {
-    pub address: IpAddr,
+    pub address: BanTarget,
     pub incident_id: Option<i64>,
     pub reason: &'a str,
     pub backend: &'a str,
@@ -70,7 +70,11 @@ pub fn create_tables(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 /// Counts one more offence of `address` and returns the new count.
-pub fn record_offence(conn: &Connection, address: IpAddr, now: Timestamp) -> rusqlite::Result<u32> {
+pub fn record_offence(
+    conn: &Connection,
+    address: BanTarget,
+    now: Timestamp,
+) -> rusqlite::Result<u32> {
     conn.prepare_cached(
         "INSERT INTO ban_offences (address, offences, last_offence_at) VALUES (?1, 1, ?2)
          ON CONFLICT (address) DO UPDATE
@@ -84,9 +88,9 @@ pub fn record_offence(conn: &Connection, address: IpAddr, now: Timestamp) -> rus
 /// one statement.
 pub fn offences_of(
     conn: &Connection,
-    addresses: &[IpAddr],
-) -> rusqlite::Result<std::collections::HashMap<IpAddr, u32>> {
-    let list: Vec<String> = addresses.iter().map(IpAddr::to_string).collect();
+    addresses: &[BanTarget],
+) -> rusqlite::Result<std::collections::HashMap<BanTarget, u32>> {
+    let list: Vec<String> = addresses.iter().map(BanTarget::to_string).collect();
     let json = serde_json::to_string(&list).expect("strings serialize");
     let mut stmt = conn.prepare_cached(
         "SELECT o.address, o.offences FROM json_each(?1) AS j
@@ -106,7 +110,7 @@ pub fn offences_of(
 /// Sets the offence counts of many addresses (at `now`).
 pub fn set_offences(
     conn: &Connection,
-    counts: &[(IpAddr, u32)],
+    counts: &[(BanTarget, u32)],
     now: Timestamp,
 ) -> rusqlite::Result<()> {
     let addresses: Vec<String> = counts.iter().map(|(a, _)| a.to_string()).collect();
@@ -175,7 +179,7 @@ fn execute_rows(
 }
 
 /// How many offences `address` has committed (0 if none).
-pub fn offences(conn: &Connection, address: IpAddr) -> rusqlite::Result<u32> {
+pub fn offences(conn: &Connection, address: BanTarget) -> rusqlite::Result<u32> {
     conn.prepare_cached("SELECT offences FROM ban_offences WHERE address = ?1")?
         .query_row([address.to_string()], |r| r.get(0))
         .optional()
@@ -248,7 +252,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<BanRecord> {
 }
 
 /// The active ban of `address`, if any.
-pub fn active_ban(conn: &Connection, address: IpAddr) -> rusqlite::Result<Option<BanRecord>> {
+pub fn active_ban(conn: &Connection, address: BanTarget) -> rusqlite::Result<Option<BanRecord>> {
     conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM bans WHERE address = ?1 AND removed_at IS NULL"
     ))?
@@ -267,8 +271,11 @@ pub fn active_bans(conn: &Connection) -> rusqlite::Result<Vec<BanRecord>> {
 }
 
 /// The active bans of `addresses` (read in one statement).
-pub fn active_bans_of(conn: &Connection, addresses: &[IpAddr]) -> rusqlite::Result<Vec<BanRecord>> {
-    let list: Vec<String> = addresses.iter().map(IpAddr::to_string).collect();
+pub fn active_bans_of(
+    conn: &Connection,
+    addresses: &[BanTarget],
+) -> rusqlite::Result<Vec<BanRecord>> {
+    let list: Vec<String> = addresses.iter().map(BanTarget::to_string).collect();
     let json = serde_json::to_string(&list).expect("strings serialize");
     let columns = COLUMNS.split(", ").map(|c| format!("b.{c}")).collect::<Vec<_>>().join(", ");
     let mut stmt = conn.prepare_cached(&format!(
@@ -300,7 +307,7 @@ pub fn all_bans(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<BanReco
 /// returns it, or `None` if it had none.
 pub fn remove_ban(
     conn: &Connection,
-    address: IpAddr,
+    address: BanTarget,
     now: Timestamp,
     reason: &str,
 ) -> rusqlite::Result<Option<BanRecord>> {
@@ -353,7 +360,7 @@ mod tests {
     #[test]
     fn offences_are_counted_per_address() {
         let conn = db();
-        let a: IpAddr = "203.0.113.5".parse().unwrap();
+        let a: BanTarget = "203.0.113.5".parse().unwrap();
         assert_eq!(offences(&conn, a).unwrap(), 0);
         assert_eq!(record_offence(&conn, a, t(0)).unwrap(), 1);
         assert_eq!(record_offence(&conn, a, t(5)).unwrap(), 2);
@@ -364,8 +371,8 @@ mod tests {
     #[test]
     fn batches_match_single_row_versions() {
         let conn = db();
-        let a: IpAddr = "203.0.113.5".parse().unwrap();
-        let b: IpAddr = "2001:db8::7".parse().unwrap();
+        let a: BanTarget = "203.0.113.5".parse().unwrap();
+        let b: BanTarget = "2001:db8::7".parse().unwrap();
         record_offence(&conn, a, t(0)).unwrap();
         let counts = offences_of(&conn, &[a, b]).unwrap();
         assert_eq!(counts.get(&a), Some(&1));
@@ -374,8 +381,8 @@ mod tests {
         assert_eq!(offences(&conn, a).unwrap(), 2);
         assert_eq!(offences(&conn, b).unwrap(), 1);
         // Many rows: more than one statement's worth.
-        let many: Vec<(IpAddr, u32)> =
-            (0..1000u32).map(|i| (IpAddr::from(i.to_be_bytes()), i + 1)).collect();
+        let many: Vec<(BanTarget, u32)> =
+            (0..1000u32).map(|i| (BanTarget::addr(i.to_be_bytes().into()), i + 1)).collect();
         set_offences(&conn, &many, t(2)).unwrap();
         assert_eq!(offences_of(&conn, &[many[999].0]).unwrap()[&many[999].0], 1000);
         let mut first = ban("203.0.113.5", 1, Some(61));

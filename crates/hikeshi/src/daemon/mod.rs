@@ -123,9 +123,30 @@ struct Daemon {
     previous: Option<Arc<Context>>,
 }
 
+/// Makes every thread of the daemon allocate from one glibc malloc arena
+/// (unless `MALLOC_ARENA_MAX` is set). With an arena per thread, memory a
+/// worker frees stays in its own arena, and the RSS of a long-running
+/// daemon climbs in steps of megabytes as one arena after another grows;
+/// `bench/watch-ingest.sh` measured those steps at 200,000 lines/s, and
+/// none with one arena, at the same CPU time (each thread's cache of small
+/// blocks still allocates without the arena's lock).
+fn share_one_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // `mallopt` only sets a tunable of the allocator; it has no
+        // preconditions and returns 0 if the value is refused.
+        #[allow(unsafe_code)]
+        let set = unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+        if set == 0 {
+            tracing::debug!("malloc refused M_ARENA_MAX = 1");
+        }
+    }
+}
+
 /// Runs the daemon until SIGTERM/SIGINT (or the end of standard input when
 /// it is the only source).
 pub fn run(ctx: Context, options: WatchOptions) -> Result<()> {
+    share_one_malloc_arena();
     crate::data_dir::ensure(&ctx.data_dir)?;
     let signals = Signals::install()?;
     let (tx, rx) = std::sync::mpsc::sync_channel(ctx.config.watch.queue.max(1));

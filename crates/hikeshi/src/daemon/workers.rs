@@ -213,7 +213,7 @@ fn contain_loop(
 /// alone leaves an open SSH session's state, and the next ban must not
 /// wait for conntrack.
 struct Disconnect {
-    tx: Sender<std::collections::BTreeSet<std::net::IpAddr>>,
+    tx: Sender<std::collections::BTreeSet<hikeshi_core::contain::BanTarget>>,
 }
 
 impl Disconnect {
@@ -225,7 +225,8 @@ impl Disconnect {
             return None;
         }
         let program = config.conntrack.clone();
-        let (tx, rx) = mpsc::channel::<std::collections::BTreeSet<std::net::IpAddr>>();
+        let (tx, rx) =
+            mpsc::channel::<std::collections::BTreeSet<hikeshi_core::contain::BanTarget>>();
         let spawned =
             std::thread::Builder::new().name("hikeshi-conntrack".into()).spawn(move || {
                 while let Ok(mut addrs) = rx.recv() {
@@ -254,7 +255,7 @@ impl Disconnect {
     }
 
     fn end_connections_of(&self, outcomes: &[ContainmentOutcome]) {
-        let banned: std::collections::BTreeSet<std::net::IpAddr> = outcomes
+        let banned: std::collections::BTreeSet<hikeshi_core::contain::BanTarget> = outcomes
             .iter()
             .filter_map(|o| match o {
                 ContainmentOutcome::Banned { addr, dry_run: false, .. } => Some(*addr),

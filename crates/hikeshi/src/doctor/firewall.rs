@@ -3,6 +3,8 @@
 
 use std::net::IpAddr;
 
+use hikeshi_core::contain::BanTarget;
+
 use hikeshi_core::allowlist::Allowlist;
 
 use super::{find_program, missing_program_fix, Check, Doctor, TEST_ADDRESSES, TEST_BAN_TIMEOUT};
@@ -98,7 +100,7 @@ fn owned_objects(contain: &contain::ContainConfig) -> String {
             format!("chain {} (iptables and ip6tables)", contain.iptables.chain)
         }
         BackendKind::Ipset => format!(
-            "ipsets {p}4 and {p}6 (chain {c})",
+            "ipsets {p}4, {p}6, {p}n4 and {p}n6 (chain {c})",
             p = contain.iptables.set_prefix,
             c = contain.iptables.chain
         ),
@@ -173,7 +175,7 @@ pub fn exercise_firewall(
         let chosen = TEST_ADDRESSES
             .iter()
             .filter_map(|a| a.parse::<IpAddr>().ok())
-            .filter(|a| a.is_ipv4() == v4 && !present.contains(a))
+            .filter(|a| a.is_ipv4() == v4 && !present.contains(&BanTarget::addr(*a)))
             .find_map(|a| Permitted::check(a, allowlist).ok());
         tests.extend(chosen);
     }
@@ -203,10 +205,10 @@ pub fn exercise_firewall(
             "remove the documentation ranges from [allowlist] networks to let doctor test bans",
         );
     }
-    let addrs: Vec<IpAddr> = tests.iter().map(|p| p.addr()).collect();
+    let addrs: Vec<BanTarget> = tests.iter().map(|p| p.target()).collect();
     let entries: Vec<BanEntry> = tests
         .iter()
-        .map(|&addr| BanEntry { addr, timeout: Some(TEST_BAN_TIMEOUT), refresh: false })
+        .map(|&target| BanEntry { target, timeout: Some(TEST_BAN_TIMEOUT), refresh: false })
         .collect();
     let added = firewall.ban(&entries).map_err(|e| e.to_string()).and_then(|()| {
         let listed = firewall.list().map_err(|e| e.to_string())?;

@@ -281,6 +281,7 @@ fn ban_plan(ctx: &Context, no_ban: bool) -> Result<BanPlan> {
     Ok(BanPlan {
         enabled: config.auto_ban && !no_ban,
         rules,
+        networks: config.ban_networks && config.backend.bans_networks(),
         max_age: jiff::SignedDuration::try_from(bantime).unwrap_or(jiff::SignedDuration::MAX),
     })
 }
