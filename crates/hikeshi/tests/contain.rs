@@ -191,7 +191,7 @@ impl Lab {
 
     fn nft_set(&self, table: &str, set: &str) -> BTreeSet<BanTarget> {
         let json = self.server_ok("nft", &["-j", "list", "set", "inet", table, set]);
-        hikeshi::contain::nft::set_elements(&serde_json::from_str(&json).unwrap())
+        hikeshi::contain::nft::set_elements(json.as_bytes()).unwrap()
     }
 
     fn ruleset(&self) -> String {

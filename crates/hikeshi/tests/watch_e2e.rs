@@ -572,7 +572,7 @@ timeout_secs = 5
         if !out.status.success() {
             return BTreeSet::new();
         }
-        hikeshi::contain::nft::set_elements(&serde_json::from_slice(&out.stdout).unwrap())
+        hikeshi::contain::nft::set_elements(&out.stdout).unwrap()
     }
 
     /// The mails aiosmtpd delivered so far, oldest first.

@@ -14,6 +14,8 @@ use hikeshi_core::contain::BanTarget;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
+use serde::de::IgnoredAny;
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::config::NftablesConfig;
@@ -91,8 +93,10 @@ impl Nftables {
 
     fn list_set(&self, set: &str) -> Result<BTreeSet<BanTarget>, FirewallError> {
         let out = exec::run(&self.nft, ["-j", "list", "set", "inet", &self.table, set])?;
-        let json = self.json(&out.stdout)?;
-        Ok(set_elements(&json))
+        set_elements(&out.stdout).map_err(|e| FirewallError::Output {
+            program: self.nft.clone(),
+            detail: format!("invalid JSON: {e}"),
+        })
     }
 
     /// The batch that adds (or refreshes, when in `present`) `bans`.
@@ -166,27 +170,58 @@ fn items<'a>(json: &'a Value, kind: &'a str) -> impl Iterator<Item = &'a Value> 
 /// The addresses and networks in the sets of an `nft -j list set`
 /// listing. An element is a plain string or `{"prefix": {"addr": ..,
 /// "len": ..}}`, wrapped in `{"elem": {"val": ..., "timeout": ..}}` when
-/// it carries a timeout; ranges are not hikeshi's.
-pub fn set_elements(json: &Value) -> BTreeSet<BanTarget> {
-    fn target(value: &Value) -> Option<BanTarget> {
-        match value {
-            Value::String(s) => s.parse().ok(),
-            Value::Object(o) => match (o.get("elem"), o.get("prefix")) {
-                (Some(elem), _) => target(elem.get("val")?),
-                (None, Some(prefix)) => {
-                    let addr = prefix.get("addr")?.as_str()?;
-                    let len = prefix.get("len")?.as_u64()?;
-                    format!("{addr}/{len}").parse().ok()
-                }
-                (None, None) => None,
-            },
-            _ => None,
+/// it carries a timeout; ranges are not hikeshi's. Read into types that
+/// keep only the elements (not a `serde_json::Value` tree, which for a set
+/// of 100,000 bans would cost tens of MiB every reconcile).
+pub fn set_elements(listing: &[u8]) -> Result<BTreeSet<BanTarget>, serde_json::Error> {
+    #[derive(Deserialize)]
+    struct Listing {
+        #[serde(default)]
+        nftables: Vec<Item>,
+    }
+    #[derive(Deserialize)]
+    struct Item {
+        #[serde(default)]
+        set: Option<Set>,
+    }
+    #[derive(Deserialize)]
+    struct Set {
+        #[serde(default)]
+        elem: Vec<Element>,
+    }
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Element {
+        Plain(String),
+        Timed { elem: Box<Timed> },
+        Prefix { prefix: Prefix },
+        Other(IgnoredAny),
+    }
+    #[derive(Deserialize)]
+    struct Timed {
+        val: Element,
+    }
+    #[derive(Deserialize)]
+    struct Prefix {
+        addr: String,
+        len: u8,
+    }
+    fn target(element: Element) -> Option<BanTarget> {
+        match element {
+            Element::Plain(text) => text.parse().ok(),
+            Element::Timed { elem } => target(elem.val),
+            Element::Prefix { prefix } => format!("{}/{}", prefix.addr, prefix.len).parse().ok(),
+            Element::Other(_) => None,
         }
     }
-    items(json, "set")
-        .flat_map(|set| set["elem"].as_array().into_iter().flatten())
+    let listing: Listing = serde_json::from_slice(listing)?;
+    Ok(listing
+        .nftables
+        .into_iter()
+        .filter_map(|item| item.set)
+        .flat_map(|set| set.elem)
         .filter_map(target)
-        .collect()
+        .collect())
 }
 
 impl Firewall for Nftables {
@@ -329,8 +364,7 @@ mod tests {
 
     #[test]
     fn elements_with_and_without_timeouts_are_read() {
-        let json: Value = serde_json::from_str(
-            r#"{"nftables": [{"metainfo": {"version": "1.0.6"}},
+        let json = br#"{"nftables": [{"metainfo": {"version": "1.0.6"}},
               {"set": {"family": "inet", "name": "ban4", "table": "hikeshi", "type": "ipv4_addr",
                 "flags": ["timeout"], "elem": [
                   {"elem": {"val": "192.0.2.7", "timeout": 3600, "expires": 3599}},
@@ -340,15 +374,16 @@ mod tests {
                   "2001:db8::1",
                   {"elem": {"val": {"prefix": {"addr": "2001:db8:1:2::", "len": 64}},
                     "timeout": 60, "expires": 59}},
-                  {"prefix": {"addr": "2001:db8:1:2::", "len": 999}}]}}]}"#,
-        )
-        .unwrap();
-        let got: Vec<String> = set_elements(&json).iter().map(|a| a.to_string()).collect();
+                  {"prefix": {"addr": "2001:db8:1:2::", "len": 999}},
+                  "not-an-address"]}}]}"#;
+        let got: Vec<String> = set_elements(json).unwrap().iter().map(|a| a.to_string()).collect();
         assert_eq!(
             got,
             ["192.0.2.7", "192.0.2.8", "198.51.100.0/24", "2001:db8::1", "2001:db8:1:2::/64"]
         );
-        assert!(set_elements(&serde_json::json!({"nftables": []})).is_empty());
-        assert!(set_elements(&serde_json::json!({})).is_empty());
+        assert!(set_elements(br#"{"nftables": []}"#).unwrap().is_empty());
+        assert!(set_elements(b"{}").unwrap().is_empty());
+        assert!(set_elements(b"{\"nftables\": [").is_err());
+        assert!(set_elements(b"\xff").is_err());
     }
 }
