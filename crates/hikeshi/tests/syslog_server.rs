@@ -50,7 +50,7 @@ fn listener(server: &SyslogServer, index: usize) -> Listener {
 fn next_line(rx: &Receiver<Incoming>) -> (Vec<u8>, SocketAddr, String) {
     let incoming = rx.recv_timeout(WAIT).expect("no message arrived");
     match incoming.payload {
-        Payload::Line { bytes, position: None, host_hint: None, peer: Some(peer) } => {
+        Payload::Line { bytes, position: None, host_hint: None, peer: Some(peer), .. } => {
             (bytes, peer, incoming.source.to_string())
         }
         other => panic!("unexpected payload {other:?}"),

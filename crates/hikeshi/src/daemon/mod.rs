@@ -707,6 +707,7 @@ impl StdinSource {
                                 position: None,
                                 host_hint: None,
                                 peer: None,
+                                backlog: None,
                             },
                         };
                         // Waits while the channel is full: stdin can wait,

@@ -582,6 +582,7 @@ fn incoming(source: &Arc<str>, message: &[u8], peer: SocketAddr) -> Incoming {
             position: None,
             host_hint: None,
             peer: Some(peer),
+            backlog: None,
         },
     }
 }

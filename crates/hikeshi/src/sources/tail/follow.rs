@@ -916,6 +916,7 @@ impl Tailer {
                 }),
                 host_hint: followed.host.clone(),
                 peer: None,
+                backlog: None,
             },
         };
         if sink(item) {

@@ -49,7 +49,7 @@ pub use follow::{Disconnected, TailCounters, Tailer};
 pub use pattern::{HostPattern, PathPattern, PatternError};
 pub use store::{CursorStore, SavedCursor, SavedSegment, StoreError};
 
-use crate::sources::{Incoming, SourceStats};
+use crate::sources::{Backlog, Incoming, Payload, SourceStats, FILE_BACKLOG_MAX};
 
 /// How often the globs are re-expanded and every file re-checked even
 /// without events.
@@ -253,10 +253,20 @@ fn run(
     stats: Arc<SourceStats>,
 ) {
     let stop = stopper.stop.clone();
+    let backlog = Backlog::default();
     let mut sink = |mut item: Incoming| -> bool {
+        if let Payload::Line { backlog: slot, .. } = &mut item.payload {
+            *slot = Some(backlog.slot());
+        }
         let mut waits = 0u32;
         loop {
-            match tx.try_send(item) {
+            // Past its backlog the file keeps the lines, not the daemon.
+            let sent = if backlog.len() <= FILE_BACKLOG_MAX {
+                tx.try_send(item)
+            } else {
+                Err(TrySendError::Full(item))
+            };
+            match sent {
                 Ok(()) => return true,
                 Err(TrySendError::Disconnected(_)) => return false,
                 Err(TrySendError::Full(back)) => {

@@ -682,3 +682,43 @@ fn stop_is_prompt_even_when_the_channel_is_full() {
     assert!(started.elapsed() < Duration::from_secs(2), "stopped in {:?}", started.elapsed());
     assert_eq!(line_of(&rx.recv().unwrap()), b"line");
 }
+
+#[test]
+fn a_file_backlog_stays_in_the_file_past_its_bound_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("auth.log");
+    let total = 3 * FILE_BACKLOG_MAX;
+    let text: String = (0..total).map(|i| format!("line {i}\n")).collect();
+    append(&log, text.as_bytes());
+    let mut config = FileSourceConfig::new(&[log.to_str().unwrap()]);
+    config.start = StartAt::Beginning;
+    let store = CursorStore::open(&dir.path().join("cursors"), Duration::ZERO).unwrap();
+    // A channel with room for every line: only the backlog bound stops it.
+    let (tx, rx) = sync_channel(total + 10);
+    let source = FileSource::spawn(&config, store, tx, SourceStats::new()).unwrap();
+    let mut held = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while held.len() < FILE_BACKLOG_MAX && std::time::Instant::now() < deadline {
+        held.extend(rx.recv_timeout(Duration::from_millis(100)));
+    }
+    // Holding FILE_BACKLOG_MAX lines: the source waits with the rest.
+    std::thread::sleep(Duration::from_millis(300));
+    held.extend(rx.try_iter());
+    assert!(
+        (FILE_BACKLOG_MAX..=FILE_BACKLOG_MAX + 1).contains(&held.len()),
+        "{} lines handed over, bound {FILE_BACKLOG_MAX}",
+        held.len()
+    );
+    // Dropping them lets the rest come, in order, each line once.
+    let mut seen: Vec<Vec<u8>> = held.drain(..).map(|item| line_of(&item).to_vec()).collect();
+    while seen.len() < total && std::time::Instant::now() < deadline {
+        if let Ok(item) = rx.recv_timeout(Duration::from_millis(100)) {
+            seen.push(line_of(&item).to_vec());
+        }
+    }
+    source.stop().unwrap();
+    assert_eq!(seen.len(), total);
+    for (i, line) in seen.iter().enumerate() {
+        assert_eq!(line, format!("line {i}").as_bytes());
+    }
+}
