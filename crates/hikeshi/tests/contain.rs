@@ -666,6 +666,16 @@ fn nftables_bans_networks_as_interval_elements() {
         held.join(" ")
     });
     assert!(lab.nft_set("hikeshi", "ban4").is_empty() && lab.nft_set("hikeshi", "ban6").is_empty());
+
+    // An interval set refuses a network overlapping one it holds: the
+    // whole batch fails, clearly, and nothing of it is applied or recorded.
+    lab.hikeshi_ok(&["ban", "198.51.100.0/24"]);
+    let out = lab.hikeshi(&["ban", "198.51.100.128/25", "203.0.113.0/24"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("containment FAILED for 198.51.100.128/25"), "{stderr}");
+    assert_eq!(lab.nft_set("hikeshi", "net4"), set_of(&["198.51.100.0/24"]));
+    assert_eq!(lab.active_addresses(), ["198.51.100.0/24"]);
 }
 
 #[test]
@@ -926,6 +936,18 @@ fn watch_ends_established_connections_after_the_ban() {
     assert!(!String::from_utf8_lossy(&after.stdout).contains("ESTABLISHED"), "{}", text(&after));
 }
 
+/// The `i`-th line of a brute force that ended a minute ago: a failed
+/// password for `user` ("root", "invalid user admin") from `addr`.
+fn failed_password(i: i64, user: &str, addr: &str) -> String {
+    let at = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(60 - i);
+    format!(
+        "{} server1 sshd[{}]: Failed password for {user} from {addr} port {} ssh2\n",
+        at.strftime("%Y-%m-%dT%H:%M:%S%.6f+00:00"),
+        4000 + i,
+        50000 + i
+    )
+}
+
 /// The runbook's whole containment step from a log file: `hikeshi scan`
 /// detects the peer's brute force, bans it in nftables (its next connect
 /// fails), moves the incident to contained and records the ban on its
@@ -934,19 +956,13 @@ fn watch_ends_established_connections_after_the_ban() {
 fn scan_bans_the_attacker_it_detects_and_records_it() {
     let lab = Lab::new("backend = \"nftables\"\nbantime = \"10m\"");
     assert!(lab.connects(SERVER4));
-    let now = jiff::Timestamp::now();
-    let mut log = String::new();
-    for (i, (addr, user)) in
-        [(PEER4, "admin"), (SERVER4, "root")].iter().cycle().take(12).enumerate()
-    {
-        let at = now - jiff::SignedDuration::from_secs(60 - i as i64);
-        log.push_str(&format!(
-            "{} server1 sshd[{}]: Failed password for invalid user {user} from {addr} port {} ssh2\n",
-            at.strftime("%Y-%m-%dT%H:%M:%S%.6f+00:00"),
-            4000 + i,
-            50000 + i
-        ));
-    }
+    let log: String = [(PEER4, "admin"), (SERVER4, "root")]
+        .iter()
+        .cycle()
+        .take(12)
+        .enumerate()
+        .map(|(i, (addr, user))| failed_password(i as i64, &format!("invalid user {user}"), addr))
+        .collect();
     let log_path = lab.path("auth.log");
     std::fs::write(&log_path, log).unwrap();
 
@@ -992,17 +1008,8 @@ fn scan_bans_the_attacker_it_detects_and_records_it() {
 #[test]
 fn scan_bans_an_ipv6_attackers_whole_prefix_once() {
     let lab = Lab::new("backend = \"nftables\"");
-    let now = jiff::Timestamp::now();
-    let mut log = String::new();
-    for i in 1..=14i64 {
-        let at = now - jiff::SignedDuration::from_secs(60 - i);
-        log.push_str(&format!(
-            "{} server1 sshd[{}]: Failed password for root from 2001:db8:aa:1::{i:x} port {} ssh2\n",
-            at.strftime("%Y-%m-%dT%H:%M:%S%.6f+00:00"),
-            4000 + i,
-            50000 + i
-        ));
-    }
+    let log: String =
+        (1..=14i64).map(|i| failed_password(i, "root", &format!("2001:db8:aa:1::{i:x}"))).collect();
     let log_path = lab.path("auth.log");
     std::fs::write(&log_path, &log).unwrap();
 

@@ -27,7 +27,6 @@
 //! deletes the namespaces (and with them every interface, rule and set) and
 //! the temp dir, also when a test fails.
 
-use hikeshi_core::contain::BanTarget;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Output, Stdio};
@@ -36,6 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hikeshi::exec;
+use hikeshi_core::contain::BanTarget;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 

@@ -8,9 +8,10 @@
 //! policy has ended. The jail may hold fail2ban's own bans too: hikeshi
 //! only ever lifts the ones it recorded.
 
-use hikeshi_core::contain::BanTarget;
 use std::collections::BTreeSet;
 use std::ffi::OsString;
+
+use hikeshi_core::contain::BanTarget;
 
 use super::config::Fail2banConfig;
 use super::{check_name, BackendKind, BanEntry, Firewall, FirewallError};

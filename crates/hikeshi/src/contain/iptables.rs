@@ -17,9 +17,10 @@
 //! Nothing outside the chain and the sets is changed, except the one jump
 //! rule in `INPUT`, which uninstall removes.
 
-use hikeshi_core::contain::BanTarget;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
+
+use hikeshi_core::contain::BanTarget;
 
 use super::config::IptablesConfig;
 use super::{check_name, BackendKind, BanEntry, Firewall, FirewallError};

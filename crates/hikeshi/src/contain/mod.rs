@@ -22,12 +22,11 @@ pub mod nft;
 pub mod none;
 pub mod store;
 
-use hikeshi_core::contain::BanTarget;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use hikeshi_core::allowlist::{AllowReason, Allowlist};
-use hikeshi_core::contain::{remaining, BanLength, BanPolicy};
+use hikeshi_core::contain::{remaining, BanLength, BanPolicy, BanTarget};
 use ipnet::IpNet;
 use jiff::Timestamp;
 use rusqlite::Connection;

@@ -8,12 +8,15 @@
 //! it ends even if hikeshi is not running. Each call is one `nft -f -`
 //! transaction on standard input: many bans are one atomic batch, and a
 //! failure applies nothing. Targets enter the batch only as parsed
-//! [`BanTarget`]s printed canonically.
+//! [`BanTarget`]s printed canonically. An interval set refuses a network
+//! that overlaps one it holds (the pipeline bans prefixes of one length,
+//! which never overlap; a wider network given to `hikeshi ban` fails with
+//! nftables' reason, and nothing of its batch is applied).
 
-use hikeshi_core::contain::BanTarget;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
+use hikeshi_core::contain::BanTarget;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::Value;

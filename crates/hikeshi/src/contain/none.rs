@@ -1,8 +1,9 @@
 //! The `none` backend: a dry run that records what would be done and
 //! changes nothing in the firewall.
 
-use hikeshi_core::contain::BanTarget;
 use std::collections::BTreeSet;
+
+use hikeshi_core::contain::BanTarget;
 
 use super::{BackendKind, BanEntry, Firewall, FirewallError};
 

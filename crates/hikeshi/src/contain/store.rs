@@ -1,9 +1,11 @@
 //! The `bans` and `ban_offences` tables: every ban hikeshi applied, with
-//! its incident, and how often each address has offended (repeat
-//! offenders get longer bans, remembered across restarts).
+//! its incident, and how often each target has offended (repeat
+//! offenders get longer bans, remembered across restarts). A target is
+//! stored as a [`BanTarget`] prints: an address as itself, a network as
+//! `ADDR/LEN`.
 //!
 //! Times are Unix seconds (UTC). An active ban has `removed_at IS NULL`;
-//! at most one ban per address is active. `expires_at IS NULL` is a
+//! at most one ban per target is active. `expires_at IS NULL` is a
 //! permanent ban. Rows are never deleted: they are evidence.
 
 use hikeshi_core::contain::BanTarget;
