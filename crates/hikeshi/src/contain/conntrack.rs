@@ -25,21 +25,14 @@ pub fn kill(
     let mut found: BTreeMap<BanTarget, usize> = BTreeMap::new();
     let mut sources_found: BTreeSet<IpAddr> = BTreeSet::new();
     let (v4, v6) = super::by_family(banned);
-    let networks: Vec<BanTarget> =
-        banned.iter().filter(|t| t.single().is_none()).copied().collect();
+    let lengths = network_lengths(banned);
     for (family, wanted) in [("ipv4", v4), ("ipv6", v6)] {
         if wanted.is_empty() {
             continue;
         }
         let listing = exec::run(program, ["-L", "-f", family])?;
         for addr in sources(&String::from_utf8_lossy(&listing.stdout)) {
-            let target = BanTarget::addr(addr);
-            let covering = if banned.contains(&target) {
-                Some(target)
-            } else {
-                networks.iter().find(|n| n.contains(addr)).copied()
-            };
-            if let Some(covering) = covering {
+            if let Some(covering) = covering(addr, banned, &lengths) {
                 *found.entry(covering).or_default() += 1;
                 sources_found.insert(addr);
             }
@@ -56,6 +49,25 @@ pub fn kill(
         }
     }
     Ok(found)
+}
+
+/// The prefix lengths of the networks in `banned` (one or two in
+/// practice: the detector's).
+fn network_lengths(banned: &BTreeSet<BanTarget>) -> BTreeSet<u8> {
+    banned.iter().filter(|t| t.single().is_none()).map(|t| t.network().prefix_len()).collect()
+}
+
+/// The target of `banned` that `addr` is inside: the address itself, or
+/// the network of one of `lengths` around it. A lookup per length, so a
+/// long conntrack table against many banned networks stays cheap.
+fn covering(
+    addr: IpAddr,
+    banned: &BTreeSet<BanTarget>,
+    lengths: &BTreeSet<u8>,
+) -> Option<BanTarget> {
+    std::iter::once(BanTarget::addr(addr))
+        .chain(lengths.iter().map(|&len| BanTarget::covering(addr, len)))
+        .find(|target| banned.contains(target))
 }
 
 /// The original source address of each line of `conntrack -L` output
@@ -80,5 +92,24 @@ mod tests {
                        conntrack v1.4.7 (conntrack-tools): 2 flow entries have been shown.\n";
         let got: Vec<String> = sources(listing).map(|a| a.to_string()).collect();
         assert_eq!(got, ["192.0.2.7", "2001:db8::9"]);
+    }
+
+    #[test]
+    fn a_source_is_covered_by_its_address_or_a_banned_network_around_it() {
+        let banned: BTreeSet<BanTarget> =
+            ["192.0.2.7", "198.51.100.0/24", "2001:db8:1:2::/64", "2001:db8:9::/48"]
+                .iter()
+                .map(|t| t.parse().unwrap())
+                .collect();
+        let lengths = network_lengths(&banned);
+        assert_eq!(lengths, [24, 48, 64].into());
+        let cover =
+            |a: &str| covering(a.parse().unwrap(), &banned, &lengths).map(|t| t.to_string());
+        assert_eq!(cover("192.0.2.7").as_deref(), Some("192.0.2.7"));
+        assert_eq!(cover("::ffff:198.51.100.99").as_deref(), Some("198.51.100.0/24"));
+        assert_eq!(cover("2001:db8:1:2:abcd::1").as_deref(), Some("2001:db8:1:2::/64"));
+        assert_eq!(cover("2001:db8:9:ffff::1").as_deref(), Some("2001:db8:9::/48"));
+        assert_eq!(cover("192.0.2.8"), None);
+        assert_eq!(cover("2001:db8:1:3::1"), None);
     }
 }
