@@ -154,7 +154,7 @@ pub fn render(status: &DaemonStatus) -> String {
         ),
         (
             "hikeshi_ban_requests_remembered",
-            "Addresses whose ban request is remembered while the ban runs, and the cap.",
+            "Addresses and networks whose ban request is remembered while the ban runs, and the cap.",
             m.ban_requests,
             m.ban_requests_max,
         ),

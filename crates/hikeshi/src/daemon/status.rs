@@ -177,8 +177,9 @@ pub struct MemoryStatus {
     /// those, hot ones (in an episode): detection may have missed them.
     pub detector_evicted: u64,
     pub detector_hot_evicted: u64,
-    /// Addresses whose ban request is remembered (so that it is not asked
-    /// again while the ban runs), the cap, and requests forgotten at it.
+    /// Addresses and networks whose ban request is remembered (so that it
+    /// is not asked again while the ban runs), the cap, and requests
+    /// forgotten at it.
     pub ban_requests: u64,
     pub ban_requests_max: u64,
     pub ban_requests_forgotten: u64,
