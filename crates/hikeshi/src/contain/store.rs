@@ -432,6 +432,22 @@ mod tests {
     }
 
     #[test]
+    fn networks_round_trip_and_a_damaged_address_is_an_error() {
+        let conn = db();
+        insert_ban(&conn, &ban("2001:db8:1:2::/64", 0, Some(60))).unwrap();
+        let got = active_bans(&conn).unwrap();
+        assert_eq!(got[0].address.to_string(), "2001:db8:1:2::/64");
+        assert_eq!(active_ban(&conn, got[0].address).unwrap().unwrap().id, got[0].id);
+        for damaged in ["2001:db8::/129", "203.0.113.5; rm -rf /", ""] {
+            conn.execute("UPDATE bans SET address = ?1", [damaged]).unwrap();
+            let err = active_bans(&conn).unwrap_err().to_string();
+            assert!(err.contains("not an IP address or network"), "{damaged:?}: {err}");
+        }
+        conn.execute("UPDATE bans SET address = CAST(X'FFFE' AS TEXT)", []).unwrap();
+        assert!(active_bans(&conn).is_err());
+    }
+
+    #[test]
     fn expiry_closes_only_ended_timed_bans() {
         let conn = db();
         insert_ban(&conn, &ban("192.0.2.1", 0, Some(10))).unwrap();
