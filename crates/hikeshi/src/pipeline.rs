@@ -171,10 +171,9 @@ pub struct Pipeline {
     ban_asked: AskedBans,
     /// Targets whose attack seen so far is older than a ban would last.
     ban_too_old: HashSet<BanTarget, FastHash>,
-    /// The detector's prefix lengths: the prefix a network ban of an
-    /// address covers.
-    ipv6_prefix_len: u8,
-    ipv4_prefix_len: Option<u8>,
+    /// The detector's configuration: the prefix a network ban of an
+    /// address covers is its prefix.
+    detect: DetectConfig,
     pub touched: BTreeMap<IncidentId, Touched>,
     pub ban_intents: Vec<BanIntent>,
     /// Addresses that would have been banned, but whose attack is older
@@ -212,8 +211,7 @@ impl Pipeline {
             now,
             ban_asked: AskedBans::new(AskedBans::DEFAULT_MAX),
             ban_too_old: HashSet::default(),
-            ipv6_prefix_len: detect.ipv6_prefix_len,
-            ipv4_prefix_len: detect.ipv4_prefix_len,
+            detect: detect.clone(),
             touched: BTreeMap::new(),
             ban_intents: Vec::new(),
             bans_skipped_old: 0,
@@ -245,20 +243,14 @@ impl Pipeline {
             return true;
         }
         match target.single() {
-            Some(addr) if self.bans.networks => {
-                self.prefix_of(addr).is_some_and(|prefix| prefix != target && asked(prefix))
-            }
+            Some(addr) if self.bans.networks => self.prefix_of(addr).is_some_and(asked),
             _ => false,
         }
     }
 
     /// The detector's prefix around `addr`, if its family is aggregated.
     fn prefix_of(&self, addr: IpAddr) -> Option<BanTarget> {
-        let len = match hikeshi_core::event::canonical_addr(addr) {
-            IpAddr::V4(_) => self.ipv4_prefix_len?,
-            IpAddr::V6(_) => self.ipv6_prefix_len,
-        };
-        Some(BanTarget::covering(addr, len))
+        self.detect.prefix_of(hikeshi_core::event::canonical_addr(addr)).map(BanTarget::net)
     }
 
     /// Restores the lines buffered by a previous run (see

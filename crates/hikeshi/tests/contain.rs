@@ -164,6 +164,14 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Runs hikeshi, which must exit with `code` (1: refused, 2: failed);
+    /// returns its standard error.
+    fn hikeshi_fails(&self, args: &[&str], code: i32) -> String {
+        let out = self.hikeshi(args);
+        assert_eq!(out.status.code(), Some(code), "hikeshi {args:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
     /// Whether a TCP connect from the peer to `server_addr` succeeds.
     fn connects(&self, server_addr: &str) -> bool {
         let out = exec::command(
@@ -638,9 +646,7 @@ fn network_bans_round(lab: &Lab, listed: impl Fn(&Lab) -> String) {
 
     // The server's own /24 and /64: refused, nothing added.
     for own in ["192.0.2.0/24", "2001:db8:f::/64", "::ffff:192.0.2.0/120"] {
-        let out = lab.hikeshi(&["ban", own]);
-        assert_eq!(out.status.code(), Some(1), "{own}: {}", text(&out));
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = lab.hikeshi_fails(&["ban", own], 1);
         assert!(stderr.contains("one of this host's own addresses"), "{own}: {stderr}");
     }
     assert_eq!(lab.active_addresses().len(), 2);
@@ -670,9 +676,7 @@ fn nftables_bans_networks_as_interval_elements() {
     // An interval set refuses a network overlapping one it holds: the
     // whole batch fails, clearly, and nothing of it is applied or recorded.
     lab.hikeshi_ok(&["ban", "198.51.100.0/24"]);
-    let out = lab.hikeshi(&["ban", "198.51.100.128/25", "203.0.113.0/24"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = lab.hikeshi_fails(&["ban", "198.51.100.128/25", "203.0.113.0/24"], 2);
     assert!(stderr.contains("containment FAILED for 198.51.100.128/25"), "{stderr}");
     assert_eq!(lab.nft_set("hikeshi", "net4"), set_of(&["198.51.100.0/24"]));
     assert_eq!(lab.active_addresses(), ["198.51.100.0/24"]);
@@ -827,13 +831,8 @@ fn fail2ban_backend_delegates_to_a_real_jail() {
 
     // A jail's action may hold single addresses only: a network is a
     // clear failure, and nothing reaches fail2ban or the record.
-    let out = lab.hikeshi(&["ban", "198.51.100.0/24"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("bans single addresses only"),
-        "{}",
-        text(&out)
-    );
+    let stderr = lab.hikeshi_fails(&["ban", "198.51.100.0/24"], 2);
+    assert!(stderr.contains("bans single addresses only"), "{stderr}");
     let banned = lab.server_ok("fail2ban-client", &["-s", &socket, "get", "hikeshi", "banip"]);
     assert!(!banned.contains("198.51.100.0"), "{banned}");
     assert!(!lab.active_addresses().iter().any(|a| a.contains('/')));
@@ -842,13 +841,8 @@ fn fail2ban_backend_delegates_to_a_real_jail() {
     lab.write_config(&format!(
         "backend = \"fail2ban\"\n[contain.fail2ban]\nsocket = \"{socket}\"\njail = \"nosuchjail\""
     ));
-    let out = lab.hikeshi(&["ban", "198.51.100.30"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("containment FAILED for 198.51.100.30"),
-        "{}",
-        text(&out)
-    );
+    let stderr = lab.hikeshi_fails(&["ban", "198.51.100.30"], 2);
+    assert!(stderr.contains("containment FAILED for 198.51.100.30"), "{stderr}");
     assert!(!lab.active_addresses().contains(&"198.51.100.30".to_string()));
 }
 

@@ -8,6 +8,9 @@
 //! code.
 
 use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use thiserror::Error;
@@ -284,6 +287,17 @@ pub struct ConfigError {
 }
 
 impl DetectConfig {
+    /// The prefix `addr` (canonical) is also counted under: its IPv6
+    /// prefix, its IPv4 prefix when one is configured, none at the full
+    /// length.
+    pub fn prefix_of(&self, addr: IpAddr) -> Option<IpNet> {
+        let len = match addr {
+            IpAddr::V4(_) => self.ipv4_prefix_len.filter(|&l| l < 32),
+            IpAddr::V6(_) => Some(self.ipv6_prefix_len).filter(|&l| l < 128),
+        };
+        len.and_then(|len| IpNet::new(addr, len).ok()).map(|net| net.trunc())
+    }
+
     /// Checks every range; deserialization already did, this is for
     /// configurations built in code.
     pub fn validate(&self) -> Result<(), ConfigError> {

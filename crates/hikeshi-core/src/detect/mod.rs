@@ -264,8 +264,12 @@ impl Detector {
         let user_tag = user.map_or(0, |u| self.remember_user(u));
         let source_key = source_key(source);
 
-        if !self.counted_by_prefix_only(source_key, time) {
-            let slot = self.slot_for(source_key);
+        let slot = match self.table.find(source_key) {
+            Some(slot) => Some(slot),
+            None if self.counted_by_prefix_only(source_key, time) => None,
+            None => Some(self.track(source_key)),
+        };
+        if let Some(slot) = slot {
             let at = self.table.push(slot, time, user_tag);
             if at != time {
                 self.stats.out_of_order += 1;
@@ -296,7 +300,7 @@ impl Detector {
         }
     }
 
-    /// Whether a failure of `source` at `time` is counted for its prefix
+    /// Whether a failure of `source` (not tracked) at `time` is counted for its prefix
     /// (and account) only, without a subject of its own: an IPv6 address
     /// not tracked yet, whose /64 is in an ongoing, reported prefix brute
     /// force that is not allowlisted. Such a prefix is one attacker whose
@@ -305,13 +309,11 @@ impl Detector {
     /// would only grow the table by one subject per line. Addresses tracked
     /// before the episode began keep counting on their own.
     fn counted_by_prefix_only(&self, source: KeyRef<'_>, time: u32) -> bool {
-        let KeyRef::Addr(IpAddr::V6(v6)) = source else { return false };
-        if self.config.ipv6_prefix_len != crate::incident::IPV6_CAMPAIGN_PREFIX
-            || self.table.find(source).is_some()
-        {
+        let KeyRef::Addr(addr @ IpAddr::V6(_)) = source else { return false };
+        if self.config.ipv6_prefix_len != crate::incident::IPV6_CAMPAIGN_PREFIX {
             return false;
         }
-        let Some(net) = self.prefixes_of(IpAddr::V6(v6)).next() else { return false };
+        let Some(net) = self.config.prefix_of(addr) else { return false };
         let Some(prefix) = self.table.find(KeyRef::Prefix(net)) else { return false };
         let meta = self.table.meta(prefix);
         let ongoing_until = meta.episode_until[PREFIX_BRUTE];
@@ -616,18 +618,19 @@ impl Detector {
     }
 
     fn prefixes_of(&self, addr: IpAddr) -> impl Iterator<Item = IpNet> {
-        let len = match addr {
-            IpAddr::V4(_) => self.config.ipv4_prefix_len.filter(|&l| l < 32),
-            IpAddr::V6(_) => Some(self.config.ipv6_prefix_len).filter(|&l| l < 128),
-        };
-        len.and_then(|len| IpNet::new(addr, len).ok()).map(|net| net.trunc()).into_iter()
+        self.config.prefix_of(addr).into_iter()
     }
 
     /// The slot of `key`, tracking it (and evicting at the cap) if new.
     fn slot_for(&mut self, key: KeyRef<'_>) -> usize {
-        if let Some(slot) = self.table.find(key) {
-            return slot;
+        match self.table.find(key) {
+            Some(slot) => slot,
+            None => self.track(key),
         }
+    }
+
+    /// Tracks `key`, which is not tracked yet (evicting at the cap).
+    fn track(&mut self, key: KeyRef<'_>) -> usize {
         if self.table.len() >= self.config.max_tracked_sources as usize {
             self.evict_one();
         }

@@ -85,9 +85,14 @@ pub(super) fn newly_kept(
     mut unseen: Vec<(NameKind, String)>,
 ) -> Vec<(NameKind, String)> {
     unseen.retain(|(kind, name)| kind.set(c).kept.contains(name));
-    unseen.sort_by(|a, b| (a.0.as_str(), &a.1).cmp(&(b.0.as_str(), &b.1)));
+    sort_names(&mut unseen);
     unseen.dedup();
     unseen
+}
+
+/// Puts names in the order they are written in: by kind, then name.
+fn sort_names(names: &mut [(NameKind, String)]) {
+    names.sort_by(|a, b| (a.0.as_str(), &a.1).cmp(&(b.0.as_str(), &b.1)));
 }
 
 /// How often a name waiting to be checked was seen, and when first.
@@ -246,7 +251,7 @@ pub(super) fn check_unchecked(
             set.omitted = set.omitted.saturating_add(sightings);
         }
     }
-    added.sort_by(|a, b| (a.0.as_str(), &a.1).cmp(&(b.0.as_str(), &b.1)));
+    sort_names(&mut added);
     Ok(added)
 }
 
