@@ -248,9 +248,10 @@ impl Pipeline {
         }
     }
 
-    /// The detector's prefix around `addr`, if its family is aggregated.
+    /// The detector's prefix around `addr` (canonical, as a
+    /// [`BanTarget`]'s address is), if its family is aggregated.
     fn prefix_of(&self, addr: IpAddr) -> Option<BanTarget> {
-        self.detect.prefix_of(hikeshi_core::event::canonical_addr(addr)).map(BanTarget::net)
+        self.detect.prefix_of(addr).map(BanTarget::net)
     }
 
     /// Restores the lines buffered by a previous run (see
@@ -510,13 +511,13 @@ impl Pipeline {
             return Ok(());
         }
         let (_, rules) = batch.rules(id)?;
-        let mut banning = rules
-            .kept
-            .iter()
-            .filter_map(|name| Rule::from_name(name).filter(|rule| self.bans.rules.contains(rule)));
-        let Some(first) = banning.next() else { return Ok(()) };
-        let prefix_rule =
-            first == Rule::PrefixBruteForce || banning.any(|rule| rule == Rule::PrefixBruteForce);
+        let banning = || {
+            rules.kept.iter().filter_map(|name| {
+                Rule::from_name(name).filter(|rule| self.bans.rules.contains(rule))
+            })
+        };
+        let Some(first) = banning().next() else { return Ok(()) };
+        let prefix_rule = banning().any(|rule| rule == Rule::PrefixBruteForce);
         // The whole prefix, unless it holds an allowlisted address: then
         // its attacking addresses one by one.
         let prefix = addr

@@ -14,15 +14,15 @@
 //! then treats it as a second offence while banned (a longer ban), which
 //! is the safe side of the trade.
 
-use hikeshi_core::contain::BanTarget;
 use std::collections::HashMap;
 
+use hikeshi_core::contain::BanTarget;
 use jiff::{SignedDuration, Timestamp};
 
-/// Ban requests still outstanding, by address. See the module documentation.
+/// Ban requests still outstanding, by target. See the module documentation.
 #[derive(Debug)]
 pub struct AskedBans {
-    /// Address → when its ban was asked (Unix seconds, saturating).
+    /// Target → when its ban was asked (Unix seconds, saturating).
     asked: HashMap<BanTarget, u32, foldhash::fast::RandomState>,
     max: usize,
     /// Requests forgotten at the cap before their ban would have ended.
@@ -44,20 +44,20 @@ impl AskedBans {
         u32::try_from(at.as_second().max(0)).unwrap_or(u32::MAX)
     }
 
-    /// Whether a ban of `addr` asked at most `max_age` before `now` is
+    /// Whether a ban of `target` asked at most `max_age` before `now` is
     /// remembered.
-    pub fn outstanding(&self, addr: BanTarget, now: Timestamp, max_age: SignedDuration) -> bool {
-        self.asked.get(&addr).is_some_and(|&asked| {
+    pub fn outstanding(&self, target: BanTarget, now: Timestamp, max_age: SignedDuration) -> bool {
+        self.asked.get(&target).is_some_and(|&asked| {
             i64::from(Self::seconds(now)) - i64::from(asked) <= max_age.as_secs()
         })
     }
 
-    /// Remembers that a ban of `addr` was asked at `now`.
-    pub fn insert(&mut self, addr: BanTarget, now: Timestamp) {
-        if self.asked.len() >= self.max && !self.asked.contains_key(&addr) {
+    /// Remembers that a ban of `target` was asked at `now`.
+    pub fn insert(&mut self, target: BanTarget, now: Timestamp) {
+        if self.asked.len() >= self.max && !self.asked.contains_key(&target) {
             self.forget_oldest_half();
         }
-        self.asked.insert(addr, Self::seconds(now));
+        self.asked.insert(target, Self::seconds(now));
     }
 
     /// Forgets the requests whose ban has ended by `now`.

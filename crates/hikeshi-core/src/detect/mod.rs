@@ -122,7 +122,6 @@ mod table;
 
 use std::net::IpAddr;
 
-use ipnet::IpNet;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -281,7 +280,7 @@ impl Detector {
         if let Source::Addr(addr) = source {
             let addr = canonical_addr(*addr);
             let addr_tag = tag_of(&addr_bytes(addr));
-            for net in self.prefixes_of(addr) {
+            if let Some(net) = self.config.prefix_of(addr) {
                 let slot = self.slot_for(KeyRef::Prefix(net));
                 let at = self.table.push(slot, time, addr_tag);
                 self.table.meta_mut(slot).flags &= !SUCCESS_REPORTED;
@@ -330,7 +329,7 @@ impl Detector {
         let mut candidates = Vec::with_capacity(3);
         candidates.extend(self.table.find(source_key(source)));
         if let Source::Addr(addr) = source {
-            for net in self.prefixes_of(canonical_addr(*addr)) {
+            if let Some(net) = self.config.prefix_of(canonical_addr(*addr)) {
                 candidates.extend(self.table.find(KeyRef::Prefix(net)));
             }
         }
@@ -615,10 +614,6 @@ impl Detector {
             *entry = Some(name.into());
         }
         tag
-    }
-
-    fn prefixes_of(&self, addr: IpAddr) -> impl Iterator<Item = IpNet> {
-        self.config.prefix_of(addr).into_iter()
     }
 
     /// The slot of `key`, tracking it (and evicting at the cap) if new.

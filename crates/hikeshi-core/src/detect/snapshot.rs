@@ -418,8 +418,7 @@ impl Detector {
 
     /// Whether `net` is a prefix this detector's configuration counts.
     fn aggregates(&self, net: IpNet) -> bool {
-        let addr = net.addr();
-        self.prefixes_of(addr).any(|own| own == net)
+        self.config.prefix_of(net.addr()) == Some(net)
     }
 }
 

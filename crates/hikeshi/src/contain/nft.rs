@@ -17,6 +17,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use hikeshi_core::contain::BanTarget;
+use ipnet::IpNet;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::Value;
@@ -213,7 +214,10 @@ pub fn set_elements(listing: &[u8]) -> Result<BTreeSet<BanTarget>, serde_json::E
         match element {
             Element::Plain(text) => text.parse().ok(),
             Element::Timed { elem } => target(elem.val),
-            Element::Prefix { prefix } => format!("{}/{}", prefix.addr, prefix.len).parse().ok(),
+            Element::Prefix { prefix } => {
+                let addr = prefix.addr.parse().ok()?;
+                IpNet::new(addr, prefix.len).ok().map(BanTarget::net)
+            }
             Element::Other(_) => None,
         }
     }

@@ -17,6 +17,7 @@
 //! for is a ban applied); delivery stops after its current round (what is
 //! left stays in the outbox for the next start).
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::Result;
+use hikeshi_core::contain::BanTarget;
 use jiff::Timestamp;
 
 use crate::cli::Context;
@@ -213,7 +215,7 @@ fn contain_loop(
 /// alone leaves an open SSH session's state, and the next ban must not
 /// wait for conntrack.
 struct Disconnect {
-    tx: Sender<std::collections::BTreeSet<hikeshi_core::contain::BanTarget>>,
+    tx: Sender<BTreeSet<BanTarget>>,
 }
 
 impl Disconnect {
@@ -225,8 +227,7 @@ impl Disconnect {
             return None;
         }
         let program = config.conntrack.clone();
-        let (tx, rx) =
-            mpsc::channel::<std::collections::BTreeSet<hikeshi_core::contain::BanTarget>>();
+        let (tx, rx) = mpsc::channel::<BTreeSet<BanTarget>>();
         let spawned =
             std::thread::Builder::new().name("hikeshi-conntrack".into()).spawn(move || {
                 while let Ok(mut addrs) = rx.recv() {
@@ -255,7 +256,7 @@ impl Disconnect {
     }
 
     fn end_connections_of(&self, outcomes: &[ContainmentOutcome]) {
-        let banned: std::collections::BTreeSet<hikeshi_core::contain::BanTarget> = outcomes
+        let banned: BTreeSet<BanTarget> = outcomes
             .iter()
             .filter_map(|o| match o {
                 ContainmentOutcome::Banned { addr, dry_run: false, .. } => Some(*addr),
