@@ -384,16 +384,20 @@ impl Pipeline {
         // Hashed once, whichever incidents the line goes to.
         let mut evidence = None;
         let mut evidence = || *evidence.get_or_insert_with(|| line.evidence());
+        // The source's record of the line, which an account incident's
+        // record of it points to rather than repeating its digest.
+        let mut source_record = None;
         if !source_handled {
             match batch.find_open_incident(source_key)? {
                 Some(id) => {
-                    batch.record_attempt(
+                    source_record = Some(batch.record_attempt(
                         id,
                         event.time,
                         event.host.as_deref(),
                         event.user.as_deref(),
                         evidence(),
-                    )?;
+                        None,
+                    )?);
                     self.note_update(batch, id)?;
                     self.follow_up_ban(batch, id, source, event.time)?;
                 }
@@ -412,6 +416,7 @@ impl Pipeline {
                         event.host.as_deref(),
                         None,
                         user_evidence,
+                        source_record,
                     )?;
                     self.note_update(batch, id)?;
                 }

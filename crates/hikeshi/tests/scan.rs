@@ -364,3 +364,72 @@ fn evidence_from_a_rotated_file_names_that_file_and_its_offset() {
     }
     assert_eq!(find("invalid user late ")["line"].as_str().unwrap(), late.trim_end());
 }
+
+#[test]
+fn a_failure_on_an_attacked_account_is_proven_in_both_incidents_with_its_digest_stored_once() {
+    use hikeshi::store::{self, Store};
+    use hikeshi_core::incident::{chain_evidence_digest, hex, IncidentId, EMPTY_EVIDENCE_DIGEST};
+    use sha2::{Digest, Sha256};
+
+    // Three sources brute-force the same account: three source incidents
+    // and one account incident, every failure a line of two of them.
+    let env =
+        Env::new("[incidents]\nevidence_max_lines = 4\n[detect.spray]\ndistinct_sources = 3\n");
+    let log = env.path("auth.log");
+    let sources = ["198.51.100.7", "198.51.100.8", "198.51.100.9"];
+    for round in 0..20 {
+        for (i, addr) in sources.iter().enumerate() {
+            append(&log, &failed(round * 3 + i as u32, addr, "oracle"));
+        }
+    }
+    let (code, report) = env.scan(&[&log]);
+    assert_eq!(code, 1, "{report:#}");
+    let list = incidents(&report);
+    let account = list.iter().find(|i| i["subject"] == "oracle").expect("an account incident");
+    assert_eq!(account["rule"], "account_attack");
+
+    // Its latest lines, as `incident show` gives them, match their digests.
+    let detail = env.incident(&account["id"]);
+    let shown = detail["evidence"].as_array().unwrap();
+    assert_eq!(shown.len(), 4, "{detail:#}");
+    for e in shown {
+        let line = e["line"].as_str().unwrap();
+        assert_eq!(e["sha256"].as_str().unwrap(), hex(&Sha256::digest(line.as_bytes())));
+    }
+
+    // Every record of every incident gives its line's digest, and they
+    // fold to the incident's evidence digest.
+    let store = Store::open(&store::db_path(&env.path("data"))).unwrap();
+    let text = std::fs::read(&log).unwrap();
+    let mut account_bytes = 0;
+    for incident in list {
+        let id = IncidentId(incident["id"].as_i64().unwrap());
+        let records = store.evidence_records(id).unwrap();
+        for r in &records {
+            let end = r.offset as usize
+                + text[r.offset as usize..].iter().position(|&b| b == b'\n').unwrap();
+            let digest: [u8; 32] = Sha256::digest(&text[r.offset as usize..end]).into();
+            assert_eq!(r.sha256, digest, "incident {id} line {}", r.seq);
+        }
+        let folded =
+            records.iter().fold(EMPTY_EVIDENCE_DIGEST, |d, r| chain_evidence_digest(&d, &r.sha256));
+        assert_eq!(folded, store.incident(id).unwrap().campaign.evidence_digest, "incident {id}");
+        if incident["subject"] == "oracle" {
+            assert!(records.len() > 40, "{} records", records.len());
+            account_bytes = store
+                .conn()
+                .query_row(
+                    "SELECT sum(length(data)) FROM evidence_lines WHERE incident_id = ?1",
+                    [id.0],
+                    |r| r.get::<_, i64>(0),
+                )
+                .unwrap();
+            // Lines not kept as text point to the source's record: far
+            // less than a 32-byte digest each.
+            assert!(account_bytes < 20 * records.len() as i64, "{account_bytes} bytes");
+        }
+    }
+    assert!(account_bytes > 0);
+    let audit = env.hikeshi(&["audit", "verify"]);
+    assert!(audit.status.success(), "{}", stdout(&audit));
+}

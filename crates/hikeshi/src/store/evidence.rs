@@ -7,7 +7,7 @@
 //! evidence and are never rewritten, so every format ever written stays
 //! readable.
 //!
-//! # Current format (schema version 5)
+//! # Current format (schema version 5; bit 2 from version 7)
 //!
 //! `evidence_lines` holds a record for **every** line attributed to an
 //! incident: where it was read (file, offset) and its SHA-256, plus its
@@ -18,15 +18,26 @@
 //!
 //! ```text
 //! encoding u8 (0: plain; 1: LZ4, see below)  then, per line:
-//!   flags u8            bit 0: the file changes here; bit 1: the text is kept
+//!   flags u8            bit 0: the file changes here; bit 1: the text is kept;
+//!                       bit 2: the SHA-256 is in another incident's record
 //!   [file]              if bit 0: varint length, UTF-8 bytes (this line's and the next ones' file)
 //!   offset delta        zigzag varint: offset minus the previous line's (0 before the first)
-//!   sha256 [32]         if bit 1 is clear
+//!   sha256 [32]         if bits 1 and 2 are clear
 //!   [text]              if bit 1: varint length, the exact bytes; the line's SHA-256 is theirs
+//!   [same as]           if bit 2: varint incident id, varint seq: the record of this very
+//!                       line (same file, same offset) in that incident, which holds its
+//!                       SHA-256 (by digest or text, never by another reference)
 //! ```
 //!
 //! A kept line does not repeat its SHA-256: it is the SHA-256 of the
-//! stored bytes, recomputed when read. Varints are LEB128. With encoding
+//! stored bytes, recomputed when read. Bit 2 is for a line that counts in
+//! two incidents, its source's and the attacked account's: its digest is
+//! stored once, in the source incident, and the account incident's record
+//! points there (a few bytes instead of 32; digests do not compress, and
+//! they are most of what a long attack writes). Records are never
+//! rewritten or deleted, so the pointer stays valid; a reader checks that
+//! it leads to a record of the same file and offset. Bits 1 and 2 never go
+//! together. Varints are LEB128. With encoding
 //! 1, what follows the encoding byte is the uncompressed length (u32 LE)
 //! and one LZ4 block of the records; a chunk is stored compressed when
 //! that is smaller, which it is several times over for log lines.
@@ -51,7 +62,7 @@
 //! opening a store migrates it) writes this format; a migrated database
 //! keeps its legacy chunks and reads them beside the new ones.
 
-use hikeshi_core::incident::{Evidence, EvidenceRef, Sha256Digest};
+use hikeshi_core::incident::{Evidence, EvidenceRef, IncidentId, Sha256Digest};
 use sha2::{Digest, Sha256};
 
 /// A batch's records of one incident are written as a chunk once they
@@ -96,6 +107,25 @@ pub(super) fn stored<'a>(data: &'a [u8], scratch: &'a mut Vec<u8>) -> &'a [u8] {
 
 const FLAG_FILE: u8 = 1;
 const FLAG_TEXT: u8 = 2;
+const FLAG_SAME_AS: u8 = 4;
+
+/// Where one line's record is: line `seq` of incident `incident`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RecordedLine {
+    pub incident: IncidentId,
+    pub seq: u64,
+}
+
+/// What a line's record holds besides where the line was read.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Content<'a> {
+    /// The exact bytes (the line's SHA-256 is theirs).
+    Text(&'a [u8]),
+    /// The line's SHA-256.
+    Digest(&'a Sha256Digest),
+    /// The same line's record in another incident, which holds its SHA-256.
+    SameAs(RecordedLine),
+}
 
 /// The records of one incident's consecutive lines, being built
 /// (`evidence_lines.data`).
@@ -114,16 +144,8 @@ pub(super) struct LinesChunk {
 }
 
 impl LinesChunk {
-    /// Appends the record of line `seq`, with its text if `text` is given
-    /// (its SHA-256 must then be `sha256`'s).
-    pub fn push(
-        &mut self,
-        seq: u64,
-        file: &str,
-        offset: u64,
-        sha256: &Sha256Digest,
-        text: Option<&[u8]>,
-    ) {
+    /// Appends the record of line `seq`, read from `file` at `offset`.
+    pub fn push(&mut self, seq: u64, file: &str, offset: u64, content: Content<'_>) {
         if self.lines == 0 {
             self.data.clear();
             self.data.push(ENCODING_PLAIN);
@@ -134,12 +156,13 @@ impl LinesChunk {
             debug_assert_eq!(seq, self.first_seq + self.lines, "a chunk's lines are consecutive");
         }
         let file_changes = self.lines == 0 || self.file != file;
-        let mut flags = 0;
+        let mut flags = match content {
+            Content::Text(_) => FLAG_TEXT,
+            Content::Digest(_) => 0,
+            Content::SameAs(_) => FLAG_SAME_AS,
+        };
         if file_changes {
             flags |= FLAG_FILE;
-        }
-        if text.is_some() {
-            flags |= FLAG_TEXT;
         }
         self.data.push(flags);
         if file_changes {
@@ -149,12 +172,17 @@ impl LinesChunk {
         }
         put_varint(&mut self.data, zigzag(offset.wrapping_sub(self.offset) as i64));
         self.offset = offset;
-        match text {
-            Some(text) => {
+        match content {
+            Content::Text(text) => {
                 put_bytes(&mut self.data, text);
                 self.texts += 1;
             }
-            None => self.data.extend_from_slice(sha256),
+            Content::Digest(sha256) => self.data.extend_from_slice(sha256),
+            Content::SameAs(line) => {
+                // Ids are positive (SQLite rowids).
+                put_varint(&mut self.data, line.incident.0 as u64);
+                put_varint(&mut self.data, line.seq);
+            }
         }
         self.lines += 1;
     }
@@ -179,6 +207,7 @@ impl LinesChunk {
     pub fn clear(&mut self) {
         self.data.clear();
         self.lines = 0;
+        self.texts = 0;
     }
 }
 
@@ -216,9 +245,16 @@ pub(super) struct Record {
     pub seq: u64,
     pub file: String,
     pub offset: u64,
-    pub sha256: Sha256Digest,
+    pub sha256: RecordDigest,
     /// The exact bytes, if this chunk kept them.
     pub text: Option<Vec<u8>>,
+}
+
+/// A record's SHA-256, or where it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RecordDigest {
+    Sha256(Sha256Digest),
+    SameAs(RecordedLine),
 }
 
 /// Decodes an `evidence_lines` chunk whose first line is `first_seq`;
@@ -232,8 +268,11 @@ pub(super) fn decode_lines(data: &[u8], first_seq: u64) -> Result<Vec<Record>, S
     while !data.is_empty() {
         let seq = first_seq + records.len() as u64;
         let flags = take(&mut data, 1)?[0];
-        if flags & !(FLAG_FILE | FLAG_TEXT) != 0 {
+        if flags & !(FLAG_FILE | FLAG_TEXT | FLAG_SAME_AS) != 0 {
             return Err(format!("line {seq}: unknown flags {flags:#04x}"));
+        }
+        if flags & FLAG_TEXT != 0 && flags & FLAG_SAME_AS != 0 {
+            return Err(format!("line {seq}: both a text and a reference (flags {flags:#04x})"));
         }
         if flags & FLAG_FILE != 0 {
             let name = take_sized(&mut data)?;
@@ -246,9 +285,18 @@ pub(super) fn decode_lines(data: &[u8], first_seq: u64) -> Result<Vec<Record>, S
         offset = offset.wrapping_add(unzigzag(take_varint(&mut data)?) as u64);
         let (sha256, text) = if flags & FLAG_TEXT != 0 {
             let text = take_sized(&mut data)?.to_vec();
-            (Sha256::digest(&text).into(), Some(text))
+            (RecordDigest::Sha256(Sha256::digest(&text).into()), Some(text))
+        } else if flags & FLAG_SAME_AS != 0 {
+            let incident = take_varint(&mut data)?;
+            let incident = i64::try_from(incident)
+                .ok()
+                .filter(|&id| id > 0)
+                .ok_or_else(|| format!("line {seq}: refers to incident {incident}, not an id"))?;
+            let line =
+                RecordedLine { incident: IncidentId(incident), seq: take_varint(&mut data)? };
+            (RecordDigest::SameAs(line), None)
         } else {
-            (take(&mut data, 32)?.try_into().expect("32 bytes"), None)
+            (RecordDigest::Sha256(take(&mut data, 32)?.try_into().expect("32 bytes")), None)
         };
         records.push(Record { seq, file, offset, sha256, text });
     }
@@ -438,14 +486,16 @@ mod tests {
         ];
         let mut chunk = LinesChunk::default();
         for (i, (e, text)) in lines.iter().enumerate() {
-            chunk.push(10 + i as u64, &e.file, e.offset, &e.sha256, text.then_some(&e.line[..]));
+            let content = if *text { Content::Text(&e.line) } else { Content::Digest(&e.sha256) };
+            chunk.push(10 + i as u64, &e.file, e.offset, content);
         }
         assert_eq!((chunk.first_seq, chunk.last_seq(), chunk.lines), (10, 14, 5));
         let records = decode_lines(&chunk.data, chunk.first_seq).unwrap();
         assert_eq!(records.len(), 5);
         for (i, (record, (e, text))) in records.iter().zip(&lines).enumerate() {
             assert_eq!(record.seq, 10 + i as u64);
-            assert_eq!((&record.file, record.offset, record.sha256), (&e.file, e.offset, e.sha256));
+            let digest = RecordDigest::Sha256(e.sha256);
+            assert_eq!((&record.file, record.offset, record.sha256), (&e.file, e.offset, digest));
             assert_eq!(record.text.as_deref(), text.then_some(&e.line[..]));
         }
         // The file is said once per run of lines, not per line.
@@ -460,9 +510,53 @@ mod tests {
         let mut chunk = LinesChunk::default();
         let e = ev("/var/log/some/long/path/auth.log", 0, b"x");
         for seq in 0..1000 {
-            chunk.push(seq, &e.file, seq * 110, &e.sha256, None);
+            chunk.push(seq, &e.file, seq * 110, Content::Digest(&e.sha256));
         }
         assert!(chunk.data.len() < 1000 * 36, "{} bytes", chunk.data.len());
+    }
+
+    #[test]
+    fn a_line_recorded_elsewhere_costs_a_few_bytes_and_reads_back_as_a_reference() {
+        let mut chunk = LinesChunk::default();
+        let e = ev("/var/log/auth.log", 0, b"x");
+        for seq in 0..1000 {
+            let line = RecordedLine { incident: IncidentId(70_000 + seq as i64), seq: seq * 3 };
+            let content =
+                if seq == 500 { Content::Digest(&e.sha256) } else { Content::SameAs(line) };
+            chunk.push(seq, &e.file, seq * 110, content);
+        }
+        assert!(chunk.data.len() < 1000 * 9, "{} bytes", chunk.data.len());
+        let records = decode_lines(&chunk.data, 0).unwrap();
+        assert_eq!(records.len(), 1000);
+        for record in &records {
+            let expected = if record.seq == 500 {
+                RecordDigest::Sha256(e.sha256)
+            } else {
+                let incident = IncidentId(70_000 + record.seq as i64);
+                RecordDigest::SameAs(RecordedLine { incident, seq: record.seq * 3 })
+            };
+            assert_eq!(
+                (record.offset, record.sha256, &record.text),
+                (record.seq * 110, expected, &None)
+            );
+        }
+    }
+
+    #[test]
+    fn a_reference_that_cannot_be_one_is_refused() {
+        // Text and reference together.
+        let both = [0, FLAG_FILE | FLAG_TEXT | FLAG_SAME_AS, 1, b'f', 0, 1, b'x'];
+        assert!(decode_lines(&both, 0).unwrap_err().contains("both a text and a reference"));
+        // Incident 0 and incidents beyond i64 are no rowids.
+        let zero = [0, FLAG_FILE | FLAG_SAME_AS, 1, b'f', 0, 0, 4];
+        assert!(decode_lines(&zero, 0).unwrap_err().contains("refers to incident 0"));
+        let mut beyond = vec![0, FLAG_FILE | FLAG_SAME_AS, 1, b'f', 0];
+        beyond.extend_from_slice(&[0xff; 9]);
+        beyond.extend_from_slice(&[0x01, 4]);
+        assert!(decode_lines(&beyond, 0).unwrap_err().contains("not an id"));
+        // Cut inside the reference.
+        let cut = [0, FLAG_FILE | FLAG_SAME_AS, 1, b'f', 0, 0x85];
+        assert!(decode_lines(&cut, 0).unwrap_err().contains("truncated"));
     }
 
     #[test]
@@ -471,7 +565,9 @@ mod tests {
         for seq in 0..200u64 {
             let text = format!("Jan 15 00:00:{:02} server1 sshd[{}]: Failed password for invalid user u{seq} from 198.18.0.7 port {} ssh2", seq % 60, 4000 + seq, 30000 + seq);
             let e = ev("/var/log/auth.log", seq * 110, text.as_bytes());
-            chunk.push(seq, &e.file, e.offset, &e.sha256, (seq % 3 != 0).then_some(&e.line[..]));
+            let content =
+                if seq % 3 != 0 { Content::Text(&e.line) } else { Content::Digest(&e.sha256) };
+            chunk.push(seq, &e.file, e.offset, content);
         }
         let mut scratch = Vec::new();
         let packed = stored(&chunk.data, &mut scratch).to_vec();
@@ -528,8 +624,8 @@ mod tests {
     fn damaged_chunks_are_errors_not_panics() {
         let mut chunk = LinesChunk::default();
         let e = ev("f", 5, b"line");
-        chunk.push(0, "f", 5, &e.sha256, Some(b"line"));
-        chunk.push(1, "f", 9, &e.sha256, None);
+        chunk.push(0, "f", 5, Content::Text(b"line"));
+        chunk.push(1, "f", 9, Content::Digest(&e.sha256));
         for cut in 1..chunk.data.len() {
             match decode_lines(&chunk.data[..cut], 0) {
                 // Cut between records: the ones before it.

@@ -11,7 +11,7 @@
 //! `latest` per incident per batch); every line is counted and folded
 //! into the incident's evidence digest. See `store::evidence` for the formats.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
 use hikeshi_core::incident::{
@@ -24,7 +24,9 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::evidence::{self, LatestChunk, LegacyChunk, LinesChunk, CHUNK_BYTES};
+use super::evidence::{
+    self, Content, LatestChunk, LegacyChunk, LinesChunk, RecordDigest, RecordedLine, CHUNK_BYTES,
+};
 use super::names::{
     apply_unchecked, check_unchecked, digest_in_database, newly_kept, read_names, unseen_names,
     NameKind, UncheckedNames,
@@ -250,9 +252,11 @@ impl Loaded {
     }
 
     /// Records line `seq` of this incident: its record always, its text
-    /// for good if `keep_text`, or else among the latest lines. Writes
-    /// the batch's records as a chunk of their own once they are big
-    /// (`scratch`: a buffer for compressing it).
+    /// for good if `keep_text`, or else among the latest lines. A record
+    /// without its text points to `same_as` (the same line's record in
+    /// another incident) for its SHA-256 when given and the layout allows.
+    /// Writes the batch's records as a chunk of their own once they are
+    /// big (`scratch`: a buffer for compressing it).
     #[allow(clippy::too_many_arguments)]
     fn record_line(
         &mut self,
@@ -263,6 +267,7 @@ impl Loaded {
         seq: u64,
         ev: EvidenceRef<'_>,
         keep_text: bool,
+        same_as: Option<RecordedLine>,
         scratch: &mut Vec<u8>,
     ) -> rusqlite::Result<()> {
         if !keep_text && latest_cap > 0 {
@@ -278,8 +283,13 @@ impl Loaded {
                     }
                 }
             }
-            EvidenceLayout::Current { .. } => {
-                self.lines.push(seq, ev.file, ev.offset, &ev.sha256, keep_text.then_some(ev.line));
+            EvidenceLayout::Current { shared_records, .. } => {
+                let content = match same_as {
+                    _ if keep_text => Content::Text(ev.line),
+                    Some(line) if shared_records => Content::SameAs(line),
+                    _ => Content::Digest(&ev.sha256),
+                };
+                self.lines.push(seq, ev.file, ev.offset, content);
                 if self.lines.data.len() >= CHUNK_BYTES {
                     // Written now, in this transaction: the buffer is
                     // reused, so a long attack neither grows memory nor
@@ -768,6 +778,11 @@ impl<'s> Batch<'s> {
     /// to the evidence. It never changes the severity and writes no
     /// timeline row (the counters record it); this is the hot path of a
     /// scan through a long attack, so it builds no [`Observation`].
+    ///
+    /// `same_as`: this very line's record in another incident, made in
+    /// this batch (what an earlier call returned); the record here then
+    /// points there for the line's SHA-256 instead of repeating it.
+    /// Returns where this line's record is.
     pub fn record_attempt(
         &mut self,
         id: IncidentId,
@@ -775,7 +790,8 @@ impl<'s> Batch<'s> {
         host: Option<&str>,
         user: Option<&str>,
         evidence: EvidenceRef<'_>,
-    ) -> Result<(), StoreError> {
+        same_as: Option<RecordedLine>,
+    ) -> Result<RecordedLine, StoreError> {
         self.load(id)?;
         let limits = self.options.limits;
         let cache = &mut *self.cache;
@@ -796,9 +812,11 @@ impl<'s> Batch<'s> {
         let seq = loaded.campaign.note_evidence(&evidence.sha256);
         loaded.dirty = true;
         let keep = cap.keeps_first(seq);
+        let layout = self.layout;
         loaded
-            .record_line(self.conn, self.layout, id, cap.latest, seq, evidence, keep, scratch)
-            .map_err(|e| StoreError::from_sqlite(self.path, self.options.busy_timeout, e))
+            .record_line(self.conn, layout, id, cap.latest, seq, evidence, keep, same_as, scratch)
+            .map_err(|e| StoreError::from_sqlite(self.path, self.options.busy_timeout, e))?;
+        Ok(RecordedLine { incident: id, seq })
     }
 
     /// The aggregate of incident `id` as this batch has made it so far,
@@ -831,7 +849,17 @@ impl<'s> Batch<'s> {
             let keep = cap.keeps_first(seq) || (pin_last && i + 1 == lines.len());
             let (layout, scratch) = (self.layout, &mut cache.scratch);
             loaded
-                .record_line(self.conn, layout, id, cap.latest, seq, ev.as_ref(), keep, scratch)
+                .record_line(
+                    self.conn,
+                    layout,
+                    id,
+                    cap.latest,
+                    seq,
+                    ev.as_ref(),
+                    keep,
+                    None,
+                    scratch,
+                )
                 .map_err(|e| StoreError::from_sqlite(self.path, self.options.busy_timeout, e))?;
         }
         Ok(())
@@ -872,7 +900,17 @@ impl<'s> Batch<'s> {
         // incident (their records are consecutive).
         let (latest, scratch) = (self.options.limits.evidence.latest, &mut cache.scratch);
         loaded
-            .record_line(self.conn, self.layout, id, latest, seq, evidence.as_ref(), true, scratch)
+            .record_line(
+                self.conn,
+                self.layout,
+                id,
+                latest,
+                seq,
+                evidence.as_ref(),
+                true,
+                None,
+                scratch,
+            )
             .map_err(|e| StoreError::from_sqlite(self.path, self.options.busy_timeout, e))?;
         self.insert_timeline(id, at, actor, TimelineKind::EvidenceAdded, detail)?;
         Ok(seq)
@@ -960,7 +998,7 @@ impl<'s> Batch<'s> {
         let mut dirty: Vec<IncidentId> =
             self.cache.loaded.iter().filter(|(_, l)| l.dirty).map(|(id, _)| *id).collect();
         dirty.sort_unstable();
-        let EvidenceLayout::Current { legacy_rolling } = self.layout else {
+        let EvidenceLayout::Current { legacy_rolling, .. } = self.layout else {
             return self.flush_incidents(&dirty);
         };
         // The texts this commit compresses: the first lines' not yet
@@ -1109,7 +1147,7 @@ impl<'s> Batch<'s> {
                 }
                 let window_start = to_i64(cap.latest_start(c.evidence_lines));
                 match self.layout {
-                    EvidenceLayout::Current { legacy_rolling } => {
+                    EvidenceLayout::Current { legacy_rolling, .. } => {
                         if !loaded.lines.is_empty() {
                             insert_lines(self.conn, id, &loaded.lines, scratch)?;
                         }
@@ -1286,6 +1324,16 @@ fn insert_legacy(
 ) -> rusqlite::Result<()> {
     let seqs = (chunk.first_seq.unwrap_or(0), chunk.last_seq, chunk.lines);
     insert_chunk(conn, sql, id, seqs, &chunk.data)
+}
+
+/// An `evidence_lines` record as read, with its SHA-256 found.
+struct LineRecord {
+    seq: u64,
+    file: String,
+    offset: u64,
+    sha256: Sha256Digest,
+    /// The exact bytes, if its chunk kept them.
+    text: Option<Vec<u8>>,
 }
 
 /// Counters and offsets fit in i64 by a wide margin (2^63 bytes, lines or
@@ -1599,35 +1647,29 @@ impl super::Store {
                     .map_err(|e| bad("evidence_latest", chunk_id, e))?;
                 latest.extend(texts.into_iter().map(|(seq, text)| (seq, (chunk_id, text))));
             }
-            for (chunk_id, first_seq, data) in self.read_chunks("evidence_lines", id)? {
-                let first_seq = u64::try_from(first_seq).map_err(|_| {
-                    bad("evidence_lines", chunk_id, format!("first_seq {first_seq}"))
-                })?;
-                let records = evidence::decode_lines(&data, first_seq)
-                    .map_err(|e| bad("evidence_lines", chunk_id, e))?;
-                for record in records {
-                    let line = match (record.text, latest.remove(&record.seq)) {
-                        (Some(text), _) => text,
-                        (None, Some((latest_chunk, text))) => {
-                            if <[u8; 32]>::from(Sha256::digest(&text)) != record.sha256 {
-                                return Err(bad(
-                                    "evidence_latest",
-                                    latest_chunk,
-                                    format!("line {} does not match its SHA-256", record.seq),
-                                ));
-                            }
-                            text
+            let shown = |r: &evidence::Record| r.text.is_some() || latest.contains_key(&r.seq);
+            for record in self.line_records(id, shown)? {
+                let line = match (record.text, latest.remove(&record.seq)) {
+                    (Some(text), _) => text,
+                    (None, Some((latest_chunk, text))) => {
+                        if <[u8; 32]>::from(Sha256::digest(&text)) != record.sha256 {
+                            return Err(bad(
+                                "evidence_latest",
+                                latest_chunk,
+                                format!("line {} does not match its SHA-256", record.seq),
+                            ));
                         }
-                        (None, None) => continue,
-                    };
-                    let evidence = Evidence {
-                        file: record.file,
-                        offset: record.offset,
-                        line,
-                        sha256: record.sha256,
-                    };
-                    out.push(StoredEvidence { seq: record.seq, evidence });
-                }
+                        text
+                    }
+                    (None, None) => continue,
+                };
+                let evidence = Evidence {
+                    file: record.file,
+                    offset: record.offset,
+                    line,
+                    sha256: record.sha256,
+                };
+                out.push(StoredEvidence { seq: record.seq, evidence });
             }
             if let Some((seq, (chunk_id, _))) = latest.into_iter().next() {
                 return Err(bad("evidence_latest", chunk_id, format!("line {seq} has no record")));
@@ -1658,29 +1700,99 @@ impl super::Store {
             })
             .collect();
         if matches!(self.layout(), EvidenceLayout::Current { .. }) {
-            for (chunk_id, first_seq, data) in self.read_chunks("evidence_lines", id)? {
-                let bad = |e: String| {
-                    bad_value(
-                        self.path(),
-                        format!("incident {id}, evidence_lines chunk {chunk_id}: {e}"),
-                    )
-                };
-                let first_seq =
-                    u64::try_from(first_seq).map_err(|_| bad(format!("first_seq {first_seq}")))?;
-                let records = evidence::decode_lines(&data, first_seq).map_err(bad)?;
-                out.extend(records.into_iter().map(|r| EvidenceRecord {
-                    seq: r.seq,
-                    file: r.file,
-                    offset: r.offset,
-                    sha256: r.sha256,
-                    text_kept: false,
-                }));
-            }
+            out.extend(self.line_records(id, |_| true)?.into_iter().map(|r| EvidenceRecord {
+                seq: r.seq,
+                file: r.file,
+                offset: r.offset,
+                sha256: r.sha256,
+                text_kept: false,
+            }));
         }
         // Kept lines first among equal seqs: the kept copy wins.
         out.sort_by_key(|r| (r.seq, !r.text_kept));
         out.dedup_by_key(|r| r.seq);
         Ok(out)
+    }
+
+    /// The `evidence_lines` records of incident `id` that `wanted` picks,
+    /// in `seq` order, each with its SHA-256: a record that points to the
+    /// same line's record in another incident (see [`evidence`]) has it
+    /// looked up there, and a pointer that does not lead to a record of
+    /// the same file and offset holding a digest is damage.
+    fn line_records(
+        &self,
+        id: IncidentId,
+        wanted: impl Fn(&evidence::Record) -> bool,
+    ) -> Result<Vec<LineRecord>, StoreError> {
+        let bad = |chunk_id: i64, e: String| {
+            bad_value(self.path(), format!("incident {id}, evidence_lines chunk {chunk_id}: {e}"))
+        };
+        let mut records: Vec<(i64, evidence::Record)> = Vec::new();
+        for (chunk_id, first_seq, data) in self.read_chunks("evidence_lines", id)? {
+            let first_seq = u64::try_from(first_seq)
+                .map_err(|_| bad(chunk_id, format!("first_seq {first_seq}")))?;
+            let decoded = evidence::decode_lines(&data, first_seq).map_err(|e| bad(chunk_id, e))?;
+            records.extend(decoded.into_iter().filter(&wanted).map(|r| (chunk_id, r)));
+        }
+        // The records pointed to, read once per incident they are in.
+        let mut pointed: BTreeMap<RecordedLine, Option<(String, u64, Sha256Digest)>> = records
+            .iter()
+            .filter_map(|(_, r)| match r.sha256 {
+                RecordDigest::SameAs(line) => Some((line, None)),
+                RecordDigest::Sha256(_) => None,
+            })
+            .collect();
+        let incidents: BTreeSet<IncidentId> = pointed.keys().map(|line| line.incident).collect();
+        for other in incidents {
+            for (chunk_id, first_seq, data) in self.read_chunks("evidence_lines", other)? {
+                let bad_there = |e: String| {
+                    bad_value(
+                        self.path(),
+                        format!("incident {other}, evidence_lines chunk {chunk_id}: {e}"),
+                    )
+                };
+                let first_seq = u64::try_from(first_seq)
+                    .map_err(|_| bad_there(format!("first_seq {first_seq}")))?;
+                for r in evidence::decode_lines(&data, first_seq).map_err(bad_there)? {
+                    let line = RecordedLine { incident: other, seq: r.seq };
+                    if let Some(slot) = pointed.get_mut(&line) {
+                        *slot = match r.sha256 {
+                            RecordDigest::Sha256(sha256) => Some((r.file, r.offset, sha256)),
+                            RecordDigest::SameAs(_) => None,
+                        };
+                    }
+                }
+            }
+        }
+        records
+            .into_iter()
+            .map(|(chunk_id, r)| {
+                let sha256 = match r.sha256 {
+                    RecordDigest::Sha256(sha256) => sha256,
+                    RecordDigest::SameAs(line) => match &pointed[&line] {
+                        Some((file, offset, sha256)) if *file == r.file && *offset == r.offset => {
+                            *sha256
+                        }
+                        found => {
+                            let what = match found {
+                                Some((file, offset, _)) => {
+                                    format!("a record of another line ({file}:{offset})")
+                                }
+                                None => "no record with a digest".to_string(),
+                            };
+                            return Err(bad(
+                                chunk_id,
+                                format!(
+                                    "line {} refers to incident {} line {}, which has {what}",
+                                    r.seq, line.incident, line.seq
+                                ),
+                            ));
+                        }
+                    },
+                };
+                Ok(LineRecord { seq: r.seq, file: r.file, offset: r.offset, sha256, text: r.text })
+            })
+            .collect()
     }
 
     /// The chunks of one incident in `table`: id, first_seq, data.

@@ -29,6 +29,7 @@ pub mod lifecycle;
 mod names;
 pub mod schema;
 
+pub use evidence::RecordedLine;
 pub use incidents::{
     Batch, EvidenceRecord, Incident, IncidentDetail, IncidentFilter, StoredEvidence,
     StoredTimelineEntry,
@@ -172,8 +173,9 @@ pub(crate) enum EvidenceLayout {
     /// Schema version 5 on: a record per line in `evidence_lines`, the
     /// latest texts in `evidence_latest`. `legacy_rolling`: the database
     /// was migrated with rows in the old rolling table, which the window
-    /// still trims.
-    Current { legacy_rolling: bool },
+    /// still trims. `shared_records` (version 7 on): a line counted in
+    /// two incidents may have its SHA-256 stored only in the first.
+    Current { legacy_rolling: bool, shared_records: bool },
     /// A store opened at an older schema (tests, benchmarks): the kept
     /// lines in `evidence` and `evidence_recent`.
     Legacy,
@@ -283,7 +285,9 @@ impl Store {
             let legacy_rolling = conn
                 .query_row("SELECT EXISTS (SELECT 1 FROM evidence_recent)", [], |r| r.get(0))
                 .map_err(fail)?;
-            EvidenceLayout::Current { legacy_rolling }
+            let shared_records =
+                schema::latest_version(options.migrations) >= schema::SHARED_RECORDS_VERSION;
+            EvidenceLayout::Current { legacy_rolling, shared_records }
         };
         Ok(Store {
             conn,

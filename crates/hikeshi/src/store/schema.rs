@@ -32,11 +32,23 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 4, name: "audit_log", sql: super::audit::SCHEMA },
     Migration { version: EVIDENCE_LINES_VERSION, name: "evidence_lines", sql: EVIDENCE_LINES },
     Migration { version: 6, name: "incident_changes", sql: INCIDENT_CHANGES },
+    Migration { version: SHARED_RECORDS_VERSION, name: "shared_records", sql: SHARED_RECORDS },
 ];
 
 /// The schema version from which evidence is written as a record per line
 /// (`evidence_lines`, `evidence_latest`).
 pub const EVIDENCE_LINES_VERSION: u32 = 5;
+
+/// The schema version from which a line counted in two incidents has its
+/// SHA-256 stored once (`store::evidence`, flag bit 2).
+pub const SHARED_RECORDS_VERSION: u32 = 7;
+
+/// No table changes: version 7 marks that `evidence_lines` records may
+/// point to another incident's record of the same line for its SHA-256,
+/// so that a hikeshi which cannot read such records refuses the database
+/// (as too new) instead of failing on them.
+pub const SHARED_RECORDS: &str =
+    "-- evidence_lines records may refer to another incident's record\n";
 
 /// The schema version this build writes.
 pub fn latest_version(migrations: &[Migration]) -> u32 {

@@ -854,10 +854,10 @@ fn attempts_and_attachments_in_one_batch_keep_consecutive_records() {
             let mut o = obs("203.0.113.7", Severity::Medium, 0, 2, &[]);
             o.evidence = all[..2].to_vec();
             let (id, _) = b.open_or_update_incident(o)?;
-            b.record_attempt(id, t(1), Some("web1"), Some("root"), all[2].as_ref())?;
+            b.record_attempt(id, t(1), Some("web1"), Some("root"), all[2].as_ref(), None)?;
             assert_eq!(b.add_evidence(id, t(2), &Actor::Automatic, doc.clone())?, 3);
             for e in &all[3..] {
-                b.record_attempt(id, t(3), Some("web2"), Some("admin"), e.as_ref())?;
+                b.record_attempt(id, t(3), Some("web2"), Some("admin"), e.as_ref(), None)?;
             }
             Ok::<_, StoreError>(id)
         })
@@ -959,12 +959,12 @@ fn attempts_keep_users_and_hosts_up_to_the_cap_and_count_every_sighting_beyond()
             let (id, _) =
                 b.open_or_update_incident(obs("203.0.113.7", Severity::Medium, 0, 1, &["a"]))?;
             for (user, host) in [("b", "web1"), ("b", "web1"), ("d", "web2"), ("d", "web2")] {
-                b.record_attempt(id, t(1), Some(host), Some(user), line.as_ref())?;
+                b.record_attempt(id, t(1), Some(host), Some(user), line.as_ref(), None)?;
             }
             // A finding between attempts adds a user the attempts then see.
             b.open_or_update_incident(obs("203.0.113.7", Severity::Medium, 2, 1, &["c"]))?;
             for user in ["c", "e", "a", "e"] {
-                b.record_attempt(id, t(3), Some("web1"), Some(user), line.as_ref())?;
+                b.record_attempt(id, t(3), Some("web1"), Some(user), line.as_ref(), None)?;
             }
             Ok::<_, StoreError>(id)
         })
@@ -1099,6 +1099,7 @@ fn run_name_steps(path: &Path, options: StoreOptions, steps: &[NameStep]) -> Vec
                         host.as_deref(),
                         user.as_deref(),
                         line.as_ref(),
+                        None,
                     )
                     .unwrap();
             }
@@ -1161,8 +1162,8 @@ fn a_spray_against_an_incident_read_back_keeps_the_first_names_up_to_the_cap() {
         .write(|b| {
             for i in 0..1_000 {
                 let user = format!("user{i:04}");
-                b.record_attempt(id, t(1), Some("web1"), Some(&user), line.as_ref())?;
-                b.record_attempt(id, t(1), Some("web1"), Some("root"), line.as_ref())?;
+                b.record_attempt(id, t(1), Some("web1"), Some(&user), line.as_ref(), None)?;
+                b.record_attempt(id, t(1), Some("web1"), Some("root"), line.as_ref(), None)?;
             }
             Ok::<_, StoreError>(())
         })
@@ -1198,10 +1199,188 @@ fn a_name_row_of_an_unknown_kind_is_a_clear_error_when_the_names_are_read() {
     let names_before = count(&store, "incident_names");
     let line = lines(0, 1).remove(0);
     let mut batch = store.batch().unwrap();
-    batch.record_attempt(id, t(1), Some("web1"), Some("admin"), line.as_ref()).unwrap();
+    batch.record_attempt(id, t(1), Some("web1"), Some("admin"), line.as_ref(), None).unwrap();
     let err = batch.campaign(id).unwrap_err().to_string();
     assert!(err.contains("unknown kind"), "{err}");
     drop(batch);
     assert_eq!(count(&store, "incident_names"), names_before);
     assert_eq!(store.list_incidents(&IncidentFilter::default()).unwrap_err().to_string(), err);
+}
+
+/// An account incident and a source incident, each given `all` as
+/// attempts in one batch, the account's records pointing to the
+/// source's; returns (source, account).
+fn shared_lines(store: &mut Store, all: &[Evidence]) -> (IncidentId, IncidentId) {
+    store
+        .write(|b| {
+            let (source, _) =
+                b.open_or_update_incident(obs("203.0.113.7", Severity::Medium, 0, 5, &[]))?;
+            let account = Observation::new(
+                CampaignKey::for_user("root"),
+                "account_attack",
+                Severity::Medium,
+                t(0),
+                5,
+            );
+            let (account, _) = b.open_or_update_incident(account)?;
+            for line in all {
+                let at = b.record_attempt(
+                    source,
+                    t(1),
+                    Some("web1"),
+                    Some("root"),
+                    line.as_ref(),
+                    None,
+                )?;
+                assert_eq!(at.incident, source);
+                b.record_attempt(account, t(1), Some("web1"), None, line.as_ref(), Some(at))?;
+            }
+            Ok::<_, StoreError>((source, account))
+        })
+        .unwrap()
+}
+
+fn chunk_bytes(store: &Store, id: IncidentId) -> i64 {
+    store
+        .conn()
+        .query_row(
+            "SELECT sum(length(data)) FROM evidence_lines WHERE incident_id = ?1",
+            [id.0],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+#[test]
+fn a_line_counted_in_two_incidents_has_its_digest_stored_once_and_proven_in_both() {
+    let (_dir, path) = temp();
+    let limits = Limits { evidence: EvidenceCap::from_max_lines(6), ..Limits::default() };
+    let mut store = Store::open_with(&path, with_limits(limits)).unwrap();
+    let all = lines(0, 2_000);
+    let (source, account) = shared_lines(&mut store, &all);
+    for id in [source, account] {
+        let records = store.evidence_records(id).unwrap();
+        assert_eq!(records.len(), 2_000, "incident {id}: every line has its record");
+        for (record, e) in records.iter().zip(&all) {
+            assert_eq!((&record.file, record.offset, record.sha256), (&e.file, e.offset, e.sha256));
+        }
+        let detail = store.get_incident(id).unwrap();
+        assert_eq!(digest_of_records(&records), detail.incident.campaign.evidence_digest);
+        // The latest lines' texts are checked against the digests found
+        // through the references.
+        let shown: Vec<u64> = detail.evidence.iter().map(|e| e.seq).collect();
+        assert_eq!(shown, [0, 1, 2, 1_997, 1_998, 1_999], "incident {id}");
+    }
+    // The account's records point to the source's: a few bytes a line
+    // where the source's hold a 32-byte digest.
+    let (source_bytes, account_bytes) = (chunk_bytes(&store, source), chunk_bytes(&store, account));
+    assert!(source_bytes > 2_000 * 32, "{source_bytes}");
+    assert!(account_bytes < 2_000 * 10, "{account_bytes}");
+    let report = store.audit_verify(None).unwrap();
+    assert!(report.broken.is_none(), "{report:?}");
+}
+
+#[test]
+fn a_store_at_schema_6_repeats_the_digest() {
+    let (_dir, path) = temp();
+    let limits = Limits { evidence: EvidenceCap::from_max_lines(6), ..Limits::default() };
+    let options = StoreOptions { migrations: &MIGRATIONS[..6], ..with_limits(limits) };
+    let mut store = Store::open_with(&path, options).unwrap();
+    let all = lines(0, 500);
+    let (source, account) = shared_lines(&mut store, &all);
+    assert!(chunk_bytes(&store, account) > 500 * 32);
+    let records = store.evidence_records(account).unwrap();
+    assert_eq!(
+        records.iter().map(|r| r.sha256).collect::<Vec<_>>(),
+        all.iter().map(|e| e.sha256).collect::<Vec<_>>()
+    );
+    drop(store);
+    // Opening with this build migrates it; the old records still read.
+    let store = Store::open(&path).unwrap();
+    assert_eq!(schema::user_version(store.conn()).unwrap(), schema::latest_version(MIGRATIONS));
+    assert_eq!(store.evidence_records(source).unwrap().len(), 500);
+}
+
+#[test]
+fn a_reference_that_leads_nowhere_or_to_another_line_is_a_clear_error() {
+    let (_dir, path) = temp();
+    let mut store = Store::open(&path).unwrap();
+    let all = lines(0, 3);
+    let (source, _) = shared_lines(&mut store, &all);
+    // Chunks written by hand, as damage (or a forger) would: one line of
+    // a new incident pointing to `to`, read from `offset`.
+    let forged = |store: &mut Store, to: RecordedLine, offset: u64| {
+        let id = store
+            .open_or_update_incident(obs("198.51.100.9", Severity::Medium, 0, 1, &[]))
+            .unwrap()
+            .0;
+        let mut chunk = evidence::LinesChunk::default();
+        chunk.push(0, "/var/log/auth.log", offset, evidence::Content::SameAs(to));
+        store
+            .conn()
+            .execute(
+                "INSERT INTO evidence_lines (incident_id, first_seq, last_seq, lines, data) \
+                 VALUES (?1, 1000, 1000, 1, ?2)",
+                rusqlite::params![id.0, chunk.data],
+            )
+            .unwrap();
+        let err = store.evidence_records(id).unwrap_err().to_string();
+        store.set_state(id, State::Closed, t(9), &Actor::Automatic).unwrap();
+        err
+    };
+    let nowhere = forged(&mut store, RecordedLine { incident: IncidentId(999), seq: 0 }, 0);
+    assert!(nowhere.contains("refers to incident 999 line 0, which has no record"), "{nowhere}");
+    let elsewhere = forged(&mut store, RecordedLine { incident: source, seq: 1 }, 0);
+    assert!(
+        elsewhere.contains("which has a record of another line (/var/log/auth.log:100)"),
+        "{elsewhere}"
+    );
+    assert!(elsewhere.contains("evidence_lines chunk"), "{elsewhere}");
+}
+
+#[test]
+fn a_chunk_written_early_leaves_nothing_behind_for_a_large_commit() {
+    // Lines of 100 KiB: every kept one fills a chunk, written at once, so
+    // all of incident a's texts are written before the commit; b's latest
+    // lines make the commit large enough to compress its texts apart.
+    // Nothing empty may be left to compress or write: a chunk that filled
+    // up on an incident's last line of a large commit used to crash it.
+    let (_dir, path) = temp();
+    let limits = Limits { evidence: EvidenceCap::from_max_lines(8), ..Limits::default() };
+    let mut store = Store::open_with(&path, with_limits(limits)).unwrap();
+    let big = |from: u64, n: u64| -> Vec<Evidence> {
+        (from..from + n)
+            .map(|i| {
+                let mut text = format!("Failed password for root port {i} ").into_bytes();
+                text.resize(100 << 10, b'x');
+                Evidence::new("/var/log/auth.log", i << 20, &text)
+            })
+            .collect()
+    };
+    let (a_lines, b_lines) = (big(0, 4), big(100, 8));
+    let (a, b) = store
+        .write(|batch| {
+            let (a, _) =
+                batch.open_or_update_incident(obs("203.0.113.7", Severity::Medium, 0, 1, &[]))?;
+            let (b, _) =
+                batch.open_or_update_incident(obs("203.0.113.8", Severity::Medium, 0, 1, &[]))?;
+            for (id, lines) in [(a, &a_lines), (b, &b_lines)] {
+                for line in lines {
+                    batch.record_attempt(id, t(1), Some("web1"), None, line.as_ref(), None)?;
+                }
+            }
+            Ok::<_, StoreError>((a, b))
+        })
+        .unwrap();
+    let shown = |id| -> Vec<Vec<u8>> {
+        let detail = store.get_incident(id).unwrap();
+        detail.evidence.into_iter().map(|e| e.evidence.line).collect()
+    };
+    assert_eq!(shown(a), a_lines.iter().map(|e| e.line.clone()).collect::<Vec<_>>());
+    assert_eq!(shown(b), b_lines.iter().map(|e| e.line.clone()).collect::<Vec<_>>());
+    let empty: i64 = store
+        .conn()
+        .query_row("SELECT count(*) FROM evidence_lines WHERE lines = 0", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(empty, 0);
 }
