@@ -245,7 +245,7 @@ pub(super) struct Record {
     pub seq: u64,
     pub file: String,
     pub offset: u64,
-    pub sha256: RecordDigest,
+    pub digest: RecordDigest,
     /// The exact bytes, if this chunk kept them.
     pub text: Option<Vec<u8>>,
 }
@@ -283,7 +283,7 @@ pub(super) fn decode_lines(data: &[u8], first_seq: u64) -> Result<Vec<Record>, S
         }
         let file = file.clone().ok_or_else(|| format!("line {seq}: no file named before it"))?;
         offset = offset.wrapping_add(unzigzag(take_varint(&mut data)?) as u64);
-        let (sha256, text) = if flags & FLAG_TEXT != 0 {
+        let (digest, text) = if flags & FLAG_TEXT != 0 {
             let text = take_sized(&mut data)?.to_vec();
             (RecordDigest::Sha256(Sha256::digest(&text).into()), Some(text))
         } else if flags & FLAG_SAME_AS != 0 {
@@ -298,7 +298,7 @@ pub(super) fn decode_lines(data: &[u8], first_seq: u64) -> Result<Vec<Record>, S
         } else {
             (RecordDigest::Sha256(take(&mut data, 32)?.try_into().expect("32 bytes")), None)
         };
-        records.push(Record { seq, file, offset, sha256, text });
+        records.push(Record { seq, file, offset, digest, text });
     }
     Ok(records)
 }
@@ -495,7 +495,7 @@ mod tests {
         for (i, (record, (e, text))) in records.iter().zip(&lines).enumerate() {
             assert_eq!(record.seq, 10 + i as u64);
             let digest = RecordDigest::Sha256(e.sha256);
-            assert_eq!((&record.file, record.offset, record.sha256), (&e.file, e.offset, digest));
+            assert_eq!((&record.file, record.offset, record.digest), (&e.file, e.offset, digest));
             assert_eq!(record.text.as_deref(), text.then_some(&e.line[..]));
         }
         // The file is said once per run of lines, not per line.
@@ -536,7 +536,7 @@ mod tests {
                 RecordDigest::SameAs(RecordedLine { incident, seq: record.seq * 3 })
             };
             assert_eq!(
-                (record.offset, record.sha256, &record.text),
+                (record.offset, record.digest, &record.text),
                 (record.seq * 110, expected, &None)
             );
         }

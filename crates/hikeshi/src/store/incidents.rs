@@ -284,10 +284,10 @@ impl Loaded {
                 }
             }
             EvidenceLayout::Current { shared_records, .. } => {
-                let content = match same_as {
+                let content = match same_as.filter(|_| shared_records) {
                     _ if keep_text => Content::Text(ev.line),
-                    Some(line) if shared_records => Content::SameAs(line),
-                    _ => Content::Digest(&ev.sha256),
+                    Some(line) => Content::SameAs(line),
+                    None => Content::Digest(&ev.sha256),
                 };
                 self.lines.push(seq, ev.file, ev.offset, content);
                 if self.lines.data.len() >= CHUNK_BYTES {
@@ -1724,66 +1724,48 @@ impl super::Store {
         id: IncidentId,
         wanted: impl Fn(&evidence::Record) -> bool,
     ) -> Result<Vec<LineRecord>, StoreError> {
-        let bad = |chunk_id: i64, e: String| {
-            bad_value(self.path(), format!("incident {id}, evidence_lines chunk {chunk_id}: {e}"))
-        };
-        let mut records: Vec<(i64, evidence::Record)> = Vec::new();
-        for (chunk_id, first_seq, data) in self.read_chunks("evidence_lines", id)? {
-            let first_seq = u64::try_from(first_seq)
-                .map_err(|_| bad(chunk_id, format!("first_seq {first_seq}")))?;
-            let decoded = evidence::decode_lines(&data, first_seq).map_err(|e| bad(chunk_id, e))?;
-            records.extend(decoded.into_iter().filter(&wanted).map(|r| (chunk_id, r)));
-        }
+        let mut records = self.decoded_lines(id)?;
+        records.retain(|(_, r)| wanted(r));
         // The records pointed to, read once per incident they are in.
         let mut pointed: BTreeMap<RecordedLine, Option<(String, u64, Sha256Digest)>> = records
             .iter()
-            .filter_map(|(_, r)| match r.sha256 {
+            .filter_map(|(_, r)| match r.digest {
                 RecordDigest::SameAs(line) => Some((line, None)),
                 RecordDigest::Sha256(_) => None,
             })
             .collect();
         let incidents: BTreeSet<IncidentId> = pointed.keys().map(|line| line.incident).collect();
         for other in incidents {
-            for (chunk_id, first_seq, data) in self.read_chunks("evidence_lines", other)? {
-                let bad_there = |e: String| {
-                    bad_value(
-                        self.path(),
-                        format!("incident {other}, evidence_lines chunk {chunk_id}: {e}"),
-                    )
-                };
-                let first_seq = u64::try_from(first_seq)
-                    .map_err(|_| bad_there(format!("first_seq {first_seq}")))?;
-                for r in evidence::decode_lines(&data, first_seq).map_err(bad_there)? {
-                    let line = RecordedLine { incident: other, seq: r.seq };
-                    if let Some(slot) = pointed.get_mut(&line) {
-                        *slot = match r.sha256 {
-                            RecordDigest::Sha256(sha256) => Some((r.file, r.offset, sha256)),
-                            RecordDigest::SameAs(_) => None,
-                        };
-                    }
+            for (_, r) in self.decoded_lines(other)? {
+                if let Some(slot) = pointed.get_mut(&RecordedLine { incident: other, seq: r.seq }) {
+                    *slot = match r.digest {
+                        RecordDigest::Sha256(sha256) => Some((r.file, r.offset, sha256)),
+                        RecordDigest::SameAs(_) => None,
+                    };
                 }
             }
         }
         records
             .into_iter()
             .map(|(chunk_id, r)| {
-                let sha256 = match r.sha256 {
+                let sha256 = match r.digest {
                     RecordDigest::Sha256(sha256) => sha256,
                     RecordDigest::SameAs(line) => match &pointed[&line] {
                         Some((file, offset, sha256)) if *file == r.file && *offset == r.offset => {
                             *sha256
                         }
                         found => {
-                            let what = match found {
-                                Some((file, offset, _)) => {
+                            let what = found.as_ref().map_or_else(
+                                || "no record with a digest".to_string(),
+                                |(file, offset, _)| {
                                     format!("a record of another line ({file}:{offset})")
-                                }
-                                None => "no record with a digest".to_string(),
-                            };
-                            return Err(bad(
-                                chunk_id,
+                                },
+                            );
+                            return Err(bad_value(
+                                self.path(),
                                 format!(
-                                    "line {} refers to incident {} line {}, which has {what}",
+                                    "incident {id}, evidence_lines chunk {chunk_id}: line {} \
+                                     refers to incident {} line {}, which has {what}",
                                     r.seq, line.incident, line.seq
                                 ),
                             ));
@@ -1793,6 +1775,25 @@ impl super::Store {
                 Ok(LineRecord { seq: r.seq, file: r.file, offset: r.offset, sha256, text: r.text })
             })
             .collect()
+    }
+
+    /// Every `evidence_lines` record of incident `id` as stored, with the
+    /// id of its chunk.
+    fn decoded_lines(&self, id: IncidentId) -> Result<Vec<(i64, evidence::Record)>, StoreError> {
+        let mut records = Vec::new();
+        for (chunk_id, first_seq, data) in self.read_chunks("evidence_lines", id)? {
+            let bad = |e: String| {
+                bad_value(
+                    self.path(),
+                    format!("incident {id}, evidence_lines chunk {chunk_id}: {e}"),
+                )
+            };
+            let first_seq =
+                u64::try_from(first_seq).map_err(|_| bad(format!("first_seq {first_seq}")))?;
+            let decoded = evidence::decode_lines(&data, first_seq).map_err(bad)?;
+            records.extend(decoded.into_iter().map(|r| (chunk_id, r)));
+        }
+        Ok(records)
     }
 
     /// The chunks of one incident in `table`: id, first_seq, data.
